@@ -1,1 +1,35 @@
-//! placeholder
+//! # Social Sync core
+//!
+//! Everything a Social Sync client does that needs no window and no network: the user's
+//! identity, the Automerge documents, the SQLite store with its query index, and the
+//! notifications derived from what arrives. The desktop shell and the CLI are thin layers
+//! over [`Replica`].
+//!
+//! # Layout
+//!
+//! - [`replica`]: [`Replica`], one user's profile folder opened: every operation and query.
+//! - [`identity`]: the Ed25519 key pair in the profile folder (mode 0600).
+//! - [`model`]: the Automerge documents `user/<uid>` and `thread/<post_id>`, typed
+//!   accessors, and the write rules ([`model::rules`]).
+//! - [`store`]: the SQLite file: documents (snapshot + changes), the derived index, blobs,
+//!   settings, notifications, and the queries over them.
+//! - [`export_folder`]: documents and blobs as files, for offline exchange.
+//! - [`env`]: where time and randomness come from ([`Env`]), so tests are deterministic.
+//! - [`error`]: [`Error`], with a stable [`Error::code`] for the UI.
+
+pub mod env;
+pub mod error;
+pub mod export_folder;
+pub mod identity;
+pub mod model;
+pub mod replica;
+pub mod store;
+
+pub use env::{Clock, Env, ManualClock, SystemClock};
+pub use error::{Error, Result};
+pub use identity::Identity;
+pub use replica::{MergeOutcome, Replica};
+pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
+pub use store::notifications::{Notification, NotificationKind};
+
+pub use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};

@@ -1,0 +1,183 @@
+//! [`Error`]: everything an operation of the core can report. Each message carries the
+//! values involved and says what to do; [`Error::code`] is the stable name the UI matches
+//! on (never the message).
+
+use std::path::PathBuf;
+
+use social_sync_protocol::{CommentId, DocId, IdError, PostId};
+
+use crate::model::rules::RuleViolation;
+
+/// A result with the core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The folder holds no profile.
+    #[error("there is no profile in {path}: create one with `init --name NAME`")]
+    NoProfile {
+        /// The profile folder.
+        path: PathBuf,
+    },
+    /// `init` on a folder that already holds a profile.
+    #[error("{path} already holds a profile: use it as it is, or choose another folder")]
+    ProfileExists {
+        /// The profile folder.
+        path: PathBuf,
+    },
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The key file is not a PKCS#8 Ed25519 key.
+    #[error("the key file {path} is damaged ({detail}): restore it from a backup; without it this profile cannot write")]
+    BadKeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What the parser said.
+        detail: String,
+    },
+    /// The SQLite file is not a database, or is damaged.
+    #[error("the profile database {path} is damaged ({detail}): restore it from a backup, or move it away and import an export or sync again to rebuild it")]
+    DamagedDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        detail: String,
+    },
+    /// The database was written by a newer Social Sync.
+    #[error("the profile database {path} has schema version {found}, newer than this program knows ({known}): update Social Sync")]
+    NewerDatabase {
+        /// The database file.
+        path: PathBuf,
+        /// Its schema version.
+        found: usize,
+        /// The newest this build knows.
+        known: usize,
+    },
+    /// One stored document could not be loaded; the others are unaffected.
+    #[error("the stored document {doc} is damaged ({detail}); other documents are unaffected: receive it again by sync or import, or run `reindex` to see every damaged document")]
+    DamagedDocument {
+        /// The document.
+        doc: DocId,
+        /// What Automerge said.
+        detail: String,
+    },
+    /// A change given to merge is not an Automerge change.
+    #[error("change #{index} for {doc} is not a valid Automerge change ({detail}); nothing was merged")]
+    InvalidChange {
+        /// The document.
+        doc: DocId,
+        /// Position of the change in the batch, from 0.
+        index: usize,
+        /// What Automerge said.
+        detail: String,
+    },
+    /// A change breaks the write rules.
+    #[error("{0}; nothing was merged")]
+    Forbidden(#[from] RuleViolation),
+    /// A malformed id.
+    #[error(transparent)]
+    InvalidId(#[from] IdError),
+    /// The post is not in this profile.
+    #[error("post {0} is not in this profile: check the id, or sync to receive it")]
+    UnknownPost(PostId),
+    /// The comment is not in this profile.
+    #[error("comment {0} is not in this profile: check the id, or sync to receive it")]
+    UnknownComment(CommentId),
+    /// Deleting someone else's post or comment.
+    #[error("{what} belongs to {author}: you can only delete your own")]
+    NotYours {
+        /// "post <id>" or "comment <id>".
+        what: String,
+        /// Its author.
+        author: String,
+    },
+    /// The notification id is unknown.
+    #[error("there is no notification {0}: list them with `notifications`")]
+    UnknownNotification(String),
+    /// Following oneself.
+    #[error("you cannot follow yourself")]
+    FollowSelf,
+    /// Text over a limit, or empty where content is required.
+    #[error("{what} is {len} characters; it must be between {min} and {max}")]
+    TextLength {
+        /// "post text", "comment", "name", ...
+        what: &'static str,
+        /// Its length in characters.
+        len: usize,
+        /// Smallest allowed.
+        min: usize,
+        /// Largest allowed.
+        max: usize,
+    },
+    /// More images than a post may carry.
+    #[error("a post may carry at most {max} images, not {count}: remove some")]
+    TooManyImages {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A file that is not a supported image.
+    #[error("{path} is not a PNG, JPEG, GIF or WebP image: choose an image file")]
+    NotAnImage {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An image over the size limit.
+    #[error("{path} is {size} bytes; images may be at most {max} bytes: shrink it first")]
+    ImageTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// An export or import folder problem.
+    #[error("{0}")]
+    Export(#[from] crate::export_folder::ExportError),
+    /// Automerge refused an edit this program made: a bug.
+    #[error("the document edit failed ({0}): nothing was saved; please report this bug")]
+    Edit(#[from] automerge::AutomergeError),
+    /// Any other SQLite failure.
+    #[error("database error: {0}; if it persists, run `reindex`")]
+    Database(#[from] rusqlite::Error),
+}
+
+impl Error {
+    /// A stable, machine-readable name for this kind of error, for the UI to match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoProfile { .. } => "no_profile",
+            Self::ProfileExists { .. } => "profile_exists",
+            Self::Io { .. } => "io",
+            Self::BadKeyFile { .. } => "bad_key_file",
+            Self::DamagedDatabase { .. } => "damaged_database",
+            Self::NewerDatabase { .. } => "newer_database",
+            Self::DamagedDocument { .. } => "damaged_document",
+            Self::InvalidChange { .. } => "invalid_change",
+            Self::Forbidden(_) => "forbidden",
+            Self::InvalidId(_) => "invalid_id",
+            Self::UnknownPost(_) => "unknown_post",
+            Self::UnknownComment(_) => "unknown_comment",
+            Self::NotYours { .. } => "not_yours",
+            Self::UnknownNotification(_) => "unknown_notification",
+            Self::FollowSelf => "follow_self",
+            Self::TextLength { .. } => "text_length",
+            Self::TooManyImages { .. } => "too_many_images",
+            Self::NotAnImage { .. } => "not_an_image",
+            Self::ImageTooLarge { .. } => "image_too_large",
+            Self::Export(_) => "export",
+            Self::Edit(_) => "edit",
+            Self::Database(_) => "database",
+        }
+    }
+}

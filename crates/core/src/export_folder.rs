@@ -1,0 +1,283 @@
+//! Documents and images as plain files in a folder: the offline way to exchange data (a
+//! USB stick), and a way to seed a new device.
+//!
+//! ```text
+//! DIR/
+//!   manifest.json            format, version, who exported, and every file with its SHA-256
+//!   documents/NNNNNN.automerge   one full Automerge save per document
+//!   blobs/<sha-256>          one file per image
+//! ```
+//!
+//! The manifest is written last, so a folder whose export was interrupted has none and is
+//! refused. Reading checks the whole folder (manifest, checksums, documents, write rules)
+//! before anything is merged.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use automerge::{AutoCommit, Change};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use social_sync_protocol::{BlobHash, DocId, UserId};
+
+use crate::store::{blobs, documents};
+use crate::{Error, Notification, Result};
+
+/// The `format` field of every manifest.
+pub const FORMAT: &str = "social-sync-export";
+/// The newest manifest version this build writes and reads.
+pub const VERSION: u32 = 1;
+const MANIFEST: &str = "manifest.json";
+
+/// What can be wrong with an export folder. Nothing is changed when one of these is
+/// reported.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Exporting into a folder that has files in it.
+    #[error("{path} is not empty: export into a new or empty folder")]
+    NotEmpty {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// No manifest: not an export, or an interrupted one.
+    #[error("{path} has no manifest.json: it is not a Social Sync export folder, or its export was interrupted; export again")]
+    NoManifest {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// The manifest does not parse.
+    #[error("{path} is not a valid Social Sync manifest ({detail}): export again")]
+    BadManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Written by a newer version.
+    #[error("the export in {path} has format version {found}, newer than this program reads ({known}): update Social Sync")]
+    NewerVersion {
+        /// The folder.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The newest known.
+        known: u32,
+    },
+    /// A listed file is missing or unreadable.
+    #[error("{path}, listed in the manifest, cannot be read ({detail}): copy the whole export folder again")]
+    MissingFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        detail: String,
+    },
+    /// A file's content does not match its checksum.
+    #[error("{path} does not match its checksum in the manifest: the copy is damaged; copy the export folder again")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A document file is not an Automerge document.
+    #[error("{path} ({doc}) is not a valid Automerge document ({detail}): export again")]
+    BadDocument {
+        /// The file.
+        path: PathBuf,
+        /// The document it claims to be.
+        doc: DocId,
+        /// What Automerge said.
+        detail: String,
+    },
+    /// A document breaks the write rules.
+    #[error("{path} holds a forbidden change: {violation}; the folder was not imported")]
+    Forbidden {
+        /// The file.
+        path: PathBuf,
+        /// The rule broken.
+        violation: crate::model::rules::RuleViolation,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    format: String,
+    version: u32,
+    exported_by: UserId,
+    exported_at: i64,
+    documents: Vec<DocumentEntry>,
+    blobs: Vec<BlobEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentEntry {
+    id: DocId,
+    file: String,
+    sha256: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlobEntry {
+    hash: BlobHash,
+    mime: String,
+    file: String,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExportSummary {
+    /// Documents written.
+    pub documents: usize,
+    /// Images written.
+    pub blobs: usize,
+    /// Documents left out because they are damaged, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// What an import merged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Documents in the folder.
+    pub documents: usize,
+    /// Changes newly applied.
+    pub changes_applied: usize,
+    /// Images in the folder.
+    pub blobs: usize,
+    /// New notifications for the local user.
+    pub notifications: Vec<Notification>,
+}
+
+/// An export folder read and checked in full, ready to merge.
+#[derive(Debug)]
+pub struct CheckedFolder {
+    /// Every document with all its changes, each checked against the write rules.
+    pub documents: Vec<(DocId, Vec<Change>)>,
+    /// Every image, checksum verified.
+    pub blobs: Vec<blobs::Blob>,
+}
+
+/// Writes every stored document and blob into `dir`, which must be new or empty.
+pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<ExportSummary> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
+        return Err(ExportError::NotEmpty { path: dir.to_owned() }.into());
+    }
+    fs::create_dir_all(dir.join("documents")).map_err(io(dir))?;
+    fs::create_dir_all(dir.join("blobs")).map_err(io(dir))?;
+    let mut manifest = Manifest {
+        format: FORMAT.to_owned(),
+        version: VERSION,
+        exported_by: me,
+        exported_at: now,
+        documents: Vec::new(),
+        blobs: Vec::new(),
+    };
+    let mut skipped = Vec::new();
+    for doc in documents::list(conn)? {
+        let mut am = match documents::load(conn, &doc) {
+            Ok(Some(am)) => am,
+            Ok(None) => continue,
+            Err(e @ Error::DamagedDocument { .. }) => {
+                skipped.push(e.to_string());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let bytes = am.save();
+        let file = format!("documents/{:06}.automerge", manifest.documents.len());
+        let path = dir.join(&file);
+        fs::write(&path, &bytes).map_err(io(&path))?;
+        manifest.documents.push(DocumentEntry { id: doc, file, sha256: sha256_hex(&bytes) });
+    }
+    for hash in blobs::list(conn)? {
+        let Some(blob) = blobs::get(conn, &hash)? else { continue };
+        let file = format!("blobs/{hash}");
+        let path = dir.join(&file);
+        fs::write(&path, &blob.bytes).map_err(io(&path))?;
+        manifest.blobs.push(BlobEntry { hash, mime: blob.mime, file });
+    }
+    let path = dir.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    fs::write(&path, json).map_err(io(&path))?;
+    Ok(ExportSummary { documents: manifest.documents.len(), blobs: manifest.blobs.len(), skipped })
+}
+
+/// Reads and checks an export folder in full.
+pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
+    let manifest_path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&manifest_path)
+        .map_err(|_| ExportError::NoManifest { path: dir.to_owned() })?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ExportError::BadManifest {
+        path: manifest_path.clone(),
+        detail: e.to_string(),
+    })?;
+    if manifest.format != FORMAT {
+        return Err(ExportError::BadManifest {
+            path: manifest_path,
+            detail: format!("format is '{}', expected '{FORMAT}'", manifest.format),
+        });
+    }
+    if manifest.version > VERSION {
+        return Err(ExportError::NewerVersion { path: dir.to_owned(), found: manifest.version, known: VERSION });
+    }
+    let mut documents = Vec::with_capacity(manifest.documents.len());
+    for entry in manifest.documents {
+        let path = inside(dir, &entry.file, &manifest_path)?;
+        let bytes = read_file(&path)?;
+        if sha256_hex(&bytes) != entry.sha256 {
+            return Err(ExportError::Checksum { path });
+        }
+        let mut am = AutoCommit::load(&bytes).map_err(|e| ExportError::BadDocument {
+            path: path.clone(),
+            doc: entry.id.clone(),
+            detail: e.to_string(),
+        })?;
+        let changes = am.get_changes(&[]);
+        for change in &changes {
+            crate::model::rules::check_change(&entry.id, change)
+                .map_err(|violation| ExportError::Forbidden { path: path.clone(), violation })?;
+        }
+        documents.push((entry.id, changes));
+    }
+    let mut blob_list = Vec::with_capacity(manifest.blobs.len());
+    for entry in manifest.blobs {
+        let path = inside(dir, &entry.file, &manifest_path)?;
+        let bytes = read_file(&path)?;
+        if blobs::hash_of(&bytes) != entry.hash {
+            return Err(ExportError::Checksum { path });
+        }
+        blob_list.push(blobs::Blob { mime: entry.mime, bytes });
+    }
+    Ok(CheckedFolder { documents, blobs: blob_list })
+}
+
+/// Resolves a manifest path, refusing anything that would leave the folder.
+fn inside(dir: &Path, file: &str, manifest: &Path) -> Result<PathBuf, ExportError> {
+    let relative = Path::new(file);
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        return Err(ExportError::BadManifest {
+            path: manifest.to_owned(),
+            detail: format!("'{file}' points outside the export folder"),
+        });
+    }
+    Ok(dir.join(relative))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, ExportError> {
+    fs::read(path).map_err(|e| ExportError::MissingFile { path: path.to_owned(), detail: e.to_string() })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(bytes))
+}

@@ -1,0 +1,145 @@
+//! The user's Ed25519 key pair, kept in the profile folder as a PKCS#8 PEM file that only
+//! its owner can read (mode 0600 on Unix). The user id is the public key.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use social_sync_protocol::UserId;
+
+use crate::{Env, Error, Result};
+
+/// The key file's name inside a profile folder.
+pub const KEY_FILE: &str = "identity.pem";
+
+/// A user's signing key.
+pub struct Identity {
+    key: SigningKey,
+}
+
+impl Identity {
+    /// Makes a new key from the environment's randomness.
+    pub fn generate(env: &mut Env) -> Self {
+        Self {
+            key: SigningKey::from_bytes(&env.random_bytes::<32>()),
+        }
+    }
+
+    /// The user id: the public key.
+    pub fn user_id(&self) -> UserId {
+        UserId::from_bytes(self.key.verifying_key().to_bytes())
+    }
+
+    /// Reads the key file of the profile folder `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(KEY_FILE);
+        let pem = fs::read_to_string(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| Error::BadKeyFile {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
+        warn_if_readable_by_others(&path);
+        Ok(Self { key })
+    }
+
+    /// Writes the key file of the profile folder `dir`; refuses to replace an existing one.
+    pub fn save_new(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(KEY_FILE);
+        let pem = self
+            .key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| Error::BadKeyFile {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = owner_only_options().open(&path).map_err(io)?;
+        file.write_all(pem.as_bytes()).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok(())
+    }
+
+    /// Where the key file of `dir` lives.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(KEY_FILE)
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        write!(f, "Identity({})", self.user_id())
+    }
+}
+
+#[cfg(unix)]
+fn owner_only_options() -> fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true).mode(0o600);
+    options
+}
+
+#[cfg(not(unix))]
+fn owner_only_options() -> fs::OpenOptions {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    options
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            "the key file can be read by other users of this machine: run `chmod 600` on it"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_key_loads_back_with_the_same_user_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = Env::deterministic(1, 0);
+        let id = Identity::generate(&mut env);
+        id.save_new(dir.path()).unwrap();
+        assert_eq!(Identity::load(dir.path()).unwrap().user_id(), id.user_id());
+        assert!(matches!(id.save_new(dir.path()), Err(Error::Io { .. })), "never overwrites a key");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_key_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        Identity::generate(&mut Env::deterministic(2, 0)).save_new(dir.path()).unwrap();
+        let mode = fs::metadata(Identity::path(dir.path())).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(Identity::path(dir.path()), "not a key").unwrap();
+        let err = Identity::load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains(KEY_FILE), "{err}");
+    }
+}

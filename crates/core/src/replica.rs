@@ -1,0 +1,466 @@
+//! [`Replica`]: one user's profile folder, opened. Every operation of the product goes
+//! through here: edits become Automerge changes stored and indexed in one transaction;
+//! changes from elsewhere are checked, merged, indexed and turned into notifications in
+//! one transaction too.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, transaction::CommitOptions};
+use rusqlite::{Connection, OptionalExtension};
+use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};
+
+use crate::export_folder::{self, ExportSummary, ImportSummary};
+use crate::identity::{Identity, KEY_FILE};
+use crate::model::{self, CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, rules};
+use crate::store::blobs::{self, Blob};
+use crate::store::index::{self, RebuildReport};
+use crate::store::queries::{self, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
+use crate::store::{Store, documents, notifications, settings};
+use crate::{Env, Error, Notification, Result};
+
+/// Limits on what a user can write.
+pub mod limits {
+    /// Display name length, in characters.
+    pub const NAME: (usize, usize) = (1, 64);
+    /// Bio length.
+    pub const BIO: (usize, usize) = (0, 500);
+    /// Post text length (a post with images may have no text).
+    pub const POST_TEXT: (usize, usize) = (0, 5_000);
+    /// Comment length.
+    pub const COMMENT: (usize, usize) = (1, 2_000);
+    /// Images per post.
+    pub const IMAGES_PER_POST: usize = 8;
+    /// Bytes per image.
+    pub const IMAGE_BYTES: u64 = 10 * 1024 * 1024;
+}
+
+/// What merging a batch of changes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergeOutcome {
+    /// Changes newly applied.
+    pub applied: usize,
+    /// Changes stored but waiting for a change they depend on.
+    pub waiting: usize,
+    /// Notifications this merge caused for the local user, each new.
+    pub notifications: Vec<Notification>,
+}
+
+/// One user's profile folder: key, documents, index, settings.
+#[derive(Debug)]
+pub struct Replica {
+    dir: PathBuf,
+    me: UserId,
+    actor: ActorId,
+    store: Store,
+    env: Env,
+}
+
+impl Replica {
+    /// Makes a new profile in `dir` (created if missing): a key pair, a database, and a
+    /// profile document with the display name `name`.
+    pub fn create(dir: &Path, name: &str, relay_url: Option<&str>, mut env: Env) -> Result<Self> {
+        let name = checked_text("name", name.trim(), limits::NAME)?;
+        if dir.join(KEY_FILE).exists() {
+            return Err(Error::ProfileExists { path: dir.to_owned() });
+        }
+        fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        let identity = Identity::generate(&mut env);
+        identity.save_new(dir)?;
+        let mut replica = Self::with_identity(dir, &identity, env)?;
+        if let Some(url) = relay_url {
+            replica.store.write(|c| settings::set(c, settings::RELAY_URL, url))?;
+        }
+        replica.set_profile(Some(name), None)?;
+        Ok(replica)
+    }
+
+    /// Opens the profile in `dir`.
+    pub fn open(dir: &Path, env: Env) -> Result<Self> {
+        if !dir.join(KEY_FILE).exists() {
+            return Err(Error::NoProfile { path: dir.to_owned() });
+        }
+        let identity = Identity::load(dir)?;
+        Self::with_identity(dir, &identity, env)
+    }
+
+    fn with_identity(dir: &Path, identity: &Identity, mut env: Env) -> Result<Self> {
+        let mut store = Store::open(dir, true)?;
+        let device = match store.write(|c| settings::get(c, settings::DEVICE_ID))? {
+            Some(hex) => data_encoding::HEXLOWER
+                .decode(hex.as_bytes())
+                .ok()
+                .and_then(|b| <[u8; 8]>::try_from(b).ok()),
+            None => None,
+        };
+        let device = match device {
+            Some(d) => d,
+            None => {
+                let d: [u8; 8] = env.random_bytes();
+                let hex = data_encoding::HEXLOWER.encode(&d);
+                store.write(|c| settings::set(c, settings::DEVICE_ID, &hex))?;
+                d
+            }
+        };
+        let me = identity.user_id();
+        Ok(Self {
+            dir: dir.to_owned(),
+            me,
+            actor: model::actor_id(me, device),
+            store,
+            env,
+        })
+    }
+
+    /// The local user.
+    pub fn user_id(&self) -> UserId {
+        self.me
+    }
+
+    /// The profile folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The database, for read-only queries beyond the ones here.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The relay URL this profile syncs with, if set.
+    pub fn relay_url(&self) -> Result<Option<String>> {
+        settings::get(self.store.conn(), settings::RELAY_URL)
+    }
+
+    /// Sets the relay URL.
+    pub fn set_relay_url(&mut self, url: &str) -> Result<()> {
+        self.store.write(|c| settings::set(c, settings::RELAY_URL, url))
+    }
+
+    // ----- edits -------------------------------------------------------------------
+
+    /// Changes the display name and/or bio.
+    pub fn set_profile(&mut self, name: Option<&str>, bio: Option<&str>) -> Result<()> {
+        let name = name.map(|n| checked_text("name", n.trim(), limits::NAME)).transpose()?;
+        let bio = bio.map(|b| checked_text("bio", b, limits::BIO)).transpose()?;
+        self.edit(DocId::User(self.me), |am, _| {
+            let mut fields = UserDoc(am).profile();
+            if let Some(name) = name {
+                fields.name = name.to_owned();
+            }
+            if let Some(bio) = bio {
+                fields.bio = bio.to_owned();
+            }
+            UserDoc::set_profile(am, &fields)?;
+            Ok(())
+        })
+    }
+
+    /// Sets the avatar from an image file.
+    pub fn set_avatar(&mut self, image: &Path) -> Result<BlobHash> {
+        let (mime, bytes) = read_image(image)?;
+        self.edit(DocId::User(self.me), |am, conn| {
+            let hash = blobs::put(conn, mime, &bytes)?;
+            let fields = ProfileFields { avatar: Some(hash), ..UserDoc(am).profile() };
+            UserDoc::set_profile(am, &fields)?;
+            Ok(hash)
+        })
+    }
+
+    /// Posts `text` with images read from `images`; returns the new post's id.
+    pub fn post(&mut self, text: &str, images: &[PathBuf]) -> Result<PostId> {
+        let text = checked_text("post text", text, limits::POST_TEXT)?;
+        if text.trim().is_empty() && images.is_empty() {
+            return Err(Error::TextLength {
+                what: "post text",
+                len: 0,
+                min: 1,
+                max: limits::POST_TEXT.1,
+            });
+        }
+        if images.len() > limits::IMAGES_PER_POST {
+            return Err(Error::TooManyImages { count: images.len(), max: limits::IMAGES_PER_POST });
+        }
+        let images = images.iter().map(|p| read_image(p)).collect::<Result<Vec<_>>>()?;
+        let id = PostId::new(self.me, &self.env.random_bytes::<10>());
+        let created_at = self.env.clock.now_ms();
+        self.edit(DocId::User(self.me), |am, conn| {
+            let media = images
+                .iter()
+                .map(|(mime, bytes)| blobs::put(conn, mime, bytes))
+                .collect::<Result<Vec<_>>>()?;
+            let entry = PostEntry { id: id.clone(), text: text.to_owned(), media, created_at };
+            UserDoc::add_post(am, &entry)?;
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Deletes one of the user's own posts.
+    pub fn delete_post(&mut self, id: &PostId) -> Result<()> {
+        if id.author() != self.me {
+            return Err(Error::NotYours { what: format!("post {id}"), author: id.author().to_string() });
+        }
+        self.edit(DocId::User(self.me), |am, _| {
+            if UserDoc::remove_post(am, id)? { Ok(()) } else { Err(Error::UnknownPost(id.clone())) }
+        })
+    }
+
+    /// Likes a post (nothing happens if already liked).
+    pub fn like(&mut self, post: &PostId) -> Result<()> {
+        self.require_post(post)?;
+        let (me, at) = (self.me, self.env.clock.now_ms());
+        self.edit(DocId::Thread(post.clone()), |am, _| Ok(ThreadDoc::like(am, me, at)?))
+    }
+
+    /// Takes a like back (nothing happens if not liked).
+    pub fn unlike(&mut self, post: &PostId) -> Result<()> {
+        self.require_post(post)?;
+        let me = self.me;
+        self.edit(DocId::Thread(post.clone()), |am, _| Ok(ThreadDoc::unlike(am, me).map(drop)?))
+    }
+
+    /// Comments on a post; returns the new comment's id.
+    pub fn comment(&mut self, post: &PostId, text: &str) -> Result<CommentId> {
+        let text = checked_text("comment", text.trim(), limits::COMMENT)?;
+        self.require_post(post)?;
+        let id = CommentId::new(self.me, &self.env.random_bytes::<10>());
+        let entry = CommentEntry { id: id.clone(), text: text.to_owned(), created_at: self.env.clock.now_ms() };
+        self.edit(DocId::Thread(post.clone()), |am, _| Ok(ThreadDoc::add_comment(am, &entry)?))?;
+        Ok(id)
+    }
+
+    /// Deletes one of the user's own comments.
+    pub fn delete_comment(&mut self, id: &CommentId) -> Result<()> {
+        if id.author() != self.me {
+            return Err(Error::NotYours { what: format!("comment {id}"), author: id.author().to_string() });
+        }
+        let post: Option<String> = self
+            .store
+            .conn()
+            .query_row("SELECT post_id FROM comments WHERE comment_id = ?1", [id.as_str()], |r| r.get(0))
+            .optional()?;
+        let post: PostId = post.ok_or_else(|| Error::UnknownComment(id.clone()))?.parse()?;
+        self.edit(DocId::Thread(post), |am, _| {
+            if ThreadDoc::remove_comment(am, id)? { Ok(()) } else { Err(Error::UnknownComment(id.clone())) }
+        })
+    }
+
+    /// Follows a user (nothing happens if already following).
+    pub fn follow(&mut self, uid: UserId) -> Result<()> {
+        if uid == self.me {
+            return Err(Error::FollowSelf);
+        }
+        let at = self.env.clock.now_ms();
+        self.edit(DocId::User(self.me), |am, _| Ok(UserDoc::follow(am, uid, at)?))
+    }
+
+    /// Stops following a user (nothing happens if not following).
+    pub fn unfollow(&mut self, uid: UserId) -> Result<()> {
+        self.edit(DocId::User(self.me), |am, _| Ok(UserDoc::unfollow(am, uid).map(drop)?))
+    }
+
+    /// Runs `f` on document `doc` and, if it changed anything, stores the new change,
+    /// updates the index and compacts when due, all in one transaction.
+    fn edit<T>(
+        &mut self,
+        doc: DocId,
+        f: impl FnOnce(&mut AutoCommit, &Connection) -> Result<T>,
+    ) -> Result<T> {
+        let (me, actor, now) = (self.me, self.actor.clone(), self.env.clock.now_ms());
+        self.store.write(|conn| {
+            let mut am = documents::load(conn, &doc)?.unwrap_or_default();
+            am.set_actor(actor);
+            let before = am.get_heads();
+            let out = f(&mut am, conn)?;
+            if am.commit_with(CommitOptions::default().with_time(now)).is_some() {
+                let new = am.get_changes(&before);
+                documents::append(conn, &doc, &new)?;
+                index::update(conn, me, &doc, &mut am, &before)?;
+                documents::compact_if_due(conn, &doc, &mut am)?;
+            }
+            Ok(out)
+        })
+    }
+
+    fn require_post(&self, post: &PostId) -> Result<()> {
+        queries::post(self.store.conn(), self.me, post).map(drop)
+    }
+
+    // ----- queries -----------------------------------------------------------------
+
+    /// A page of the feed: own and followed users' posts, newest first.
+    pub fn feed(&self, after: Option<&FeedCursor>, limit: usize) -> Result<FeedPage> {
+        queries::feed(self.store.conn(), self.me, after, limit)
+    }
+
+    /// One post.
+    pub fn post_view(&self, id: &PostId) -> Result<FeedItem> {
+        queries::post(self.store.conn(), self.me, id)
+    }
+
+    /// A post and its comments.
+    pub fn thread(&self, id: &PostId) -> Result<ThreadView> {
+        queries::thread(self.store.conn(), self.me, id)
+    }
+
+    /// A user's profile.
+    pub fn profile(&self, uid: UserId) -> Result<ProfileView> {
+        queries::profile(self.store.conn(), self.me, uid)
+    }
+
+    /// Full-text search over every post this profile holds.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<FeedItem>> {
+        queries::search(self.store.conn(), self.me, query, limit)
+    }
+
+    /// Notifications, newest first.
+    pub fn notifications(&self, unread_only: bool, limit: usize) -> Result<Vec<Notification>> {
+        notifications::list(self.store.conn(), unread_only, limit)
+    }
+
+    /// How many notifications are unread.
+    pub fn unread_count(&self) -> Result<u64> {
+        notifications::unread_count(self.store.conn())
+    }
+
+    /// Marks one notification read.
+    pub fn mark_read(&mut self, id: &str) -> Result<()> {
+        self.store.write(|c| notifications::mark_read(c, id))
+    }
+
+    /// Marks every notification read; returns how many were unread.
+    pub fn mark_all_read(&mut self) -> Result<usize> {
+        self.store.write(notifications::mark_all_read)
+    }
+
+    /// An image from the local cache.
+    pub fn blob(&self, hash: &BlobHash) -> Result<Option<Blob>> {
+        blobs::get(self.store.conn(), hash)
+    }
+
+    // ----- changes in and out ------------------------------------------------------
+
+    /// Every document this profile holds.
+    pub fn documents(&self) -> Result<Vec<DocId>> {
+        documents::list(self.store.conn())
+    }
+
+    /// The current heads of a document (empty if unknown).
+    pub fn heads(&self, doc: &DocId) -> Result<Vec<ChangeHash>> {
+        Ok(documents::load(self.store.conn(), doc)?.map(|mut am| am.get_heads()).unwrap_or_default())
+    }
+
+    /// The changes of `doc` that are not ancestors of `since` (all of them for an empty
+    /// `since`), encoded.
+    pub fn changes(&self, doc: &DocId, since: &[ChangeHash]) -> Result<Vec<Vec<u8>>> {
+        let Some(mut am) = documents::load(self.store.conn(), doc)? else {
+            return Ok(Vec::new());
+        };
+        Ok(am.get_changes(since).into_iter().map(|c| c.raw_bytes().to_vec()).collect())
+    }
+
+    /// Merges another replica's changes to `doc`. Every change is decoded and checked
+    /// against the write rules first; if any fails, nothing is merged. Returns what was
+    /// applied and the notifications it caused for the local user.
+    pub fn merge(&mut self, doc: &DocId, changes: &[Vec<u8>]) -> Result<MergeOutcome> {
+        let changes = decode_checked(doc, changes)?;
+        let me = self.me;
+        self.store.write(|conn| merge_in(conn, me, doc, changes))
+    }
+
+    /// Rebuilds the index from the documents alone. Damaged documents are listed in the
+    /// report; everything else is indexed.
+    pub fn reindex(&mut self) -> Result<RebuildReport> {
+        self.store.write(index::rebuild)
+    }
+
+    /// Writes every document and image into the folder `dir`, for offline exchange.
+    pub fn export(&self, dir: &Path) -> Result<ExportSummary> {
+        export_folder::export(self.store.conn(), self.me, self.env.clock.now_ms(), dir)
+    }
+
+    /// Reads an export folder and merges all of it. The folder is checked in full first:
+    /// if anything in it is malformed, nothing is changed.
+    pub fn import(&mut self, dir: &Path) -> Result<ImportSummary> {
+        let folder = export_folder::read(dir)?;
+        let me = self.me;
+        self.store.write(|conn| {
+            let mut summary = ImportSummary { documents: folder.documents.len(), ..Default::default() };
+            for (doc, changes) in folder.documents {
+                let outcome = merge_in(conn, me, &doc, changes)?;
+                summary.changes_applied += outcome.applied;
+                summary.notifications.extend(outcome.notifications);
+            }
+            for blob in &folder.blobs {
+                blobs::put(conn, &blob.mime, &blob.bytes)?;
+            }
+            summary.blobs = folder.blobs.len();
+            Ok(summary)
+        })
+    }
+}
+
+/// Decodes encoded changes and checks each against the write rules of `doc`.
+pub(crate) fn decode_checked(doc: &DocId, changes: &[Vec<u8>]) -> Result<Vec<Change>> {
+    changes
+        .iter()
+        .enumerate()
+        .map(|(index, bytes)| {
+            let change = Change::try_from(&bytes[..]).map_err(|e| Error::InvalidChange {
+                doc: doc.clone(),
+                index,
+                detail: e.to_string(),
+            })?;
+            rules::check_change(doc, &change)?;
+            Ok(change)
+        })
+        .collect()
+}
+
+/// Applies checked changes to `doc` inside the caller's transaction.
+fn merge_in(conn: &Connection, me: UserId, doc: &DocId, changes: Vec<Change>) -> Result<MergeOutcome> {
+    let mut am = documents::load(conn, doc)?.unwrap_or_default();
+    let before = am.get_heads();
+    let fresh: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| am.get_change_by_hash(&c.hash()).is_none())
+        .collect();
+    if fresh.is_empty() {
+        return Ok(MergeOutcome::default());
+    }
+    am.apply_changes(fresh.clone()).map_err(|e| Error::InvalidChange {
+        doc: doc.clone(),
+        index: 0,
+        detail: e.to_string(),
+    })?;
+    let applied = am.get_changes(&before).len();
+    documents::append(conn, doc, &fresh)?;
+    let notifications = index::update(conn, me, doc, &mut am, &before)?;
+    documents::compact_if_due(conn, doc, &mut am)?;
+    Ok(MergeOutcome { applied, waiting: fresh.len().saturating_sub(applied), notifications })
+}
+
+fn checked_text<'a>(what: &'static str, text: &'a str, (min, max): (usize, usize)) -> Result<&'a str> {
+    let len = text.chars().count();
+    if (min..=max).contains(&len) {
+        Ok(text)
+    } else {
+        Err(Error::TextLength { what, len, min, max })
+    }
+}
+
+/// Reads an image file, checking its size and that it is a PNG, JPEG, GIF or WebP.
+fn read_image(path: &Path) -> Result<(&'static str, Vec<u8>)> {
+    let io = |source| Error::Io { path: path.to_owned(), source };
+    let size = fs::metadata(path).map_err(io)?.len();
+    if size > limits::IMAGE_BYTES {
+        return Err(Error::ImageTooLarge { path: path.to_owned(), size, max: limits::IMAGE_BYTES });
+    }
+    let bytes = fs::read(path).map_err(io)?;
+    let mime = infer::get(&bytes)
+        .map(|t| t.mime_type())
+        .filter(|m| matches!(*m, "image/png" | "image/jpeg" | "image/gif" | "image/webp"))
+        .ok_or_else(|| Error::NotAnImage { path: path.to_owned() })?;
+    Ok((mime, bytes))
+}

@@ -1,0 +1,113 @@
+//! The schema of the profile database, one migration per step. A step, once released, is
+//! never edited: a change of schema is a new step at the end.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Every migration, oldest first.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::from_slice(STEPS)
+}
+
+/// How many steps there are: the schema version of a fully migrated database.
+pub(crate) const LATEST: usize = STEPS.len();
+
+const STEPS: &[M<'static>] = &[M::up(
+    r#"
+    -- Automerge documents: the last compacted snapshot, plus the changes received since.
+    CREATE TABLE documents (
+        doc_id     TEXT PRIMARY KEY,
+        snapshot   BLOB NOT NULL DEFAULT x''
+    );
+    CREATE TABLE document_changes (
+        seq        INTEGER PRIMARY KEY,
+        doc_id     TEXT NOT NULL REFERENCES documents(doc_id),
+        hash       BLOB NOT NULL,
+        bytes      BLOB NOT NULL,
+        UNIQUE (doc_id, hash)
+    );
+
+    -- The derived index: always rebuildable from the documents alone.
+    CREATE TABLE profiles (
+        uid        TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        bio        TEXT NOT NULL,
+        avatar     TEXT
+    );
+    CREATE INDEX profiles_by_name ON profiles(name COLLATE NOCASE);
+    CREATE TABLE posts (
+        post_id    TEXT PRIMARY KEY,
+        author     TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        media      TEXT NOT NULL,        -- JSON array of blob hashes
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX posts_by_time ON posts(created_at DESC, post_id DESC);
+    CREATE INDEX posts_by_author ON posts(author, created_at DESC, post_id DESC);
+    CREATE TABLE likes (
+        post_id    TEXT NOT NULL,
+        uid        TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (post_id, uid)
+    ) WITHOUT ROWID;
+    CREATE TABLE comments (
+        comment_id TEXT PRIMARY KEY,
+        post_id    TEXT NOT NULL,
+        author     TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX comments_by_post ON comments(post_id, created_at, comment_id);
+    CREATE TABLE follows (
+        follower   TEXT NOT NULL,
+        followee   TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (follower, followee)
+    ) WITHOUT ROWID;
+    CREATE INDEX follows_by_followee ON follows(followee, follower);
+
+    -- Full-text search over post text, kept in step with `posts` by triggers.
+    CREATE VIRTUAL TABLE posts_fts USING fts5(text, content='posts', content_rowid='rowid');
+    CREATE TRIGGER posts_fts_insert AFTER INSERT ON posts BEGIN
+        INSERT INTO posts_fts(rowid, text) VALUES (new.rowid, new.text);
+    END;
+    CREATE TRIGGER posts_fts_delete AFTER DELETE ON posts BEGIN
+        INSERT INTO posts_fts(posts_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    END;
+    CREATE TRIGGER posts_fts_update AFTER UPDATE ON posts BEGIN
+        INSERT INTO posts_fts(posts_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+        INSERT INTO posts_fts(rowid, text) VALUES (new.rowid, new.text);
+    END;
+
+    -- Images, content-addressed by SHA-256.
+    CREATE TABLE blobs (
+        hash       TEXT PRIMARY KEY,
+        mime       TEXT NOT NULL,
+        bytes      BLOB NOT NULL
+    );
+
+    -- The user's own state: not derived, kept across reindex.
+    CREATE TABLE settings (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL
+    );
+    CREATE TABLE notifications (
+        id         TEXT PRIMARY KEY,     -- hash of kind + actor + target
+        kind       TEXT NOT NULL,
+        actor      TEXT NOT NULL,
+        post_id    TEXT,
+        comment_id TEXT,
+        created_at INTEGER NOT NULL,
+        read       INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX notifications_by_time ON notifications(created_at DESC);
+    CREATE INDEX notifications_unread ON notifications(read, created_at DESC);
+    "#,
+)];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid() {
+        super::migrations().validate().unwrap();
+    }
+}

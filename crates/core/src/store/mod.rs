@@ -1,0 +1,156 @@
+//! The profile database: one SQLite file (WAL) per profile.
+//!
+//! # Layout
+//!
+//! - [`migrations`]: the schema, step by step.
+//! - [`documents`]: Automerge documents as snapshot + incremental changes, compacted now
+//!   and then.
+//! - [`index`]: the derived tables (posts, likes, comments, follows, profiles, full-text),
+//!   updated from what changed in a document, or rebuilt from all of them.
+//! - [`notifications`]: events aimed at the user, with deterministic ids and read state.
+//! - [`queries`]: feed pages, threads, profiles, search.
+//! - [`blobs`]: images by SHA-256.
+//! - [`settings`]: small key/value preferences of this profile.
+//!
+//! Every function takes a `&Connection`, so a caller can run several of them in one
+//! transaction: a merge writes the changes, the index and the notifications atomically.
+
+pub mod blobs;
+pub mod documents;
+pub mod index;
+mod migrations;
+pub mod notifications;
+pub mod queries;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use crate::{Error, Result};
+
+/// The database file's name inside a profile folder.
+pub const DB_FILE: &str = "social-sync.db";
+
+/// An open profile database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if `create`) the database of the profile folder `dir` and brings its
+    /// schema up to date.
+    pub fn open(dir: &Path, create: bool) -> Result<Self> {
+        let path = dir.join(DB_FILE);
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let damaged = |e: rusqlite::Error| damaged_or(&path, e);
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::CannotOpen => {
+                Error::NoProfile { path: dir.to_owned() }
+            }
+            other => damaged(other),
+        })?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(damaged)?;
+        // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
+        // committed transaction across a crash or kill -9 of the app (only a power loss can
+        // drop the last few).
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(damaged)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(damaged)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(damaged)?;
+        // A file cut short still opens; catch it here, with a check that reads only the
+        // header and the page count, rather than at some later query.
+        check_length(&conn, &path)?;
+        let migrations = migrations::migrations();
+        migrations.to_latest(&mut conn).map_err(|e| match e {
+            rusqlite_migration::Error::MigrationDefinition(
+                rusqlite_migration::MigrationDefinitionError::DatabaseTooFarAhead,
+            ) => Error::NewerDatabase {
+                path: path.clone(),
+                found: current_version(&conn),
+                known: migrations::LATEST,
+            },
+            rusqlite_migration::Error::RusqliteError { err, .. } => damaged(err),
+            other => Error::DamagedDatabase {
+                path: path.clone(),
+                detail: other.to_string(),
+            },
+        })?;
+        Ok(Self { conn, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read access for queries.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs `f` in a write transaction taken at once (so two processes on one profile take
+    /// turns rather than interleave), committing if it succeeds.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| damaged_or(&path, e))?;
+        let out = f(&tx)?;
+        tx.commit().map_err(|e| damaged_or(&path, e))?;
+        Ok(out)
+    }
+
+    /// Size of the database file plus its write-ahead log, in bytes.
+    pub fn size_on_disk(&self) -> u64 {
+        let wal = self.path.with_extension("db-wal");
+        [&self.path, &wal]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// Maps "not a database" and "corrupt" to [`Error::DamagedDatabase`] naming the file.
+pub(crate) fn damaged_or(path: &Path, e: rusqlite::Error) -> Error {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => Error::DamagedDatabase {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
+        _ => Error::Database(e),
+    }
+}
+
+fn check_length(conn: &Connection, path: &Path) -> Result<()> {
+    let pages: u64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .map_err(|e| damaged_or(path, e))?;
+    let page_size: u64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(|e| damaged_or(path, e))?;
+    let on_disk = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    // The WAL may hold pages not yet copied back, so the main file can be shorter than
+    // page_count says only when a WAL is present.
+    let wal_len = std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
+    if wal_len == 0 && on_disk < pages * page_size {
+        return Err(Error::DamagedDatabase {
+            path: path.to_owned(),
+            detail: format!(
+                "the file is {on_disk} bytes but its header says {pages} pages of {page_size} bytes: it was cut short"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn current_version(conn: &Connection) -> usize {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap_or(0)
+}

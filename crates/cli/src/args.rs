@@ -1,0 +1,150 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use social_sync_core::{CommentId, PostId, UserId};
+
+/// Social Sync from the command line: a local-first social feed in a profile folder.
+#[derive(Debug, Parser)]
+#[command(name = "social-sync-cli", version, about)]
+pub struct Cli {
+    /// The profile folder (key, database). Created by `init`.
+    #[arg(long, global = true, env = "SOCIAL_SYNC_PROFILE", value_name = "DIR")]
+    pub profile: Option<PathBuf>,
+    /// Print JSON on stdout (and nothing else).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a new profile: a key pair and a display name.
+    Init {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// The relay to sync with, e.g. ws://127.0.0.1:8787.
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
+    },
+    /// Show this profile's user id and name.
+    Whoami,
+    /// Change the display name, bio or avatar.
+    SetProfile {
+        /// New display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New bio.
+        #[arg(long)]
+        bio: Option<String>,
+        /// An image file for the avatar.
+        #[arg(long, value_name = "PATH")]
+        avatar: Option<PathBuf>,
+    },
+    /// Show a user's profile (yours if no id is given).
+    Profile {
+        /// The user.
+        uid: Option<UserId>,
+    },
+    /// Post text, with optional images.
+    Post {
+        /// The text (may be empty if there is an image).
+        text: String,
+        /// An image file to attach; repeat for more.
+        #[arg(long = "image", value_name = "PATH")]
+        images: Vec<PathBuf>,
+    },
+    /// Delete one of your posts.
+    DeletePost {
+        /// The post.
+        post_id: PostId,
+    },
+    /// Like a post.
+    Like {
+        /// The post.
+        post_id: PostId,
+    },
+    /// Take a like back.
+    Unlike {
+        /// The post.
+        post_id: PostId,
+    },
+    /// Comment on a post.
+    Comment {
+        /// The post.
+        post_id: PostId,
+        /// The comment.
+        text: String,
+    },
+    /// Delete one of your comments.
+    DeleteComment {
+        /// The comment.
+        comment_id: CommentId,
+    },
+    /// Follow a user by id.
+    Follow {
+        /// The user to follow.
+        uid: UserId,
+    },
+    /// Stop following a user.
+    Unfollow {
+        /// The user.
+        uid: UserId,
+    },
+    /// Your posts and those of people you follow, newest first.
+    Feed {
+        /// How many posts.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Start after this post (the last post_id of the previous page).
+        #[arg(long, value_name = "POST_ID")]
+        after: Option<PostId>,
+    },
+    /// A post with its comments.
+    Thread {
+        /// The post.
+        post_id: PostId,
+    },
+    /// Likes, comments and follows aimed at you, newest first.
+    Notifications {
+        /// Only unread ones.
+        #[arg(long)]
+        unread: bool,
+        /// How many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Mark one notification (or all) as read.
+    MarkRead {
+        /// The notification's id.
+        id: Option<String>,
+        /// Mark every notification read.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Search the text of every post this profile holds.
+    Search {
+        /// Words to find (the last one may be the start of a word).
+        text: String,
+        /// How many results.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Write every document and image into an empty folder (offline exchange).
+    Export {
+        /// The folder to write.
+        dir: PathBuf,
+    },
+    /// Merge an export folder; nothing changes if any of it is malformed.
+    Import {
+        /// The folder to read.
+        dir: PathBuf,
+    },
+    /// Rebuild the query index from the documents.
+    Reindex,
+}

@@ -1,0 +1,161 @@
+//! Runs one command against the profile.
+
+use std::io::Write;
+
+
+use serde_json::json;
+use social_sync_core::{Env, FeedCursor, Replica};
+
+use crate::output::Printer;
+use crate::{Cli, Command, Error};
+
+/// Runs the parsed command line, writing results to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
+    let dir = cli.profile.ok_or(Error::NoProfileArg)?;
+    let mut p = Printer::new(out, cli.json);
+    if let Command::Init { name, relay } = &cli.command {
+        if let Some(url) = relay {
+            check_relay_url(url)?;
+        }
+        let replica = Replica::create(&dir, name, relay.as_deref(), Env::system())?;
+        let me = replica.profile(replica.user_id())?;
+        return p.value(
+            &json!({"uid": me.uid, "name": me.name, "profile": dir}),
+            |w| writeln!(w, "Made a profile for {} in {}\nuser id: {}", name, dir.display(), me.uid),
+        );
+    }
+    let mut r = Replica::open(&dir, Env::system())?;
+    match cli.command {
+        Command::Init { .. } => Ok(()),
+        Command::Whoami => {
+            let me = r.profile(r.user_id())?;
+            p.value(&json!({"uid": me.uid, "name": me.name}), |w| {
+                writeln!(w, "{} ({})", me.name.as_deref().unwrap_or(""), me.uid)
+            })
+        }
+        Command::SetProfile { name, bio, avatar } => {
+            r.set_profile(name.as_deref(), bio.as_deref())?;
+            if let Some(path) = avatar {
+                r.set_avatar(&path)?;
+            }
+            let me = r.profile(r.user_id())?;
+            p.profile(&me)
+        }
+        Command::Profile { uid } => {
+            let view = r.profile(uid.unwrap_or(r.user_id()))?;
+            p.profile(&view)
+        }
+        Command::Post { text, images } => {
+            let id = r.post(&text, &images)?;
+            p.value(&json!({"post_id": id}), |w| writeln!(w, "Posted {id}"))
+        }
+        Command::DeletePost { post_id } => {
+            r.delete_post(&post_id)?;
+            p.value(&json!({"post_id": post_id, "deleted": true}), |w| {
+                writeln!(w, "Deleted {post_id}")
+            })
+        }
+        Command::Like { post_id } => {
+            r.like(&post_id)?;
+            p.post_state(&r.post_view(&post_id)?)
+        }
+        Command::Unlike { post_id } => {
+            r.unlike(&post_id)?;
+            p.post_state(&r.post_view(&post_id)?)
+        }
+        Command::Comment { post_id, text } => {
+            let id = r.comment(&post_id, &text)?;
+            p.value(&json!({"comment_id": id, "post_id": post_id}), |w| {
+                writeln!(w, "Commented {id}")
+            })
+        }
+        Command::DeleteComment { comment_id } => {
+            r.delete_comment(&comment_id)?;
+            p.value(&json!({"comment_id": comment_id, "deleted": true}), |w| {
+                writeln!(w, "Deleted {comment_id}")
+            })
+        }
+        Command::Follow { uid } => {
+            r.follow(uid)?;
+            p.value(&json!({"uid": uid, "following": true}), |w| writeln!(w, "Following {uid}"))
+        }
+        Command::Unfollow { uid } => {
+            r.unfollow(uid)?;
+            p.value(&json!({"uid": uid, "following": false}), |w| {
+                writeln!(w, "No longer following {uid}")
+            })
+        }
+        Command::Feed { limit, after } => {
+            let cursor = match after {
+                Some(id) => {
+                    let post = r.post_view(&id).map_err(|_| Error::Cursor(id.to_string()))?;
+                    Some(FeedCursor { created_at: post.created_at, post_id: id })
+                }
+                None => None,
+            };
+            let page = r.feed(cursor.as_ref(), limit)?;
+            p.posts(&page.posts)
+        }
+        Command::Thread { post_id } => p.thread(&r.thread(&post_id)?),
+        Command::Notifications { unread, limit } => p.notifications(&r.notifications(unread, limit)?),
+        Command::MarkRead { id, all } => {
+            let marked = match (id, all) {
+                (_, true) => r.mark_all_read()?,
+                (Some(id), false) => {
+                    r.mark_read(&id)?;
+                    1
+                }
+                (None, false) => return Err(Error::MarkWhat),
+            };
+            p.value(&json!({"marked": marked}), |w| writeln!(w, "Marked {marked} read"))
+        }
+        Command::Search { text, limit } => p.posts(&r.search(&text, limit)?),
+        Command::Export { dir } => {
+            let summary = r.export(&dir)?;
+            for skipped in &summary.skipped {
+                tracing::warn!("left out of the export: {skipped}");
+            }
+            p.value(&summary, |w| {
+                writeln!(w, "Exported {} documents and {} images to {}", summary.documents, summary.blobs, dir.display())
+            })
+        }
+        Command::Import { dir } => {
+            let summary = r.import(&dir)?;
+            p.value(&summary, |w| {
+                writeln!(
+                    w,
+                    "Imported {} documents ({} new changes) and {} images from {}; {} new notifications",
+                    summary.documents,
+                    summary.changes_applied,
+                    summary.blobs,
+                    dir.display(),
+                    summary.notifications.len()
+                )
+            })
+        }
+        Command::Reindex => {
+            let report = r.reindex()?;
+            let damaged: Vec<_> = report
+                .damaged
+                .iter()
+                .map(|(doc, error)| json!({"doc": doc, "error": error}))
+                .collect();
+            p.value(&json!({"documents": report.documents, "damaged": damaged}), |w| {
+                writeln!(w, "Reindexed {} documents", report.documents)?;
+                for (_, error) in &report.damaged {
+                    writeln!(w, "damaged: {error}")?;
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+fn check_relay_url(url: &str) -> Result<(), Error> {
+    let rest = url.strip_prefix("ws://").or_else(|| url.strip_prefix("wss://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ => Err(Error::RelayUrl(url.to_owned())),
+    }
+}
+

@@ -1,0 +1,24 @@
+//! What a command can fail with.
+
+/// A command's failure; printed to stderr as one sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// From the core library.
+    #[error(transparent)]
+    Core(#[from] social_sync_core::Error),
+    /// A relay URL that is not `ws://` or `wss://`.
+    #[error("'{0}' is not a relay address: use ws://HOST:PORT or wss://HOST")]
+    RelayUrl(String),
+    /// A feed cursor that does not name a post in the feed.
+    #[error("cannot page after {0}: it is not a post in this profile; use a post_id printed by `feed`")]
+    Cursor(String),
+    /// No `--profile` and no `SOCIAL_SYNC_PROFILE`.
+    #[error("say which profile folder to use: --profile DIR (or set SOCIAL_SYNC_PROFILE)")]
+    NoProfileArg,
+    /// Nothing to mark read.
+    #[error("say which notification to mark read (its id), or pass --all")]
+    MarkWhat,
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}

@@ -1,0 +1,142 @@
+//! Prints results: JSON for programs (`--json`), short lines for people.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use social_sync_core::{FeedItem, Notification, NotificationKind, ProfileView, ThreadView};
+
+use crate::Error;
+
+/// Writes results in the chosen form.
+pub struct Printer<'a> {
+    out: &'a mut dyn Write,
+    json: bool,
+}
+
+impl<'a> Printer<'a> {
+    /// A printer writing to `out`, as JSON if `json`.
+    pub fn new(out: &'a mut dyn Write, json: bool) -> Self {
+        Self { out, json }
+    }
+
+    /// Prints `value` as JSON, or calls `human` to print it for people.
+    pub fn value<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        if self.json {
+            serde_json::to_writer(&mut *self.out, value).map_err(io::Error::from)?;
+            writeln!(self.out)?;
+        } else {
+            human(self.out)?;
+        }
+        Ok(())
+    }
+
+    /// A list of posts.
+    pub fn posts(&mut self, posts: &[FeedItem]) -> Result<(), Error> {
+        self.value(posts, |w| {
+            if posts.is_empty() {
+                writeln!(w, "No posts.")?;
+            }
+            for post in posts {
+                write_post(w, post)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A post's like state after a like or unlike.
+    pub fn post_state(&mut self, post: &FeedItem) -> Result<(), Error> {
+        let state = serde_json::json!({
+            "post_id": post.post_id, "likes": post.likes, "liked_by_me": post.liked_by_me
+        });
+        self.value(&state, |w| {
+            let verb = if post.liked_by_me { "You like" } else { "You do not like" };
+            writeln!(w, "{verb} {} ({} likes)", post.post_id, post.likes)
+        })
+    }
+
+    /// A post and its comments.
+    pub fn thread(&mut self, thread: &ThreadView) -> Result<(), Error> {
+        self.value(thread, |w| {
+            write_post(w, &thread.post)?;
+            for c in &thread.comments {
+                writeln!(
+                    w,
+                    "    {} {}: {}  [{}]",
+                    when(c.created_at),
+                    name_or_id(c.author_name.as_deref(), &c.author),
+                    c.text,
+                    c.comment_id
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A profile.
+    pub fn profile(&mut self, p: &ProfileView) -> Result<(), Error> {
+        self.value(p, |w| {
+            writeln!(w, "{} ({})", p.name.as_deref().unwrap_or("(no name yet)"), p.uid)?;
+            if !p.bio.is_empty() {
+                writeln!(w, "{}", p.bio)?;
+            }
+            writeln!(w, "{} posts · {} followers · {} following", p.posts, p.followers, p.following)
+        })
+    }
+
+    /// Notifications.
+    pub fn notifications(&mut self, list: &[Notification]) -> Result<(), Error> {
+        self.value(list, |w| {
+            if list.is_empty() {
+                writeln!(w, "No notifications.")?;
+            }
+            for n in list {
+                let who = name_or_id(n.actor_name.as_deref(), &n.actor);
+                let what = match n.kind {
+                    NotificationKind::Like => "liked your post",
+                    NotificationKind::Comment => "commented on your post",
+                    NotificationKind::Follow => "followed you",
+                };
+                let dot = if n.read { " " } else { "•" };
+                writeln!(w, "{dot} {} {who} {what}  [{}]", when(n.created_at), n.id)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn write_post(w: &mut dyn Write, post: &FeedItem) -> io::Result<()> {
+    let images = match post.media.len() {
+        0 => String::new(),
+        n => format!(" [{n} image{}]", if n == 1 { "" } else { "s" }),
+    };
+    writeln!(
+        w,
+        "{} {}: {}{images}\n    ♥ {}{} · {} comments  [{}]",
+        when(post.created_at),
+        name_or_id(post.author_name.as_deref(), &post.author),
+        post.text,
+        post.likes,
+        if post.liked_by_me { " (you)" } else { "" },
+        post.comments,
+        post.post_id
+    )
+}
+
+/// The display name, or the start of the user id while the profile has not arrived.
+fn name_or_id(name: Option<&str>, uid: &social_sync_core::UserId) -> String {
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => uid.to_string()[..8].to_owned(),
+    }
+}
+
+/// A timestamp in the local time zone, to the minute.
+fn when(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}

@@ -1,0 +1,211 @@
+//! Runs the real `social-sync-cli` binary on temporary profiles, the way a script would.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Run {
+    out: Output,
+}
+
+impl Run {
+    fn ok(self) -> Self {
+        assert!(
+            self.out.status.success(),
+            "command failed: {}\nstdout: {}",
+            self.stderr(),
+            String::from_utf8_lossy(&self.out.stdout)
+        );
+        self
+    }
+
+    fn json(self) -> Value {
+        let out = self.ok().out;
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+        })
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    /// Asserts a clean failure: non-zero exit, nothing on stdout, one line on stderr that
+    /// contains `expect`.
+    fn fails_with(self, expect: &str) {
+        assert!(!self.out.status.success(), "expected a failure");
+        assert!(self.out.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&self.out.stdout));
+        let err = self.stderr();
+        assert!(err.contains(expect), "stderr: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one sentence, got: {err}");
+    }
+}
+
+fn cli(profile: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env_remove("SOCIAL_SYNC_PROFILE")
+        .output()
+        .unwrap();
+    Run { out }
+}
+
+fn init(root: &Path, name: &str) -> (PathBuf, String) {
+    let dir = root.join(name);
+    let v = cli(&dir, &["init", "--name", name, "--json"]).json();
+    (dir, v["uid"].as_str().unwrap().to_owned())
+}
+
+/// Moves everything `from` holds to `to` through an export folder, as a USB stick would.
+fn carry(root: &Path, from: &Path, to: &Path, label: &str) -> Value {
+    let stick = root.join(label);
+    cli(from, &["export", stick.to_str().unwrap(), "--json"]).ok();
+    cli(to, &["import", stick.to_str().unwrap(), "--json"]).json()
+}
+
+#[test]
+fn init_and_whoami_print_the_user_id_and_name() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, uid) = init(root.path(), "Ana");
+    let me = cli(&dir, &["whoami", "--json"]).json();
+    assert_eq!(me, serde_json::json!({"uid": uid, "name": "Ana"}));
+    assert_eq!(uid.len(), 52);
+    cli(&dir, &["init", "--name", "Again"]).fails_with("already holds a profile");
+}
+
+#[test]
+fn two_people_exchange_posts_likes_comments_and_follows() {
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ana_id) = init(root.path(), "Ana");
+    let (ben, ben_id) = init(root.path(), "Ben");
+
+    let post = cli(&ana, &["post", "Sunset at the pier", "--json"]).json()["post_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    carry(root.path(), &ana, &ben, "stick1");
+
+    cli(&ben, &["follow", &ana_id, "--json"]).ok();
+    let liked = cli(&ben, &["like", &post, "--json"]).json();
+    assert_eq!(liked["likes"], 1);
+    assert_eq!(liked["liked_by_me"], true);
+    let comment = cli(&ben, &["comment", &post, "Gorgeous light", "--json"]).json()["comment_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(comment.starts_with(&ben_id), "a comment id starts with its author");
+
+    let feed = cli(&ben, &["feed", "--json"]).json();
+    let item = &feed[0];
+    for field in ["post_id", "author", "author_name", "text", "created_at", "likes", "liked_by_me", "comments"] {
+        assert!(item.get(field).is_some(), "feed item lacks {field}: {item}");
+    }
+    assert_eq!(item["author"], ana_id.as_str());
+    assert_eq!(item["author_name"], "Ana");
+    assert_eq!((item["likes"].as_u64(), item["comments"].as_u64()), (Some(1), Some(1)));
+
+    let imported = carry(root.path(), &ben, &ana, "stick2");
+    assert_eq!(imported["notifications"].as_array().unwrap().len(), 3);
+
+    let notes = cli(&ana, &["notifications", "--json"]).json();
+    let mut kinds: Vec<&str> = notes.as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, vec!["comment", "follow", "like"]);
+    for n in notes.as_array().unwrap() {
+        assert_eq!(n["actor"], ben_id.as_str());
+        assert_eq!(n["actor_name"], "Ben");
+        assert_eq!(n["read"], false);
+        for field in ["id", "kind", "actor", "actor_name", "post_id", "created_at", "read"] {
+            assert!(n.get(field).is_some(), "notification lacks {field}: {n}");
+        }
+    }
+
+    // Importing the same folder again notifies nothing new.
+    let again = carry(root.path(), &ben, &ana, "stick3");
+    assert_eq!(again["notifications"].as_array().unwrap().len(), 0);
+    assert_eq!(cli(&ana, &["notifications", "--json"]).json().as_array().unwrap().len(), 3);
+
+    let first = notes[0]["id"].as_str().unwrap();
+    cli(&ana, &["mark-read", first, "--json"]).ok();
+    assert_eq!(cli(&ana, &["notifications", "--unread", "--json"]).json().as_array().unwrap().len(), 2);
+    assert_eq!(cli(&ana, &["mark-read", "--all", "--json"]).json()["marked"], 2);
+    assert_eq!(cli(&ana, &["notifications", "--unread", "--json"]).json(), serde_json::json!([]));
+
+    let thread = cli(&ana, &["thread", &post, "--json"]).json();
+    assert_eq!(thread["post"]["post_id"], post.as_str());
+    let c = &thread["comments"][0];
+    assert_eq!(c["comment_id"], comment.as_str());
+    assert_eq!(c["author"], ben_id.as_str());
+    assert_eq!(c["author_name"], "Ben");
+    assert_eq!(c["text"], "Gorgeous light");
+    assert!(c["created_at"].as_i64().unwrap() > 0);
+}
+
+#[test]
+fn search_finds_posts_and_feed_pages_with_after() {
+    let root = tempfile::tempdir().unwrap();
+    let (ana, _) = init(root.path(), "Ana");
+    for text in ["red kite over the hill", "blue heron", "red squirrel"] {
+        cli(&ana, &["post", text]).ok();
+    }
+    let found = cli(&ana, &["search", "red", "--json"]).json();
+    assert_eq!(found.as_array().unwrap().len(), 2);
+    let page1 = cli(&ana, &["feed", "--limit", "2", "--json"]).json();
+    assert_eq!(page1.as_array().unwrap().len(), 2);
+    let last = page1[1]["post_id"].as_str().unwrap();
+    let page2 = cli(&ana, &["feed", "--limit", "2", "--after", last, "--json"]).json();
+    assert_eq!(page2.as_array().unwrap().len(), 1);
+    assert_eq!(page2[0]["text"], "red kite over the hill", "oldest last");
+}
+
+#[test]
+fn bad_input_gets_one_clear_sentence_and_a_non_zero_exit() {
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ana_id) = init(root.path(), "Ana");
+    let missing_post = format!("{ana_id}-aaaaaaaaaaaaaaaa");
+    cli(&ana, &["like", &missing_post, "--json"]).fails_with(&missing_post);
+    cli(&ana, &["follow", &ana_id]).fails_with("cannot follow yourself");
+    cli(&root.path().join("nobody"), &["feed"]).fails_with("init --name");
+    let txt = root.path().join("notes.txt");
+    std::fs::write(&txt, "hi").unwrap();
+    cli(&ana, &["post", "x", "--image", txt.to_str().unwrap()]).fails_with("not a PNG, JPEG, GIF or WebP");
+    cli(&ana, &["post", ""]).fails_with("post text");
+    cli(&ana, &["mark-read"]).fails_with("--all");
+    cli(&ana, &["mark-read", "nope"]).fails_with("no notification nope");
+    cli(&ana, &["init", "--name", "X", "--relay", "http://x"]).fails_with("not a relay address");
+    // No --profile at all.
+    let out = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+        .args(["feed"])
+        .env_remove("SOCIAL_SYNC_PROFILE")
+        .output()
+        .unwrap();
+    Run { out }.fails_with("--profile DIR");
+}
+
+#[test]
+fn a_malformed_import_folder_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let (ana, _) = init(root.path(), "Ana");
+    let (ben, _) = init(root.path(), "Ben");
+    cli(&ana, &["post", "hello"]).ok();
+    let stick = root.path().join("stick");
+    cli(&ana, &["export", stick.to_str().unwrap()]).ok();
+    std::fs::write(stick.join("documents/000000.automerge"), b"garbage").unwrap();
+    let before = cli(&ben, &["search", "hello", "--json"]).json();
+    cli(&ben, &["import", stick.to_str().unwrap()]).fails_with("does not match its checksum");
+    assert_eq!(cli(&ben, &["search", "hello", "--json"]).json(), before);
+}
+
+#[test]
+fn a_damaged_database_is_named() {
+    let root = tempfile::tempdir().unwrap();
+    let (ana, _) = init(root.path(), "Ana");
+    let db = ana.join("social-sync.db");
+    let _ = std::fs::remove_file(ana.join("social-sync.db-wal"));
+    let _ = std::fs::remove_file(ana.join("social-sync.db-shm"));
+    std::fs::write(&db, vec![0x42u8; 8192]).unwrap();
+    cli(&ana, &["feed"]).fails_with("social-sync.db is damaged");
+}

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 
-
 use serde_json::json;
 use social_sync_core::{Env, FeedCursor, Replica};
 
@@ -21,7 +20,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         let me = replica.profile(replica.user_id())?;
         return p.value(
             &json!({"uid": me.uid, "name": me.name, "profile": dir}),
-            |w| writeln!(w, "Made a profile for {} in {}\nuser id: {}", name, dir.display(), me.uid),
+            |w| {
+                writeln!(
+                    w,
+                    "Made a profile for {} in {}\nuser id: {}",
+                    name,
+                    dir.display(),
+                    me.uid
+                )
+            },
         );
     }
     let mut r = Replica::open(&dir, Env::system())?;
@@ -77,7 +84,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         }
         Command::Follow { uid } => {
             r.follow(uid)?;
-            p.value(&json!({"uid": uid, "following": true}), |w| writeln!(w, "Following {uid}"))
+            p.value(&json!({"uid": uid, "following": true}), |w| {
+                writeln!(w, "Following {uid}")
+            })
         }
         Command::Unfollow { uid } => {
             r.unfollow(uid)?;
@@ -88,8 +97,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Feed { limit, after } => {
             let cursor = match after {
                 Some(id) => {
-                    let post = r.post_view(&id).map_err(|_| Error::Cursor(id.to_string()))?;
-                    Some(FeedCursor { created_at: post.created_at, post_id: id })
+                    let post = r
+                        .post_view(&id)
+                        .map_err(|_| Error::Cursor(id.to_string()))?;
+                    Some(FeedCursor {
+                        created_at: post.created_at,
+                        post_id: id,
+                    })
                 }
                 None => None,
             };
@@ -97,7 +111,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             p.posts(&page.posts)
         }
         Command::Thread { post_id } => p.thread(&r.thread(&post_id)?),
-        Command::Notifications { unread, limit } => p.notifications(&r.notifications(unread, limit)?),
+        Command::Notifications { unread, limit } => {
+            p.notifications(&r.notifications(unread, limit)?)
+        }
         Command::MarkRead { id, all } => {
             let marked = match (id, all) {
                 (_, true) => r.mark_all_read()?,
@@ -107,7 +123,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 }
                 (None, false) => return Err(Error::MarkWhat),
             };
-            p.value(&json!({"marked": marked}), |w| writeln!(w, "Marked {marked} read"))
+            p.value(&json!({"marked": marked}), |w| {
+                writeln!(w, "Marked {marked} read")
+            })
         }
         Command::Search { text, limit } => p.posts(&r.search(&text, limit)?),
         Command::Export { dir } => {
@@ -116,7 +134,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 tracing::warn!("left out of the export: {skipped}");
             }
             p.value(&summary, |w| {
-                writeln!(w, "Exported {} documents and {} images to {}", summary.documents, summary.blobs, dir.display())
+                writeln!(
+                    w,
+                    "Exported {} documents and {} images to {}",
+                    summary.documents,
+                    summary.blobs,
+                    dir.display()
+                )
             })
         }
         Command::Import { dir } => {
@@ -140,22 +164,26 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 .iter()
                 .map(|(doc, error)| json!({"doc": doc, "error": error}))
                 .collect();
-            p.value(&json!({"documents": report.documents, "damaged": damaged}), |w| {
-                writeln!(w, "Reindexed {} documents", report.documents)?;
-                for (_, error) in &report.damaged {
-                    writeln!(w, "damaged: {error}")?;
-                }
-                Ok(())
-            })
+            p.value(
+                &json!({"documents": report.documents, "damaged": damaged}),
+                |w| {
+                    writeln!(w, "Reindexed {} documents", report.documents)?;
+                    for (_, error) in &report.damaged {
+                        writeln!(w, "damaged: {error}")?;
+                    }
+                    Ok(())
+                },
+            )
         }
     }
 }
 
 fn check_relay_url(url: &str) -> Result<(), Error> {
-    let rest = url.strip_prefix("ws://").or_else(|| url.strip_prefix("wss://"));
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"));
     match rest {
         Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
         _ => Err(Error::RelayUrl(url.to_owned())),
     }
 }
-

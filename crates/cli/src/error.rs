@@ -10,7 +10,9 @@ pub enum Error {
     #[error("'{0}' is not a relay address: use ws://HOST:PORT or wss://HOST")]
     RelayUrl(String),
     /// A feed cursor that does not name a post in the feed.
-    #[error("cannot page after {0}: it is not a post in this profile; use a post_id printed by `feed`")]
+    #[error(
+        "cannot page after {0}: it is not a post in this profile; use a post_id printed by `feed`"
+    )]
     Cursor(String),
     /// No `--profile` and no `SOCIAL_SYNC_PROFILE`.
     #[error("say which profile folder to use: --profile DIR (or set SOCIAL_SYNC_PROFILE)")]

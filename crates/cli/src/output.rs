@@ -53,7 +53,11 @@ impl<'a> Printer<'a> {
             "post_id": post.post_id, "likes": post.likes, "liked_by_me": post.liked_by_me
         });
         self.value(&state, |w| {
-            let verb = if post.liked_by_me { "You like" } else { "You do not like" };
+            let verb = if post.liked_by_me {
+                "You like"
+            } else {
+                "You do not like"
+            };
             writeln!(w, "{verb} {} ({} likes)", post.post_id, post.likes)
         })
     }
@@ -79,11 +83,20 @@ impl<'a> Printer<'a> {
     /// A profile.
     pub fn profile(&mut self, p: &ProfileView) -> Result<(), Error> {
         self.value(p, |w| {
-            writeln!(w, "{} ({})", p.name.as_deref().unwrap_or("(no name yet)"), p.uid)?;
+            writeln!(
+                w,
+                "{} ({})",
+                p.name.as_deref().unwrap_or("(no name yet)"),
+                p.uid
+            )?;
             if !p.bio.is_empty() {
                 writeln!(w, "{}", p.bio)?;
             }
-            writeln!(w, "{} posts · {} followers · {} following", p.posts, p.followers, p.following)
+            writeln!(
+                w,
+                "{} posts · {} followers · {} following",
+                p.posts, p.followers, p.following
+            )
         })
     }
 
@@ -137,6 +150,10 @@ fn name_or_id(name: Option<&str>, uid: &social_sync_core::UserId) -> String {
 /// A timestamp in the local time zone, to the minute.
 fn when(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_zoned(jiff::tz::TimeZone::system()).strftime("%Y-%m-%d %H:%M").to_string())
+        .map(|t| {
+            t.to_zoned(jiff::tz::TimeZone::system())
+                .strftime("%Y-%m-%d %H:%M")
+                .to_string()
+        })
         .unwrap_or_else(|_| ms.to_string())
 }

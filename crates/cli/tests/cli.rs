@@ -1,5 +1,7 @@
 //! Runs the real `social-sync-cli` binary on temporary profiles, the way a script would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -23,7 +25,10 @@ impl Run {
     fn json(self) -> Value {
         let out = self.ok().out;
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout))
+            panic!(
+                "stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
         })
     }
 
@@ -35,10 +40,18 @@ impl Run {
     /// contains `expect`.
     fn fails_with(self, expect: &str) {
         assert!(!self.out.status.success(), "expected a failure");
-        assert!(self.out.stdout.is_empty(), "stdout: {}", String::from_utf8_lossy(&self.out.stdout));
+        assert!(
+            self.out.stdout.is_empty(),
+            "stdout: {}",
+            String::from_utf8_lossy(&self.out.stdout)
+        );
         let err = self.stderr();
         assert!(err.contains(expect), "stderr: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "one sentence, got: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one sentence, got: {err}"
+        );
     }
 }
 
@@ -96,29 +109,57 @@ fn two_people_exchange_posts_likes_comments_and_follows() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(comment.starts_with(&ben_id), "a comment id starts with its author");
+    assert!(
+        comment.starts_with(&ben_id),
+        "a comment id starts with its author"
+    );
 
     let feed = cli(&ben, &["feed", "--json"]).json();
     let item = &feed[0];
-    for field in ["post_id", "author", "author_name", "text", "created_at", "likes", "liked_by_me", "comments"] {
+    for field in [
+        "post_id",
+        "author",
+        "author_name",
+        "text",
+        "created_at",
+        "likes",
+        "liked_by_me",
+        "comments",
+    ] {
         assert!(item.get(field).is_some(), "feed item lacks {field}: {item}");
     }
     assert_eq!(item["author"], ana_id.as_str());
     assert_eq!(item["author_name"], "Ana");
-    assert_eq!((item["likes"].as_u64(), item["comments"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (item["likes"].as_u64(), item["comments"].as_u64()),
+        (Some(1), Some(1))
+    );
 
     let imported = carry(root.path(), &ben, &ana, "stick2");
     assert_eq!(imported["notifications"].as_array().unwrap().len(), 3);
 
     let notes = cli(&ana, &["notifications", "--json"]).json();
-    let mut kinds: Vec<&str> = notes.as_array().unwrap().iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    let mut kinds: Vec<&str> = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
     kinds.sort();
     assert_eq!(kinds, vec!["comment", "follow", "like"]);
     for n in notes.as_array().unwrap() {
         assert_eq!(n["actor"], ben_id.as_str());
         assert_eq!(n["actor_name"], "Ben");
         assert_eq!(n["read"], false);
-        for field in ["id", "kind", "actor", "actor_name", "post_id", "created_at", "read"] {
+        for field in [
+            "id",
+            "kind",
+            "actor",
+            "actor_name",
+            "post_id",
+            "created_at",
+            "read",
+        ] {
             assert!(n.get(field).is_some(), "notification lacks {field}: {n}");
         }
     }
@@ -126,13 +167,33 @@ fn two_people_exchange_posts_likes_comments_and_follows() {
     // Importing the same folder again notifies nothing new.
     let again = carry(root.path(), &ben, &ana, "stick3");
     assert_eq!(again["notifications"].as_array().unwrap().len(), 0);
-    assert_eq!(cli(&ana, &["notifications", "--json"]).json().as_array().unwrap().len(), 3);
+    assert_eq!(
+        cli(&ana, &["notifications", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
 
     let first = notes[0]["id"].as_str().unwrap();
     cli(&ana, &["mark-read", first, "--json"]).ok();
-    assert_eq!(cli(&ana, &["notifications", "--unread", "--json"]).json().as_array().unwrap().len(), 2);
-    assert_eq!(cli(&ana, &["mark-read", "--all", "--json"]).json()["marked"], 2);
-    assert_eq!(cli(&ana, &["notifications", "--unread", "--json"]).json(), serde_json::json!([]));
+    assert_eq!(
+        cli(&ana, &["notifications", "--unread", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        cli(&ana, &["mark-read", "--all", "--json"]).json()["marked"],
+        2
+    );
+    assert_eq!(
+        cli(&ana, &["notifications", "--unread", "--json"]).json(),
+        serde_json::json!([])
+    );
 
     let thread = cli(&ana, &["thread", &post, "--json"]).json();
     assert_eq!(thread["post"]["post_id"], post.as_str());
@@ -171,7 +232,8 @@ fn bad_input_gets_one_clear_sentence_and_a_non_zero_exit() {
     cli(&root.path().join("nobody"), &["feed"]).fails_with("init --name");
     let txt = root.path().join("notes.txt");
     std::fs::write(&txt, "hi").unwrap();
-    cli(&ana, &["post", "x", "--image", txt.to_str().unwrap()]).fails_with("not a PNG, JPEG, GIF or WebP");
+    cli(&ana, &["post", "x", "--image", txt.to_str().unwrap()])
+        .fails_with("not a PNG, JPEG, GIF or WebP");
     cli(&ana, &["post", ""]).fails_with("post text");
     cli(&ana, &["mark-read"]).fails_with("--all");
     cli(&ana, &["mark-read", "nope"]).fails_with("no notification nope");

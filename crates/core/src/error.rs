@@ -36,7 +36,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The key file is not a PKCS#8 Ed25519 key.
-    #[error("the key file {path} is damaged ({detail}): restore it from a backup; without it this profile cannot write")]
+    #[error(
+        "the key file {path} is damaged ({detail}): restore it from a backup; without it this profile cannot write"
+    )]
     BadKeyFile {
         /// The key file.
         path: PathBuf,
@@ -44,7 +46,9 @@ pub enum Error {
         detail: String,
     },
     /// The SQLite file is not a database, or is damaged.
-    #[error("the profile database {path} is damaged ({detail}): restore it from a backup, or move it away and import an export or sync again to rebuild it")]
+    #[error(
+        "the profile database {path} is damaged ({detail}): restore it from a backup, or move it away and import an export or sync again to rebuild it"
+    )]
     DamagedDatabase {
         /// The database file.
         path: PathBuf,
@@ -52,7 +56,9 @@ pub enum Error {
         detail: String,
     },
     /// The database was written by a newer Social Sync.
-    #[error("the profile database {path} has schema version {found}, newer than this program knows ({known}): update Social Sync")]
+    #[error(
+        "the profile database {path} has schema version {found}, newer than this program knows ({known}): update Social Sync"
+    )]
     NewerDatabase {
         /// The database file.
         path: PathBuf,
@@ -62,7 +68,9 @@ pub enum Error {
         known: usize,
     },
     /// One stored document could not be loaded; the others are unaffected.
-    #[error("the stored document {doc} is damaged ({detail}); other documents are unaffected: receive it again by sync or import, or run `reindex` to see every damaged document")]
+    #[error(
+        "the stored document {doc} is damaged ({detail}); other documents are unaffected: receive it again by sync or import, or run `reindex` to see every damaged document"
+    )]
     DamagedDocument {
         /// The document.
         doc: DocId,
@@ -70,7 +78,9 @@ pub enum Error {
         detail: String,
     },
     /// A change given to merge is not an Automerge change.
-    #[error("change #{index} for {doc} is not a valid Automerge change ({detail}); nothing was merged")]
+    #[error(
+        "change #{index} for {doc} is not a valid Automerge change ({detail}); nothing was merged"
+    )]
     InvalidChange {
         /// The document.
         doc: DocId,

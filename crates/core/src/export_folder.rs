@@ -41,7 +41,9 @@ pub enum ExportError {
         path: PathBuf,
     },
     /// No manifest: not an export, or an interrupted one.
-    #[error("{path} has no manifest.json: it is not a Social Sync export folder, or its export was interrupted; export again")]
+    #[error(
+        "{path} has no manifest.json: it is not a Social Sync export folder, or its export was interrupted; export again"
+    )]
     NoManifest {
         /// The folder.
         path: PathBuf,
@@ -55,7 +57,9 @@ pub enum ExportError {
         detail: String,
     },
     /// Written by a newer version.
-    #[error("the export in {path} has format version {found}, newer than this program reads ({known}): update Social Sync")]
+    #[error(
+        "the export in {path} has format version {found}, newer than this program reads ({known}): update Social Sync"
+    )]
     NewerVersion {
         /// The folder.
         path: PathBuf,
@@ -65,7 +69,9 @@ pub enum ExportError {
         known: u32,
     },
     /// A listed file is missing or unreadable.
-    #[error("{path}, listed in the manifest, cannot be read ({detail}): copy the whole export folder again")]
+    #[error(
+        "{path}, listed in the manifest, cannot be read ({detail}): copy the whole export folder again"
+    )]
     MissingFile {
         /// The file.
         path: PathBuf,
@@ -73,7 +79,9 @@ pub enum ExportError {
         detail: String,
     },
     /// A file's content does not match its checksum.
-    #[error("{path} does not match its checksum in the manifest: the copy is damaged; copy the export folder again")]
+    #[error(
+        "{path} does not match its checksum in the manifest: the copy is damaged; copy the export folder again"
+    )]
     Checksum {
         /// The file.
         path: PathBuf,
@@ -165,7 +173,10 @@ pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<Exp
         move |source| Error::Io { path, source }
     };
     if fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some()) {
-        return Err(ExportError::NotEmpty { path: dir.to_owned() }.into());
+        return Err(ExportError::NotEmpty {
+            path: dir.to_owned(),
+        }
+        .into());
     }
     fs::create_dir_all(dir.join("documents")).map_err(io(dir))?;
     fs::create_dir_all(dir.join("blobs")).map_err(io(dir))?;
@@ -192,14 +203,24 @@ pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<Exp
         let file = format!("documents/{:06}.automerge", manifest.documents.len());
         let path = dir.join(&file);
         fs::write(&path, &bytes).map_err(io(&path))?;
-        manifest.documents.push(DocumentEntry { id: doc, file, sha256: sha256_hex(&bytes) });
+        manifest.documents.push(DocumentEntry {
+            id: doc,
+            file,
+            sha256: sha256_hex(&bytes),
+        });
     }
     for hash in blobs::list(conn)? {
-        let Some(blob) = blobs::get(conn, &hash)? else { continue };
+        let Some(blob) = blobs::get(conn, &hash)? else {
+            continue;
+        };
         let file = format!("blobs/{hash}");
         let path = dir.join(&file);
         fs::write(&path, &blob.bytes).map_err(io(&path))?;
-        manifest.blobs.push(BlobEntry { hash, mime: blob.mime, file });
+        manifest.blobs.push(BlobEntry {
+            hash,
+            mime: blob.mime,
+            file,
+        });
     }
     let path = dir.join(MANIFEST);
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Io {
@@ -207,14 +228,19 @@ pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<Exp
         source: std::io::Error::other(e),
     })?;
     fs::write(&path, json).map_err(io(&path))?;
-    Ok(ExportSummary { documents: manifest.documents.len(), blobs: manifest.blobs.len(), skipped })
+    Ok(ExportSummary {
+        documents: manifest.documents.len(),
+        blobs: manifest.blobs.len(),
+        skipped,
+    })
 }
 
 /// Reads and checks an export folder in full.
 pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
     let manifest_path = dir.join(MANIFEST);
-    let text = fs::read_to_string(&manifest_path)
-        .map_err(|_| ExportError::NoManifest { path: dir.to_owned() })?;
+    let text = fs::read_to_string(&manifest_path).map_err(|_| ExportError::NoManifest {
+        path: dir.to_owned(),
+    })?;
     let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ExportError::BadManifest {
         path: manifest_path.clone(),
         detail: e.to_string(),
@@ -226,7 +252,11 @@ pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
         });
     }
     if manifest.version > VERSION {
-        return Err(ExportError::NewerVersion { path: dir.to_owned(), found: manifest.version, known: VERSION });
+        return Err(ExportError::NewerVersion {
+            path: dir.to_owned(),
+            found: manifest.version,
+            known: VERSION,
+        });
     }
     let mut documents = Vec::with_capacity(manifest.documents.len());
     for entry in manifest.documents {
@@ -242,8 +272,12 @@ pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
         })?;
         let changes = am.get_changes(&[]);
         for change in &changes {
-            crate::model::rules::check_change(&entry.id, change)
-                .map_err(|violation| ExportError::Forbidden { path: path.clone(), violation })?;
+            crate::model::rules::check_change(&entry.id, change).map_err(|violation| {
+                ExportError::Forbidden {
+                    path: path.clone(),
+                    violation,
+                }
+            })?;
         }
         documents.push((entry.id, changes));
     }
@@ -254,9 +288,15 @@ pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
         if blobs::hash_of(&bytes) != entry.hash {
             return Err(ExportError::Checksum { path });
         }
-        blob_list.push(blobs::Blob { mime: entry.mime, bytes });
+        blob_list.push(blobs::Blob {
+            mime: entry.mime,
+            bytes,
+        });
     }
-    Ok(CheckedFolder { documents, blobs: blob_list })
+    Ok(CheckedFolder {
+        documents,
+        blobs: blob_list,
+    })
 }
 
 /// Resolves a manifest path, refusing anything that would leave the folder.
@@ -275,7 +315,10 @@ fn inside(dir: &Path, file: &str, manifest: &Path) -> Result<PathBuf, ExportErro
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, ExportError> {
-    fs::read(path).map_err(|e| ExportError::MissingFile { path: path.to_owned(), detail: e.to_string() })
+    fs::read(path).map_err(|e| ExportError::MissingFile {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -122,7 +122,10 @@ mod tests {
         let id = Identity::generate(&mut env);
         id.save_new(dir.path()).unwrap();
         assert_eq!(Identity::load(dir.path()).unwrap().user_id(), id.user_id());
-        assert!(matches!(id.save_new(dir.path()), Err(Error::Io { .. })), "never overwrites a key");
+        assert!(
+            matches!(id.save_new(dir.path()), Err(Error::Io { .. })),
+            "never overwrites a key"
+        );
     }
 
     #[cfg(unix)]
@@ -130,8 +133,13 @@ mod tests {
     fn the_key_file_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        Identity::generate(&mut Env::deterministic(2, 0)).save_new(dir.path()).unwrap();
-        let mode = fs::metadata(Identity::path(dir.path())).unwrap().permissions().mode();
+        Identity::generate(&mut Env::deterministic(2, 0))
+            .save_new(dir.path())
+            .unwrap();
+        let mode = fs::metadata(Identity::path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 

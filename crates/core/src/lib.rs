@@ -29,7 +29,7 @@ pub use env::{Clock, Env, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use identity::Identity;
 pub use replica::{MergeOutcome, Replica};
-pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 pub use store::notifications::{Notification, NotificationKind};
+pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 
 pub use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};

@@ -62,14 +62,21 @@ impl Replica {
     pub fn create(dir: &Path, name: &str, relay_url: Option<&str>, mut env: Env) -> Result<Self> {
         let name = checked_text("name", name.trim(), limits::NAME)?;
         if dir.join(KEY_FILE).exists() {
-            return Err(Error::ProfileExists { path: dir.to_owned() });
+            return Err(Error::ProfileExists {
+                path: dir.to_owned(),
+            });
         }
-        fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_owned(), source })?;
+        fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
         let identity = Identity::generate(&mut env);
         identity.save_new(dir)?;
         let mut replica = Self::with_identity(dir, &identity, env)?;
         if let Some(url) = relay_url {
-            replica.store.write(|c| settings::set(c, settings::RELAY_URL, url))?;
+            replica
+                .store
+                .write(|c| settings::set(c, settings::RELAY_URL, url))?;
         }
         replica.set_profile(Some(name), None)?;
         Ok(replica)
@@ -78,7 +85,9 @@ impl Replica {
     /// Opens the profile in `dir`.
     pub fn open(dir: &Path, env: Env) -> Result<Self> {
         if !dir.join(KEY_FILE).exists() {
-            return Err(Error::NoProfile { path: dir.to_owned() });
+            return Err(Error::NoProfile {
+                path: dir.to_owned(),
+            });
         }
         let identity = Identity::load(dir)?;
         Self::with_identity(dir, &identity, env)
@@ -134,15 +143,20 @@ impl Replica {
 
     /// Sets the relay URL.
     pub fn set_relay_url(&mut self, url: &str) -> Result<()> {
-        self.store.write(|c| settings::set(c, settings::RELAY_URL, url))
+        self.store
+            .write(|c| settings::set(c, settings::RELAY_URL, url))
     }
 
     // ----- edits -------------------------------------------------------------------
 
     /// Changes the display name and/or bio.
     pub fn set_profile(&mut self, name: Option<&str>, bio: Option<&str>) -> Result<()> {
-        let name = name.map(|n| checked_text("name", n.trim(), limits::NAME)).transpose()?;
-        let bio = bio.map(|b| checked_text("bio", b, limits::BIO)).transpose()?;
+        let name = name
+            .map(|n| checked_text("name", n.trim(), limits::NAME))
+            .transpose()?;
+        let bio = bio
+            .map(|b| checked_text("bio", b, limits::BIO))
+            .transpose()?;
         self.edit(DocId::User(self.me), |am, _| {
             let mut fields = UserDoc(am).profile();
             if let Some(name) = name {
@@ -161,7 +175,10 @@ impl Replica {
         let (mime, bytes) = read_image(image)?;
         self.edit(DocId::User(self.me), |am, conn| {
             let hash = blobs::put(conn, mime, &bytes)?;
-            let fields = ProfileFields { avatar: Some(hash), ..UserDoc(am).profile() };
+            let fields = ProfileFields {
+                avatar: Some(hash),
+                ..UserDoc(am).profile()
+            };
             UserDoc::set_profile(am, &fields)?;
             Ok(hash)
         })
@@ -179,9 +196,15 @@ impl Replica {
             });
         }
         if images.len() > limits::IMAGES_PER_POST {
-            return Err(Error::TooManyImages { count: images.len(), max: limits::IMAGES_PER_POST });
+            return Err(Error::TooManyImages {
+                count: images.len(),
+                max: limits::IMAGES_PER_POST,
+            });
         }
-        let images = images.iter().map(|p| read_image(p)).collect::<Result<Vec<_>>>()?;
+        let images = images
+            .iter()
+            .map(|p| read_image(p))
+            .collect::<Result<Vec<_>>>()?;
         let id = PostId::new(self.me, &self.env.random_bytes::<10>());
         let created_at = self.env.clock.now_ms();
         self.edit(DocId::User(self.me), |am, conn| {
@@ -189,7 +212,12 @@ impl Replica {
                 .iter()
                 .map(|(mime, bytes)| blobs::put(conn, mime, bytes))
                 .collect::<Result<Vec<_>>>()?;
-            let entry = PostEntry { id: id.clone(), text: text.to_owned(), media, created_at };
+            let entry = PostEntry {
+                id: id.clone(),
+                text: text.to_owned(),
+                media,
+                created_at,
+            };
             UserDoc::add_post(am, &entry)?;
             Ok(())
         })?;
@@ -199,10 +227,17 @@ impl Replica {
     /// Deletes one of the user's own posts.
     pub fn delete_post(&mut self, id: &PostId) -> Result<()> {
         if id.author() != self.me {
-            return Err(Error::NotYours { what: format!("post {id}"), author: id.author().to_string() });
+            return Err(Error::NotYours {
+                what: format!("post {id}"),
+                author: id.author().to_string(),
+            });
         }
         self.edit(DocId::User(self.me), |am, _| {
-            if UserDoc::remove_post(am, id)? { Ok(()) } else { Err(Error::UnknownPost(id.clone())) }
+            if UserDoc::remove_post(am, id)? {
+                Ok(())
+            } else {
+                Err(Error::UnknownPost(id.clone()))
+            }
         })
     }
 
@@ -210,14 +245,18 @@ impl Replica {
     pub fn like(&mut self, post: &PostId) -> Result<()> {
         self.require_post(post)?;
         let (me, at) = (self.me, self.env.clock.now_ms());
-        self.edit(DocId::Thread(post.clone()), |am, _| Ok(ThreadDoc::like(am, me, at)?))
+        self.edit(DocId::Thread(post.clone()), |am, _| {
+            Ok(ThreadDoc::like(am, me, at)?)
+        })
     }
 
     /// Takes a like back (nothing happens if not liked).
     pub fn unlike(&mut self, post: &PostId) -> Result<()> {
         self.require_post(post)?;
         let me = self.me;
-        self.edit(DocId::Thread(post.clone()), |am, _| Ok(ThreadDoc::unlike(am, me).map(drop)?))
+        self.edit(DocId::Thread(post.clone()), |am, _| {
+            Ok(ThreadDoc::unlike(am, me).map(drop)?)
+        })
     }
 
     /// Comments on a post; returns the new comment's id.
@@ -225,24 +264,43 @@ impl Replica {
         let text = checked_text("comment", text.trim(), limits::COMMENT)?;
         self.require_post(post)?;
         let id = CommentId::new(self.me, &self.env.random_bytes::<10>());
-        let entry = CommentEntry { id: id.clone(), text: text.to_owned(), created_at: self.env.clock.now_ms() };
-        self.edit(DocId::Thread(post.clone()), |am, _| Ok(ThreadDoc::add_comment(am, &entry)?))?;
+        let entry = CommentEntry {
+            id: id.clone(),
+            text: text.to_owned(),
+            created_at: self.env.clock.now_ms(),
+        };
+        self.edit(DocId::Thread(post.clone()), |am, _| {
+            Ok(ThreadDoc::add_comment(am, &entry)?)
+        })?;
         Ok(id)
     }
 
     /// Deletes one of the user's own comments.
     pub fn delete_comment(&mut self, id: &CommentId) -> Result<()> {
         if id.author() != self.me {
-            return Err(Error::NotYours { what: format!("comment {id}"), author: id.author().to_string() });
+            return Err(Error::NotYours {
+                what: format!("comment {id}"),
+                author: id.author().to_string(),
+            });
         }
         let post: Option<String> = self
             .store
             .conn()
-            .query_row("SELECT post_id FROM comments WHERE comment_id = ?1", [id.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT post_id FROM comments WHERE comment_id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
-        let post: PostId = post.ok_or_else(|| Error::UnknownComment(id.clone()))?.parse()?;
+        let post: PostId = post
+            .ok_or_else(|| Error::UnknownComment(id.clone()))?
+            .parse()?;
         self.edit(DocId::Thread(post), |am, _| {
-            if ThreadDoc::remove_comment(am, id)? { Ok(()) } else { Err(Error::UnknownComment(id.clone())) }
+            if ThreadDoc::remove_comment(am, id)? {
+                Ok(())
+            } else {
+                Err(Error::UnknownComment(id.clone()))
+            }
         })
     }
 
@@ -252,12 +310,16 @@ impl Replica {
             return Err(Error::FollowSelf);
         }
         let at = self.env.clock.now_ms();
-        self.edit(DocId::User(self.me), |am, _| Ok(UserDoc::follow(am, uid, at)?))
+        self.edit(DocId::User(self.me), |am, _| {
+            Ok(UserDoc::follow(am, uid, at)?)
+        })
     }
 
     /// Stops following a user (nothing happens if not following).
     pub fn unfollow(&mut self, uid: UserId) -> Result<()> {
-        self.edit(DocId::User(self.me), |am, _| Ok(UserDoc::unfollow(am, uid).map(drop)?))
+        self.edit(DocId::User(self.me), |am, _| {
+            Ok(UserDoc::unfollow(am, uid).map(drop)?)
+        })
     }
 
     /// Runs `f` on document `doc` and, if it changed anything, stores the new change,
@@ -273,7 +335,10 @@ impl Replica {
             am.set_actor(actor);
             let before = am.get_heads();
             let out = f(&mut am, conn)?;
-            if am.commit_with(CommitOptions::default().with_time(now)).is_some() {
+            if am
+                .commit_with(CommitOptions::default().with_time(now))
+                .is_some()
+            {
                 let new = am.get_changes(&before);
                 documents::append(conn, &doc, &new)?;
                 index::update(conn, me, &doc, &mut am, &before)?;
@@ -348,7 +413,9 @@ impl Replica {
 
     /// The current heads of a document (empty if unknown).
     pub fn heads(&self, doc: &DocId) -> Result<Vec<ChangeHash>> {
-        Ok(documents::load(self.store.conn(), doc)?.map(|mut am| am.get_heads()).unwrap_or_default())
+        Ok(documents::load(self.store.conn(), doc)?
+            .map(|mut am| am.get_heads())
+            .unwrap_or_default())
     }
 
     /// The changes of `doc` that are not ancestors of `since` (all of them for an empty
@@ -357,7 +424,11 @@ impl Replica {
         let Some(mut am) = documents::load(self.store.conn(), doc)? else {
             return Ok(Vec::new());
         };
-        Ok(am.get_changes(since).into_iter().map(|c| c.raw_bytes().to_vec()).collect())
+        Ok(am
+            .get_changes(since)
+            .into_iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect())
     }
 
     /// Merges another replica's changes to `doc`. Every change is decoded and checked
@@ -386,7 +457,10 @@ impl Replica {
         let folder = export_folder::read(dir)?;
         let me = self.me;
         self.store.write(|conn| {
-            let mut summary = ImportSummary { documents: folder.documents.len(), ..Default::default() };
+            let mut summary = ImportSummary {
+                documents: folder.documents.len(),
+                ..Default::default()
+            };
             for (doc, changes) in folder.documents {
                 let outcome = merge_in(conn, me, &doc, changes)?;
                 summary.changes_applied += outcome.applied;
@@ -419,7 +493,12 @@ pub(crate) fn decode_checked(doc: &DocId, changes: &[Vec<u8>]) -> Result<Vec<Cha
 }
 
 /// Applies checked changes to `doc` inside the caller's transaction.
-fn merge_in(conn: &Connection, me: UserId, doc: &DocId, changes: Vec<Change>) -> Result<MergeOutcome> {
+fn merge_in(
+    conn: &Connection,
+    me: UserId,
+    doc: &DocId,
+    changes: Vec<Change>,
+) -> Result<MergeOutcome> {
     let mut am = documents::load(conn, doc)?.unwrap_or_default();
     let before = am.get_heads();
     let fresh: Vec<Change> = changes
@@ -429,38 +508,61 @@ fn merge_in(conn: &Connection, me: UserId, doc: &DocId, changes: Vec<Change>) ->
     if fresh.is_empty() {
         return Ok(MergeOutcome::default());
     }
-    am.apply_changes(fresh.clone()).map_err(|e| Error::InvalidChange {
-        doc: doc.clone(),
-        index: 0,
-        detail: e.to_string(),
-    })?;
+    am.apply_changes(fresh.clone())
+        .map_err(|e| Error::InvalidChange {
+            doc: doc.clone(),
+            index: 0,
+            detail: e.to_string(),
+        })?;
     let applied = am.get_changes(&before).len();
     documents::append(conn, doc, &fresh)?;
     let notifications = index::update(conn, me, doc, &mut am, &before)?;
     documents::compact_if_due(conn, doc, &mut am)?;
-    Ok(MergeOutcome { applied, waiting: fresh.len().saturating_sub(applied), notifications })
+    Ok(MergeOutcome {
+        applied,
+        waiting: fresh.len().saturating_sub(applied),
+        notifications,
+    })
 }
 
-fn checked_text<'a>(what: &'static str, text: &'a str, (min, max): (usize, usize)) -> Result<&'a str> {
+fn checked_text<'a>(
+    what: &'static str,
+    text: &'a str,
+    (min, max): (usize, usize),
+) -> Result<&'a str> {
     let len = text.chars().count();
     if (min..=max).contains(&len) {
         Ok(text)
     } else {
-        Err(Error::TextLength { what, len, min, max })
+        Err(Error::TextLength {
+            what,
+            len,
+            min,
+            max,
+        })
     }
 }
 
 /// Reads an image file, checking its size and that it is a PNG, JPEG, GIF or WebP.
 fn read_image(path: &Path) -> Result<(&'static str, Vec<u8>)> {
-    let io = |source| Error::Io { path: path.to_owned(), source };
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
     let size = fs::metadata(path).map_err(io)?.len();
     if size > limits::IMAGE_BYTES {
-        return Err(Error::ImageTooLarge { path: path.to_owned(), size, max: limits::IMAGE_BYTES });
+        return Err(Error::ImageTooLarge {
+            path: path.to_owned(),
+            size,
+            max: limits::IMAGE_BYTES,
+        });
     }
     let bytes = fs::read(path).map_err(io)?;
     let mime = infer::get(&bytes)
         .map(|t| t.mime_type())
         .filter(|m| matches!(*m, "image/png" | "image/jpeg" | "image/gif" | "image/webp"))
-        .ok_or_else(|| Error::NotAnImage { path: path.to_owned() })?;
+        .ok_or_else(|| Error::NotAnImage {
+            path: path.to_owned(),
+        })?;
     Ok((mime, bytes))
 }

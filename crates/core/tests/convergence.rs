@@ -2,6 +2,8 @@
 //! and subsets (so some changes arrive before what they depend on), and must end with the
 //! same feed, counts, threads and follows, and exactly the notifications each should have.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
+
 use std::collections::{BTreeSet, HashSet};
 
 use proptest::prelude::*;
@@ -11,15 +13,44 @@ use tempfile::TempDir;
 
 #[derive(Debug, Clone)]
 enum Step {
-    Post { who: usize },
-    DeletePost { who: usize, pick: usize },
-    Like { who: usize, pick: usize },
-    Unlike { who: usize, pick: usize },
-    Comment { who: usize, pick: usize },
-    DeleteComment { who: usize, pick: usize },
-    Follow { who: usize, whom: usize },
-    Unfollow { who: usize, whom: usize },
-    Exchange { from: usize, to: usize, docs: u64, changes: u64, order: u8 },
+    Post {
+        who: usize,
+    },
+    DeletePost {
+        who: usize,
+        pick: usize,
+    },
+    Like {
+        who: usize,
+        pick: usize,
+    },
+    Unlike {
+        who: usize,
+        pick: usize,
+    },
+    Comment {
+        who: usize,
+        pick: usize,
+    },
+    DeleteComment {
+        who: usize,
+        pick: usize,
+    },
+    Follow {
+        who: usize,
+        whom: usize,
+    },
+    Unfollow {
+        who: usize,
+        whom: usize,
+    },
+    Exchange {
+        from: usize,
+        to: usize,
+        docs: u64,
+        changes: u64,
+        order: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -27,11 +58,11 @@ fn step() -> impl Strategy<Value = Step> {
     let pick = any::<usize>();
     prop_oneof![
         3 => who.clone().prop_map(|who| Step::Post { who }),
-        1 => (who.clone(), pick.clone()).prop_map(|(who, pick)| Step::DeletePost { who, pick }),
-        3 => (who.clone(), pick.clone()).prop_map(|(who, pick)| Step::Like { who, pick }),
-        1 => (who.clone(), pick.clone()).prop_map(|(who, pick)| Step::Unlike { who, pick }),
-        3 => (who.clone(), pick.clone()).prop_map(|(who, pick)| Step::Comment { who, pick }),
-        1 => (who.clone(), pick.clone()).prop_map(|(who, pick)| Step::DeleteComment { who, pick }),
+        1 => (who.clone(), pick).prop_map(|(who, pick)| Step::DeletePost { who, pick }),
+        3 => (who.clone(), pick).prop_map(|(who, pick)| Step::Like { who, pick }),
+        1 => (who.clone(), pick).prop_map(|(who, pick)| Step::Unlike { who, pick }),
+        3 => (who.clone(), pick).prop_map(|(who, pick)| Step::Comment { who, pick }),
+        1 => (who.clone(), pick).prop_map(|(who, pick)| Step::DeleteComment { who, pick }),
         2 => (who.clone(), who.clone()).prop_map(|(who, whom)| Step::Follow { who, whom }),
         1 => (who.clone(), who.clone()).prop_map(|(who, whom)| Step::Unfollow { who, whom }),
         4 => (who.clone(), who, any::<u64>(), any::<u64>(), 0..3u8)
@@ -57,7 +88,10 @@ impl Node {
     fn column(&self, sql: &str) -> Vec<String> {
         let conn = self.replica.store().conn();
         let mut stmt = conn.prepare(sql).unwrap();
-        stmt.query_map([self.me().to_string()], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+        stmt.query_map([self.me().to_string()], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     fn held_posts(&self) -> Vec<PostId> {
@@ -72,7 +106,14 @@ fn pick<T: Clone>(items: &[T], i: usize) -> Option<T> {
     (!items.is_empty()).then(|| items[i % items.len()].clone())
 }
 
-fn exchange(nodes: &mut [Node], from: usize, to: usize, doc_mask: u64, change_mask: u64, order: u8) {
+fn exchange(
+    nodes: &mut [Node],
+    from: usize,
+    to: usize,
+    doc_mask: u64,
+    change_mask: u64,
+    order: u8,
+) {
     if from == to {
         return;
     }
@@ -99,7 +140,9 @@ fn exchange(nodes: &mut [Node], from: usize, to: usize, doc_mask: u64, change_ma
             _ => {}
         }
         let outcome = nodes[to].replica.merge(doc, &changes).unwrap();
-        nodes[to].notified.extend(outcome.notifications.into_iter().map(|n| n.id));
+        nodes[to]
+            .notified
+            .extend(outcome.notifications.into_iter().map(|n| n.id));
     }
 }
 
@@ -109,7 +152,11 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
             let dir = tempfile::tempdir().unwrap();
             let env = Env::deterministic(i as u64 + 1, 1_700_000_000_000);
             let replica = Replica::create(dir.path(), &format!("user{i}"), None, env).unwrap();
-            Node { _dir: dir, replica, notified: Vec::new() }
+            Node {
+                _dir: dir,
+                replica,
+                notified: Vec::new(),
+            }
         })
         .collect();
     let uids: Vec<UserId> = nodes.iter().map(Node::me).collect();
@@ -119,12 +166,19 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
     for step in steps {
         match step {
             Step::Post { who } => {
-                nodes[who % n].replica.post("a post about things", &[]).unwrap();
+                nodes[who % n]
+                    .replica
+                    .post("a post about things", &[])
+                    .unwrap();
             }
             Step::DeletePost { who, pick: p } => {
                 let node = &mut nodes[who % n];
                 let me = node.me();
-                let own: Vec<PostId> = node.held_posts().into_iter().filter(|p| p.author() == me).collect();
+                let own: Vec<PostId> = node
+                    .held_posts()
+                    .into_iter()
+                    .filter(|p| p.author() == me)
+                    .collect();
                 if let Some(post) = pick(&own, p) {
                     node.replica.delete_post(&post).unwrap();
                 }
@@ -171,7 +225,13 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
                     nodes[who].replica.unfollow(uids[whom]).unwrap();
                 }
             }
-            Step::Exchange { from, to, docs, changes, order } => {
+            Step::Exchange {
+                from,
+                to,
+                docs,
+                changes,
+                order,
+            } => {
                 exchange(&mut nodes, from % n, to % n, docs, changes, order);
             }
         }
@@ -191,7 +251,10 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
     for node in &nodes[1..] {
         prop_assert_eq!(&node.replica.documents().unwrap(), &docs);
         for doc in &docs {
-            prop_assert_eq!(node.replica.heads(doc).unwrap(), nodes[0].replica.heads(doc).unwrap());
+            prop_assert_eq!(
+                node.replica.heads(doc).unwrap(),
+                nodes[0].replica.heads(doc).unwrap()
+            );
         }
     }
 
@@ -204,7 +267,8 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
             for post in &reference.posts {
                 prop_assert_eq!(
                     queries::thread(conn, viewer, &post.post_id).unwrap(),
-                    queries::thread(nodes[0].replica.store().conn(), viewer, &post.post_id).unwrap()
+                    queries::thread(nodes[0].replica.store().conn(), viewer, &post.post_id)
+                        .unwrap()
                 );
             }
             for &uid in &uids {
@@ -221,7 +285,11 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
     for node in &nodes {
         let me = node.me();
         let unique: HashSet<&String> = node.notified.iter().collect();
-        prop_assert_eq!(unique.len(), node.notified.len(), "a notification was reported twice");
+        prop_assert_eq!(
+            unique.len(),
+            node.notified.len(),
+            "a notification was reported twice"
+        );
         let stored = node.replica.notifications(false, 10_000).unwrap();
         let stored_ids: HashSet<&String> = stored.iter().map(|s| &s.id).collect();
         prop_assert_eq!(&stored_ids, &unique);
@@ -239,12 +307,21 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
             .collect();
         for key in &got {
             prop_assert!(key.1 != me, "notified of one's own action: {:?}", key);
-            prop_assert!(made.contains(key), "notified of something that never happened: {:?}", key);
+            prop_assert!(
+                made.contains(key),
+                "notified of something that never happened: {:?}",
+                key
+            );
         }
 
         let standing = standing_events(node);
         for key in &standing {
-            prop_assert!(got.contains(key), "an event aimed at {} was never notified: {:?}", me, key);
+            prop_assert!(
+                got.contains(key),
+                "an event aimed at {} was never notified: {:?}",
+                me,
+                key
+            );
         }
     }
     Ok(())
@@ -256,23 +333,36 @@ fn standing_events(node: &Node) -> BTreeSet<EventKey> {
     let conn = node.replica.store().conn();
     let mut out = BTreeSet::new();
     let mut likes = conn.prepare("SELECT post_id, uid FROM likes").unwrap();
-    for row in likes.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap() {
+    for row in likes
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
         let (post, uid) = row.unwrap();
         let (post, uid): (PostId, UserId) = (post.parse().unwrap(), uid.parse().unwrap());
         if post.author() == me && uid != me {
             out.insert((NotificationKind::Like, uid, post.to_string()));
         }
     }
-    let mut comments = conn.prepare("SELECT comment_id, post_id FROM comments").unwrap();
-    for row in comments.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).unwrap() {
+    let mut comments = conn
+        .prepare("SELECT comment_id, post_id FROM comments")
+        .unwrap();
+    for row in comments
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+    {
         let (id, post) = row.unwrap();
         let (id, post): (CommentId, PostId) = (id.parse().unwrap(), post.parse().unwrap());
         if post.author() == me && id.author() != me {
             out.insert((NotificationKind::Comment, id.author(), id.to_string()));
         }
     }
-    let mut follows = conn.prepare("SELECT follower FROM follows WHERE followee = ?1").unwrap();
-    for row in follows.query_map([me.to_string()], |r| r.get::<_, String>(0)).unwrap() {
+    let mut follows = conn
+        .prepare("SELECT follower FROM follows WHERE followee = ?1")
+        .unwrap();
+    for row in follows
+        .query_map([me.to_string()], |r| r.get::<_, String>(0))
+        .unwrap()
+    {
         let follower: UserId = row.unwrap().parse().unwrap();
         if follower != me {
             out.insert((NotificationKind::Follow, follower, me.to_string()));

@@ -1,6 +1,8 @@
 //! Whole-profile tests: real profile folders with real SQLite files, replicas exchanging
 //! Automerge changes the way sync and `import` do.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
+
 use std::path::Path;
 
 use automerge::AutoCommit;
@@ -10,10 +12,11 @@ use tempfile::TempDir;
 
 /// A real 1×1 PNG.
 const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
-    0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4, 0x89, 0x00, 0x00, 0x00,
-    0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff,
-    0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
 struct Profile {
@@ -23,7 +26,13 @@ struct Profile {
 
 fn profile(name: &str, seed: u64) -> Profile {
     let dir = tempfile::tempdir().unwrap();
-    let replica = Replica::create(dir.path(), name, None, Env::deterministic(seed, 1_700_000_000_000)).unwrap();
+    let replica = Replica::create(
+        dir.path(),
+        name,
+        None,
+        Env::deterministic(seed, 1_700_000_000_000),
+    )
+    .unwrap();
     Profile { _dir: dir, replica }
 }
 
@@ -45,13 +54,23 @@ fn likes_comments_and_follows_reach_the_author_once() {
     let mut ana = profile("Ana", 1);
     let mut ben = profile("Ben", 2);
     let post = ana.replica.post("sunset at the pier", &[]).unwrap();
-    assert!(send(&ana.replica, &mut ben.replica).is_empty(), "a post notifies nobody");
+    assert!(
+        send(&ana.replica, &mut ben.replica).is_empty(),
+        "a post notifies nobody"
+    );
 
     ben.replica.follow(ana.replica.user_id()).unwrap();
     ben.replica.like(&post).unwrap();
     ben.replica.comment(&post, "gorgeous").unwrap();
     let kinds = send(&ben.replica, &mut ana.replica);
-    assert_eq!(kinds, vec![NotificationKind::Like, NotificationKind::Comment, NotificationKind::Follow]);
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::Like,
+            NotificationKind::Comment,
+            NotificationKind::Follow
+        ]
+    );
 
     // The same changes again, and a full resend: nothing new.
     assert!(send(&ben.replica, &mut ana.replica).is_empty());
@@ -63,10 +82,20 @@ fn likes_comments_and_follows_reach_the_author_once() {
 
     let feed = ana.replica.feed(None, 50).unwrap();
     assert_eq!(feed.posts.len(), 1);
-    assert_eq!((feed.posts[0].likes, feed.posts[0].comments, feed.posts[0].liked_by_me), (1, 1, false));
+    assert_eq!(
+        (
+            feed.posts[0].likes,
+            feed.posts[0].comments,
+            feed.posts[0].liked_by_me
+        ),
+        (1, 1, false)
+    );
 
     let ben_feed = ben.replica.feed(None, 50).unwrap();
-    assert_eq!(ben_feed.posts[0].post_id, post, "Ben follows Ana, so her post is in his feed");
+    assert_eq!(
+        ben_feed.posts[0].post_id, post,
+        "Ben follows Ana, so her post is in his feed"
+    );
     assert!(ben_feed.posts[0].liked_by_me);
     assert_eq!(ben_feed.posts[0].author_name.as_deref(), Some("Ana"));
 
@@ -97,7 +126,10 @@ fn liking_again_after_an_unlike_does_not_notify_twice() {
     let post = ana.replica.post("hello", &[]).unwrap();
     send(&ana.replica, &mut ben.replica);
     ben.replica.like(&post).unwrap();
-    assert_eq!(send(&ben.replica, &mut ana.replica), vec![NotificationKind::Like]);
+    assert_eq!(
+        send(&ben.replica, &mut ana.replica),
+        vec![NotificationKind::Like]
+    );
     ben.replica.unlike(&post).unwrap();
     send(&ben.replica, &mut ana.replica);
     assert_eq!(ana.replica.feed(None, 10).unwrap().posts[0].likes, 0);
@@ -141,7 +173,14 @@ fn the_feed_holds_own_and_followed_posts_only() {
     send(&cara.replica, &mut ana.replica);
     assert!(ana.replica.feed(None, 10).unwrap().posts.is_empty());
     ana.replica.follow(ben.replica.user_id()).unwrap();
-    let texts: Vec<_> = ana.replica.feed(None, 10).unwrap().posts.into_iter().map(|p| p.text).collect();
+    let texts: Vec<_> = ana
+        .replica
+        .feed(None, 10)
+        .unwrap()
+        .posts
+        .into_iter()
+        .map(|p| p.text)
+        .collect();
     assert_eq!(texts, vec!["ben's post"]);
     ana.replica.unfollow(ben.replica.user_id()).unwrap();
     assert!(ana.replica.feed(None, 10).unwrap().posts.is_empty());
@@ -152,11 +191,21 @@ fn the_feed_holds_own_and_followed_posts_only() {
 #[test]
 fn search_matches_words_and_prefixes_and_survives_odd_input() {
     let mut ana = profile("Ana", 1);
-    ana.replica.post("Red sunset over the harbour", &[]).unwrap();
+    ana.replica
+        .post("Red sunset over the harbour", &[])
+        .unwrap();
     ana.replica.post("Morning coffee", &[]).unwrap();
     assert_eq!(ana.replica.search("sunset", 10).unwrap().len(), 1);
-    assert_eq!(ana.replica.search("harb", 10).unwrap().len(), 1, "last word is a prefix");
-    assert_eq!(ana.replica.search("red coffee", 10).unwrap().len(), 0, "every word must match");
+    assert_eq!(
+        ana.replica.search("harb", 10).unwrap().len(),
+        1,
+        "last word is a prefix"
+    );
+    assert_eq!(
+        ana.replica.search("red coffee", 10).unwrap().len(),
+        0,
+        "every word must match"
+    );
     for odd in ["\"", "AND", "*", "(", "sun\"set OR", ""] {
         ana.replica.search(odd, 10).unwrap();
     }
@@ -171,8 +220,14 @@ fn deleting_posts_and_comments_is_for_their_authors() {
     let comment = ben.replica.comment(&post, "hi").unwrap();
     send(&ben.replica, &mut ana.replica);
 
-    assert_eq!(ben.replica.delete_post(&post).unwrap_err().code(), "not_yours");
-    assert_eq!(ana.replica.delete_comment(&comment).unwrap_err().code(), "not_yours");
+    assert_eq!(
+        ben.replica.delete_post(&post).unwrap_err().code(),
+        "not_yours"
+    );
+    assert_eq!(
+        ana.replica.delete_comment(&comment).unwrap_err().code(),
+        "not_yours"
+    );
 
     ben.replica.delete_comment(&comment).unwrap();
     send(&ben.replica, &mut ana.replica);
@@ -180,8 +235,15 @@ fn deleting_posts_and_comments_is_for_their_authors() {
 
     ana.replica.delete_post(&post).unwrap();
     send(&ana.replica, &mut ben.replica);
-    assert_eq!(ben.replica.thread(&post).unwrap_err().code(), "unknown_post");
-    assert_eq!(ana.replica.search("hello", 10).unwrap().len(), 0, "gone from search too");
+    assert_eq!(
+        ben.replica.thread(&post).unwrap_err().code(),
+        "unknown_post"
+    );
+    assert_eq!(
+        ana.replica.search("hello", 10).unwrap().len(),
+        0,
+        "gone from search too"
+    );
 }
 
 #[test]
@@ -190,11 +252,14 @@ fn images_are_stored_by_hash_and_non_images_refused() {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("dot.png");
     std::fs::write(&png, PNG).unwrap();
-    let post = ana.replica.post("", &[png.clone()]).unwrap();
+    let post = ana.replica.post("", std::slice::from_ref(&png)).unwrap();
     let item = ana.replica.post_view(&post).unwrap();
     assert_eq!(item.media.len(), 1);
     let blob = ana.replica.blob(&item.media[0]).unwrap().unwrap();
-    assert_eq!((blob.mime.as_str(), blob.bytes.as_slice()), ("image/png", PNG));
+    assert_eq!(
+        (blob.mime.as_str(), blob.bytes.as_slice()),
+        ("image/png", PNG)
+    );
 
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "just text").unwrap();
@@ -202,9 +267,16 @@ fn images_are_stored_by_hash_and_non_images_refused() {
     assert_eq!(err.code(), "not_an_image");
     assert!(err.to_string().contains("notes.txt"), "{err}");
     assert_eq!(ana.replica.post("", &[]).unwrap_err().code(), "text_length");
-    let missing = ana.replica.post("x", &[dir.path().join("nope.png")]).unwrap_err();
+    let missing = ana
+        .replica
+        .post("x", &[dir.path().join("nope.png")])
+        .unwrap_err();
     assert_eq!(missing.code(), "io");
-    assert_eq!(ana.replica.feed(None, 10).unwrap().posts.len(), 1, "failed posts leave nothing");
+    assert_eq!(
+        ana.replica.feed(None, 10).unwrap().posts.len(),
+        1,
+        "failed posts leave nothing"
+    );
 }
 
 #[test]
@@ -237,8 +309,14 @@ fn garbage_change_bytes_are_refused_with_their_position() {
     changes.push(b"definitely not automerge".to_vec());
     let err = ana.replica.merge(&doc, &changes).unwrap_err();
     assert_eq!(err.code(), "invalid_change");
-    assert!(err.to_string().contains(&format!("#{}", changes.len() - 1)), "{err}");
-    assert!(ana.replica.heads(&doc).unwrap().is_empty(), "the good changes were not merged either");
+    assert!(
+        err.to_string().contains(&format!("#{}", changes.len() - 1)),
+        "{err}"
+    );
+    assert!(
+        ana.replica.heads(&doc).unwrap().is_empty(),
+        "the good changes were not merged either"
+    );
 }
 
 #[test]
@@ -252,9 +330,15 @@ fn changes_that_arrive_before_their_dependencies_wait_and_then_apply() {
     let (first, rest) = changes.split_first().unwrap();
     let outcome = ben.replica.merge(&doc, rest).unwrap();
     assert_eq!((outcome.applied, outcome.waiting), (0, rest.len()));
-    let outcome = ben.replica.merge(&doc, std::slice::from_ref(first)).unwrap();
+    let outcome = ben
+        .replica
+        .merge(&doc, std::slice::from_ref(first))
+        .unwrap();
     assert_eq!(outcome.applied, changes.len());
-    assert_eq!(ben.replica.heads(&doc).unwrap(), ana.replica.heads(&doc).unwrap());
+    assert_eq!(
+        ben.replica.heads(&doc).unwrap(),
+        ana.replica.heads(&doc).unwrap()
+    );
 }
 
 #[test]
@@ -268,9 +352,16 @@ fn a_damaged_document_is_named_and_the_others_stay_readable() {
 
     let thread = DocId::Thread(post.clone());
     let conn = ben.replica.store().conn();
-    conn.execute("DELETE FROM document_changes WHERE doc_id = ?1", [thread.to_string()]).unwrap();
-    conn.execute("UPDATE documents SET snapshot = x'00ff00ff' WHERE doc_id = ?1", [thread.to_string()])
-        .unwrap();
+    conn.execute(
+        "DELETE FROM document_changes WHERE doc_id = ?1",
+        [thread.to_string()],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE documents SET snapshot = x'00ff00ff' WHERE doc_id = ?1",
+        [thread.to_string()],
+    )
+    .unwrap();
 
     let err = ben.replica.unlike(&post).unwrap_err();
     assert_eq!(err.code(), "damaged_document");
@@ -297,7 +388,10 @@ fn a_truncated_database_is_reported_by_name() {
     }
     let db = dir.path().join("social-sync.db");
     let len = std::fs::metadata(&db).unwrap().len();
-    assert!(len > 8192, "the database was checkpointed into the main file");
+    assert!(
+        len > 8192,
+        "the database was checkpointed into the main file"
+    );
     let file = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
     file.set_len(len / 2).unwrap();
     drop(file);
@@ -312,7 +406,11 @@ trait PostN {
 
 impl PostN for Replica {
     fn replica_post(&mut self, i: usize) {
-        self.post(&format!("post number {i} with some words to fill the page"), &[]).unwrap();
+        self.post(
+            &format!("post number {i} with some words to fill the page"),
+            &[],
+        )
+        .unwrap();
     }
 }
 
@@ -329,8 +427,10 @@ fn reindex_rebuilds_the_same_index_from_documents_alone() {
     }
     let before = ben.replica.feed(None, 100).unwrap();
     let conn = ben.replica.store().conn();
-    conn.execute_batch("DELETE FROM posts; DELETE FROM likes; DELETE FROM comments; DELETE FROM profiles;")
-        .unwrap();
+    conn.execute_batch(
+        "DELETE FROM posts; DELETE FROM likes; DELETE FROM comments; DELETE FROM profiles;",
+    )
+    .unwrap();
     assert!(ben.replica.feed(None, 100).unwrap().posts.is_empty());
     let report = ben.replica.reindex().unwrap();
     assert!(report.damaged.is_empty());
@@ -339,7 +439,11 @@ fn reindex_rebuilds_the_same_index_from_documents_alone() {
 }
 
 fn snapshot(r: &Replica) -> Vec<(DocId, Vec<automerge::ChangeHash>)> {
-    r.documents().unwrap().into_iter().map(|d| (d.clone(), r.heads(&d).unwrap())).collect()
+    r.documents()
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.clone(), r.heads(&d).unwrap()))
+        .collect()
 }
 
 #[test]
@@ -367,7 +471,10 @@ fn export_and_import_carry_documents_and_images() {
     let got = ana.replica.import(&stick).unwrap();
     assert_eq!(got.notifications.len(), 1);
     assert_eq!(ana.replica.import(&stick).unwrap().notifications.len(), 0);
-    assert!(matches!(ana.replica.export(&stick), Err(Error::Export(_))), "refuses a non-empty folder");
+    assert!(
+        matches!(ana.replica.export(&stick), Err(Error::Export(_))),
+        "refuses a non-empty folder"
+    );
 }
 
 fn assert_import_refused(target: &mut Replica, folder: &Path, expect: &str) {
@@ -396,7 +503,11 @@ fn a_malformed_import_folder_is_refused_without_changing_anything() {
 
     let bad_json = fresh("bad-json");
     std::fs::write(bad_json.join("manifest.json"), "{ not json").unwrap();
-    assert_import_refused(&mut ben.replica, &bad_json, "not a valid Social Sync manifest");
+    assert_import_refused(
+        &mut ben.replica,
+        &bad_json,
+        "not a valid Social Sync manifest",
+    );
 
     let flipped = fresh("flipped");
     let doc = flipped.join("documents/000000.automerge");
@@ -412,8 +523,11 @@ fn a_malformed_import_folder_is_refused_without_changing_anything() {
 
     let escape = fresh("escape");
     let manifest = std::fs::read_to_string(escape.join("manifest.json")).unwrap();
-    std::fs::write(escape.join("manifest.json"), manifest.replace("documents/000000", "../../etc/passwd"))
-        .unwrap();
+    std::fs::write(
+        escape.join("manifest.json"),
+        manifest.replace("documents/000000", "../../etc/passwd"),
+    )
+    .unwrap();
     assert_import_refused(&mut ben.replica, &escape, "outside the export folder");
 
     // Cara's document presented as Ana's: every change in it is by the wrong author.

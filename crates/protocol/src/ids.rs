@@ -68,7 +68,9 @@ impl FromStr for UserId {
     type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || IdError::UserId { value: s.to_owned() };
+        let err = || IdError::UserId {
+            value: s.to_owned(),
+        };
         if s.len() != USER_ID_LEN {
             return Err(err());
         }
@@ -250,7 +252,9 @@ impl FromStr for DocId {
     type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || IdError::DocId { value: s.to_owned() };
+        let err = || IdError::DocId {
+            value: s.to_owned(),
+        };
         match s.split_once('/') {
             Some(("user", uid)) => uid.parse().map(Self::User).map_err(|_| err()),
             Some(("thread", post)) => post.parse().map(Self::Thread).map_err(|_| err()),
@@ -293,8 +297,12 @@ impl FromStr for BlobHash {
     type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || IdError::BlobHash { value: s.to_owned() };
-        let bytes = data_encoding::HEXLOWER.decode(s.as_bytes()).map_err(|_| err())?;
+        let err = || IdError::BlobHash {
+            value: s.to_owned(),
+        };
+        let bytes = data_encoding::HEXLOWER
+            .decode(s.as_bytes())
+            .map_err(|_| err())?;
         bytes.try_into().map(Self).map_err(|_| err())
     }
 }
@@ -315,7 +323,10 @@ mod tests {
         let id = uid(7);
         let s = id.to_string();
         assert_eq!(s.len(), USER_ID_LEN);
-        assert!(s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
         assert_eq!(s.parse::<UserId>(), Ok(id));
     }
 

@@ -25,7 +25,9 @@ pub mod rules;
 pub mod thread;
 pub mod user;
 
-use automerge::{ActorId, AutoCommit, ObjId, ReadDoc, ScalarValue, Value, transaction::Transactable};
+use automerge::{
+    ActorId, AutoCommit, ObjId, ReadDoc, ScalarValue, Value, transaction::Transactable,
+};
 use social_sync_protocol::UserId;
 
 pub use thread::{CommentEntry, ThreadDoc};

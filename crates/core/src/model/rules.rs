@@ -22,7 +22,9 @@ use super::{thread::ThreadKey, user::UserKey, user_of_actor};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleViolation {
     /// The actor id is not `<32-byte user key><device id>`.
-    #[error("change {hash} in {doc} was made by actor {actor}, which does not start with a user key: it was not made by Social Sync")]
+    #[error(
+        "change {hash} in {doc} was made by actor {actor}, which does not start with a user key: it was not made by Social Sync"
+    )]
     UnknownActor {
         /// The document.
         doc: DocId,
@@ -42,7 +44,9 @@ pub enum RuleViolation {
         author: UserId,
     },
     /// A root key the author does not own, or one outside the schema.
-    #[error("change {hash} by {author} writes the key '{key}' of {doc}, which is not theirs to write")]
+    #[error(
+        "change {hash} by {author} writes the key '{key}' of {doc}, which is not theirs to write"
+    )]
     ForeignKey {
         /// The document.
         doc: DocId,
@@ -78,7 +82,11 @@ pub fn check_change(doc: &DocId, change: &Change) -> Result<(), RuleViolation> {
     if let DocId::User(owner) = doc
         && *owner != author
     {
-        return Err(RuleViolation::NotOwner { doc: doc.clone(), hash, author });
+        return Err(RuleViolation::NotOwner {
+            doc: doc.clone(),
+            hash,
+            author,
+        });
     }
     let foreign_key = |key: String| RuleViolation::ForeignKey {
         doc: doc.clone(),
@@ -104,7 +112,11 @@ pub fn check_change(doc: &DocId, change: &Change) -> Result<(), RuleViolation> {
             (ObjectId::Root, Key::Seq(_)) => return Err(foreign_key("<list index>".into())),
             (ObjectId::Id(opid), _) => {
                 if user_of_actor(opid.actor()) != Some(author) {
-                    return Err(RuleViolation::ForeignObject { doc: doc.clone(), hash, author });
+                    return Err(RuleViolation::ForeignObject {
+                        doc: doc.clone(),
+                        hash,
+                        author,
+                    });
                 }
             }
         }
@@ -136,7 +148,12 @@ mod tests {
     fn owners_may_write_their_user_document() {
         let ana = uid(1);
         let mut doc = doc_of(ana);
-        let post = PostEntry { id: PostId::new(ana, b"p"), text: "hi".into(), media: vec![], created_at: 1 };
+        let post = PostEntry {
+            id: PostId::new(ana, b"p"),
+            text: "hi".into(),
+            media: vec![],
+            created_at: 1,
+        };
         UserDoc::add_post(&mut doc, &post).unwrap();
         UserDoc::follow(&mut doc, uid(2), 1).unwrap();
         let change = last_change(&mut doc);
@@ -156,10 +173,18 @@ mod tests {
     fn a_post_key_must_name_a_post_of_the_owner() {
         let ana = uid(1);
         let mut doc = doc_of(ana);
-        let post = PostEntry { id: PostId::new(uid(2), b"p"), text: "hi".into(), media: vec![], created_at: 1 };
+        let post = PostEntry {
+            id: PostId::new(uid(2), b"p"),
+            text: "hi".into(),
+            media: vec![],
+            created_at: 1,
+        };
         UserDoc::add_post(&mut doc, &post).unwrap();
         let change = last_change(&mut doc);
-        assert!(matches!(check_change(&DocId::User(ana), &change), Err(RuleViolation::ForeignKey { .. })));
+        assert!(matches!(
+            check_change(&DocId::User(ana), &change),
+            Err(RuleViolation::ForeignKey { .. })
+        ));
     }
 
     #[test]
@@ -168,7 +193,11 @@ mod tests {
         let thread = DocId::Thread(PostId::new(uid(1), b"p"));
         let mut doc = doc_of(ben);
         ThreadDoc::like(&mut doc, ben, 1).unwrap();
-        let comment = CommentEntry { id: CommentId::new(ben, b"c"), text: "hey".into(), created_at: 2 };
+        let comment = CommentEntry {
+            id: CommentId::new(ben, b"c"),
+            text: "hey".into(),
+            created_at: 2,
+        };
         ThreadDoc::add_comment(&mut doc, &comment).unwrap();
         let change = last_change(&mut doc);
         assert_eq!(check_change(&thread, &change), Ok(()));
@@ -181,21 +210,34 @@ mod tests {
         ThreadDoc::like(&mut doc, uid(3), 1).unwrap();
         let change = last_change(&mut doc);
         let err = check_change(&thread, &change).unwrap_err();
-        assert!(err.to_string().contains(&format!("like/{}", uid(3))), "{err}");
+        assert!(
+            err.to_string().contains(&format!("like/{}", uid(3))),
+            "{err}"
+        );
     }
 
     #[test]
     fn editing_another_users_comment_is_refused() {
         let thread = DocId::Thread(PostId::new(uid(1), b"p"));
         let mut ben = doc_of(uid(2));
-        let comment = CommentEntry { id: CommentId::new(uid(2), b"c"), text: "hey".into(), created_at: 2 };
+        let comment = CommentEntry {
+            id: CommentId::new(uid(2), b"c"),
+            text: "hey".into(),
+            created_at: 2,
+        };
         ThreadDoc::add_comment(&mut ben, &comment).unwrap();
         ben.commit();
         let mut eve = ben.fork().with_actor(actor_id(uid(3), [0; 8]));
-        let (_, obj) = eve.get(ROOT, format!("comment/{}", comment.id)).unwrap().unwrap();
+        let (_, obj) = eve
+            .get(ROOT, format!("comment/{}", comment.id))
+            .unwrap()
+            .unwrap();
         eve.put(&obj, "text", "edited by eve").unwrap();
         let change = last_change(&mut eve);
-        assert!(matches!(check_change(&thread, &change), Err(RuleViolation::ForeignObject { .. })));
+        assert!(matches!(
+            check_change(&thread, &change),
+            Err(RuleViolation::ForeignObject { .. })
+        ));
     }
 
     #[test]
@@ -204,11 +246,17 @@ mod tests {
         let mut doc = doc_of(uid(2));
         doc.put(ROOT, "likes", 1).unwrap();
         let change = last_change(&mut doc);
-        assert!(matches!(check_change(&thread, &change), Err(RuleViolation::ForeignKey { .. })));
+        assert!(matches!(
+            check_change(&thread, &change),
+            Err(RuleViolation::ForeignKey { .. })
+        ));
 
         let mut stranger = AutoCommit::new().with_actor(automerge::ActorId::from(vec![9u8; 4]));
         stranger.put(ROOT, "name", "x").unwrap();
         let change = last_change(&mut stranger);
-        assert!(matches!(check_change(&thread, &change), Err(RuleViolation::UnknownActor { .. })));
+        assert!(matches!(
+            check_change(&thread, &change),
+            Err(RuleViolation::UnknownActor { .. })
+        ));
     }
 }

@@ -133,7 +133,11 @@ mod tests {
         let mut doc = AutoCommit::new();
         ThreadDoc::like(&mut doc, uid(1), 10).unwrap();
         ThreadDoc::like(&mut doc, uid(2), 11).unwrap();
-        let comment = CommentEntry { id: CommentId::new(uid(2), b"c1"), text: "nice".into(), created_at: 12 };
+        let comment = CommentEntry {
+            id: CommentId::new(uid(2), b"c1"),
+            text: "nice".into(),
+            created_at: 12,
+        };
         ThreadDoc::add_comment(&mut doc, &comment).unwrap();
 
         let view = ThreadDoc(&doc);

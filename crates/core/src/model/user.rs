@@ -3,7 +3,9 @@
 //! Root keys: `name`, `bio`, `avatar` (strings); `post/<post_id>` → map `{text, media: [blob
 //! hash], created_at}`; `follow/<uid>` → the time of the follow.
 
-use automerge::{AutoCommit, AutomergeError, ObjId, ObjType, ROOT, ReadDoc, transaction::Transactable};
+use automerge::{
+    AutoCommit, AutomergeError, ObjId, ObjType, ROOT, ReadDoc, transaction::Transactable,
+};
 use social_sync_protocol::{BlobHash, PostId, UserId};
 
 use super::{get_i64, get_str, keys_with_prefix, put_str_if_changed};
@@ -204,7 +206,11 @@ mod tests {
         UserDoc::add_post(&mut doc, &post).unwrap();
         UserDoc::set_profile(
             &mut doc,
-            &ProfileFields { name: "Ana".into(), bio: "hi".into(), avatar: None },
+            &ProfileFields {
+                name: "Ana".into(),
+                bio: "hi".into(),
+                avatar: None,
+            },
         )
         .unwrap();
         UserDoc::follow(&mut doc, uid(2), 5).unwrap();
@@ -214,7 +220,11 @@ mod tests {
         assert_eq!(view.post(&post.id), Some(post.clone()));
         assert_eq!(view.post_ids().collect::<Vec<_>>(), vec![post.id.clone()]);
         assert_eq!(view.profile().name, "Ana");
-        assert_eq!(view.followed_at(uid(2)), Some(5), "the first follow time is kept");
+        assert_eq!(
+            view.followed_at(uid(2)),
+            Some(5),
+            "the first follow time is kept"
+        );
         assert_eq!(view.follows().collect::<Vec<_>>(), vec![uid(2)]);
         assert_eq!(view.keys().count(), 4, "name, bio, one post, one follow");
 

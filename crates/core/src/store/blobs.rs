@@ -37,7 +37,12 @@ pub fn get(conn: &Connection, hash: &BlobHash) -> Result<Option<Blob>> {
         .query_row(
             "SELECT mime, bytes FROM blobs WHERE hash = ?1",
             [hash.to_string()],
-            |r| Ok(Blob { mime: r.get(0)?, bytes: r.get(1)? }),
+            |r| {
+                Ok(Blob {
+                    mime: r.get(0)?,
+                    bytes: r.get(1)?,
+                })
+            },
         )
         .optional()?)
 }

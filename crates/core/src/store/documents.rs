@@ -18,12 +18,19 @@ pub const COMPACT_AFTER: usize = 64;
 pub fn load(conn: &Connection, doc: &DocId) -> Result<Option<AutoCommit>> {
     let key = doc.to_string();
     let snapshot: Option<Vec<u8>> = conn
-        .query_row("SELECT snapshot FROM documents WHERE doc_id = ?1", [&key], |r| r.get(0))
+        .query_row(
+            "SELECT snapshot FROM documents WHERE doc_id = ?1",
+            [&key],
+            |r| r.get(0),
+        )
         .optional()?;
     let Some(snapshot) = snapshot else {
         return Ok(None);
     };
-    let damaged = |detail: String| Error::DamagedDocument { doc: doc.clone(), detail };
+    let damaged = |detail: String| Error::DamagedDocument {
+        doc: doc.clone(),
+        detail,
+    };
     let mut am = if snapshot.is_empty() {
         AutoCommit::new()
     } else {
@@ -38,7 +45,8 @@ pub fn load(conn: &Connection, doc: &DocId) -> Result<Option<AutoCommit>> {
             Change::try_from(&bytes[..]).map_err(|e| damaged(format!("stored change: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    am.apply_changes(changes).map_err(|e| damaged(format!("applying stored changes: {e}")))?;
+    am.apply_changes(changes)
+        .map_err(|e| damaged(format!("applying stored changes: {e}")))?;
     Ok(Some(am))
 }
 
@@ -46,7 +54,10 @@ pub fn load(conn: &Connection, doc: &DocId) -> Result<Option<AutoCommit>> {
 /// skipped.
 pub fn append(conn: &Connection, doc: &DocId, changes: &[Change]) -> Result<()> {
     let key = doc.to_string();
-    conn.execute("INSERT OR IGNORE INTO documents (doc_id) VALUES (?1)", [&key])?;
+    conn.execute(
+        "INSERT OR IGNORE INTO documents (doc_id) VALUES (?1)",
+        [&key],
+    )?;
     let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO document_changes (doc_id, hash, bytes) VALUES (?1, ?2, ?3)",
     )?;
@@ -86,7 +97,9 @@ pub fn compact(conn: &Connection, doc: &DocId, am: &mut AutoCommit) -> Result<()
     let mut delete =
         conn.prepare_cached("DELETE FROM document_changes WHERE doc_id = ?1 AND hash = ?2")?;
     for hash in hashes {
-        let Ok(h) = ChangeHash::try_from(&hash[..]) else { continue };
+        let Ok(h) = ChangeHash::try_from(&hash[..]) else {
+            continue;
+        };
         // A change still waiting for a dependency is not in the snapshot: keep its row.
         if am.get_change_by_hash(&h).is_some() {
             delete.execute(params![key, hash])?;

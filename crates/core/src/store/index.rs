@@ -13,8 +13,8 @@ use rusqlite::{Connection, params};
 use social_sync_protocol::{DocId, PostId, UserId};
 
 use super::{documents, notifications};
-use crate::model::user::UserKey;
 use crate::model::thread::ThreadKey;
+use crate::model::user::UserKey;
 use crate::model::{ThreadDoc, UserDoc};
 use crate::store::notifications::{Event, Notification, NotificationKind};
 use crate::{Error, Result};
@@ -96,8 +96,13 @@ fn touched_root_keys(patches: Vec<automerge::Patch>) -> BTreeSet<String> {
             Some((_, Prop::Seq(_))) => None,
             None => match p.action {
                 PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => Some(key),
-                PatchAction::Increment { prop: Prop::Map(key), .. }
-                | PatchAction::Conflict { prop: Prop::Map(key) } => Some(key),
+                PatchAction::Increment {
+                    prop: Prop::Map(key),
+                    ..
+                }
+                | PatchAction::Conflict {
+                    prop: Prop::Map(key),
+                } => Some(key),
                 _ => None,
             },
         })
@@ -123,13 +128,15 @@ fn sync_key(
             Some(UserKey::Follow(followee)) => {
                 let at = UserDoc(am).followed_at(followee);
                 sync_follow(conn, *owner, followee, at)?;
-                Ok(at.filter(|_| followee == me && *owner != me).map(|at| Event {
-                    kind: NotificationKind::Follow,
-                    actor: *owner,
-                    post_id: None,
-                    comment_id: None,
-                    created_at: at,
-                }))
+                Ok(at
+                    .filter(|_| followee == me && *owner != me)
+                    .map(|at| Event {
+                        kind: NotificationKind::Follow,
+                        actor: *owner,
+                        post_id: None,
+                        comment_id: None,
+                        created_at: at,
+                    }))
             }
             _ => Ok(None),
         },
@@ -165,7 +172,13 @@ fn sync_key(
                              VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT (comment_id) DO UPDATE SET
                                 text = excluded.text, created_at = excluded.created_at",
-                            params![id.as_str(), post.as_str(), id.author().to_string(), c.text, c.created_at],
+                            params![
+                                id.as_str(),
+                                post.as_str(),
+                                id.author().to_string(),
+                                c.text,
+                                c.created_at
+                            ],
                         )?,
                         None => conn.execute(
                             "DELETE FROM comments WHERE comment_id = ?1 AND post_id = ?2",
@@ -220,7 +233,12 @@ fn sync_post(conn: &Connection, owner: UserId, am: &AutoCommit, id: &PostId) -> 
     Ok(())
 }
 
-fn sync_follow(conn: &Connection, follower: UserId, followee: UserId, at: Option<i64>) -> Result<()> {
+fn sync_follow(
+    conn: &Connection,
+    follower: UserId,
+    followee: UserId,
+    at: Option<i64>,
+) -> Result<()> {
     match at {
         Some(at) => conn.execute(
             "INSERT INTO follows (follower, followee, created_at) VALUES (?1, ?2, ?3)

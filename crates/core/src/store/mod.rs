@@ -52,17 +52,23 @@ impl Store {
         let damaged = |e: rusqlite::Error| damaged_or(&path, e);
         let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::CannotOpen => {
-                Error::NoProfile { path: dir.to_owned() }
+                Error::NoProfile {
+                    path: dir.to_owned(),
+                }
             }
             other => damaged(other),
         })?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(damaged)?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(damaged)?;
         // WAL: readers never block the writer. synchronous=NORMAL in WAL mode keeps every
         // committed transaction across a crash or kill -9 of the app (only a power loss can
         // drop the last few).
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(damaged)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(damaged)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(damaged)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(damaged)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(damaged)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(damaged)?;
         // A file cut short still opens; catch it here, with a check that reads only the
         // header and the page count, rather than at some later query.
         check_length(&conn, &path)?;
@@ -139,7 +145,9 @@ fn check_length(conn: &Connection, path: &Path) -> Result<()> {
     let on_disk = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     // The WAL may hold pages not yet copied back, so the main file can be shorter than
     // page_count says only when a WAL is present.
-    let wal_len = std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
+    let wal_len = std::fs::metadata(path.with_extension("db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     if wal_len == 0 && on_disk < pages * page_size {
         return Err(Error::DamagedDatabase {
             path: path.to_owned(),
@@ -152,5 +160,6 @@ fn check_length(conn: &Connection, path: &Path) -> Result<()> {
 }
 
 fn current_version(conn: &Connection) -> usize {
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap_or(0)
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap_or(0)
 }

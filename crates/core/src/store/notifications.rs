@@ -63,7 +63,12 @@ impl Event {
             (None, Some(p)) => p.to_string(),
             (None, None) => String::new(),
         };
-        let digest = Sha256::digest(format!("{}\n{}\n{}", self.kind.as_str(), self.actor, target));
+        let digest = Sha256::digest(format!(
+            "{}\n{}\n{}",
+            self.kind.as_str(),
+            self.actor,
+            target
+        ));
         data_encoding::HEXLOWER.encode(&digest[..16])
     }
 }
@@ -110,7 +115,8 @@ pub fn record(conn: &Connection, event: &Event) -> Result<Option<Notification>> 
     get(conn, &id)
 }
 
-const SELECT: &str = "SELECT n.id, n.kind, n.actor, p.name, n.post_id, n.comment_id, n.created_at, n.read
+const SELECT: &str =
+    "SELECT n.id, n.kind, n.actor, p.name, n.post_id, n.comment_id, n.created_at, n.read
      FROM notifications n LEFT JOIN profiles p ON p.uid = n.actor";
 
 fn get(conn: &Connection, id: &str) -> Result<Option<Notification>> {
@@ -131,7 +137,11 @@ pub fn list(conn: &Connection, unread_only: bool, limit: usize) -> Result<Vec<No
 
 /// How many are unread.
 pub fn unread_count(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM notifications WHERE read = 0", [], |r| r.get(0))?)
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM notifications WHERE read = 0",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 /// Marks one as read.
@@ -157,8 +167,11 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
     let comment: Option<String> = r.get(5)?;
     Ok(Notification {
         id: r.get(0)?,
-        kind: NotificationKind::parse(&kind).ok_or_else(|| bad(1, format!("unknown kind {kind}")))?,
-        actor: actor.parse().map_err(|e: social_sync_protocol::IdError| bad(2, e.to_string()))?,
+        kind: NotificationKind::parse(&kind)
+            .ok_or_else(|| bad(1, format!("unknown kind {kind}")))?,
+        actor: actor
+            .parse()
+            .map_err(|e: social_sync_protocol::IdError| bad(2, e.to_string()))?,
         actor_name: r.get(3)?,
         post_id: post
             .map(|p| p.parse())
@@ -203,6 +216,9 @@ mod tests {
         assert_eq!(list(c, true, 10).unwrap().len(), 1);
         assert_eq!(mark_all_read(c).unwrap(), 1);
         assert_eq!(unread_count(c).unwrap(), 0);
-        assert_eq!(mark_read(c, "nope").unwrap_err().code(), "unknown_notification");
+        assert_eq!(
+            mark_read(c, "nope").unwrap_err().code(),
+            "unknown_notification"
+        );
     }
 }

@@ -198,8 +198,16 @@ pub fn profile(conn: &Connection, viewer: UserId, uid: UserId) -> Result<Profile
         bio: bio.unwrap_or_default(),
         avatar: avatar.and_then(|a| a.parse().ok()),
         posts: count(conn, "SELECT COUNT(*) FROM posts WHERE author = ?1", [&u])?,
-        followers: count(conn, "SELECT COUNT(*) FROM follows WHERE followee = ?1", [&u])?,
-        following: count(conn, "SELECT COUNT(*) FROM follows WHERE follower = ?1", [&u])?,
+        followers: count(
+            conn,
+            "SELECT COUNT(*) FROM follows WHERE followee = ?1",
+            [&u],
+        )?,
+        following: count(
+            conn,
+            "SELECT COUNT(*) FROM follows WHERE follower = ?1",
+            [&u],
+        )?,
         followed_by_me: count(
             conn,
             "SELECT COUNT(*) FROM follows WHERE follower = ?1 AND followee = ?2",
@@ -219,7 +227,12 @@ fn count(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<u6
 
 /// Posts whose text matches every word of `query` (the last word as a prefix), best match
 /// first. Searches everything this profile holds, offline too.
-pub fn search(conn: &Connection, viewer: UserId, query: &str, limit: usize) -> Result<Vec<FeedItem>> {
+pub fn search(
+    conn: &Connection,
+    viewer: UserId,
+    query: &str,
+    limit: usize,
+) -> Result<Vec<FeedItem>> {
     let Some(fts) = fts_query(query) else {
         return Ok(Vec::new());
     };

@@ -443,7 +443,8 @@ impl Replica {
     /// Rebuilds the index from the documents alone. Damaged documents are listed in the
     /// report; everything else is indexed.
     pub fn reindex(&mut self) -> Result<RebuildReport> {
-        self.store.write(index::rebuild)
+        let me = self.me;
+        self.store.write(|conn| index::rebuild(conn, me))
     }
 
     /// Writes every document and image into the folder `dir`, for offline exchange.

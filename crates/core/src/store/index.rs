@@ -53,19 +53,20 @@ pub struct RebuildReport {
     pub damaged: Vec<(DocId, String)>,
 }
 
-/// Empties the index and derives it again from every stored document. Notifications (the
-/// user's own read state) are kept; damaged documents are reported, not fatal.
-pub fn rebuild(conn: &Connection) -> Result<RebuildReport> {
+/// Empties the index and derives it again from every stored document, as seen by `me`.
+/// Notifications (the user's own read state) are kept; damaged documents are reported, not
+/// fatal.
+pub fn rebuild(conn: &Connection, me: UserId) -> Result<RebuildReport> {
     conn.execute_batch(
         "DELETE FROM posts; DELETE FROM likes; DELETE FROM comments;
-         DELETE FROM follows; DELETE FROM profiles;
+         DELETE FROM follows; DELETE FROM profiles; DELETE FROM timeline;
          INSERT INTO posts_fts(posts_fts) VALUES ('rebuild');",
     )?;
     let mut report = RebuildReport::default();
     for doc in documents::list(conn)? {
         match documents::load(conn, &doc) {
             Ok(Some(am)) => {
-                index_all(conn, &doc, &am)?;
+                index_all(conn, me, &doc, &am)?;
                 report.documents += 1;
             }
             Ok(None) => {}
@@ -76,13 +77,12 @@ pub fn rebuild(conn: &Connection) -> Result<RebuildReport> {
     Ok(report)
 }
 
-/// Indexes every key of one document (no notifications).
-fn index_all(conn: &Connection, doc: &DocId, am: &AutoCommit) -> Result<()> {
+/// Indexes every key of one document; the events it finds are not notified (a rebuild
+/// keeps the notifications there are).
+fn index_all(conn: &Connection, me: UserId, doc: &DocId, am: &AutoCommit) -> Result<()> {
     let keys: Vec<String> = automerge::ReadDoc::keys(am, automerge::ROOT).collect();
-    // `me` only matters for notifications, which a rebuild does not make.
-    let nobody = UserId::from_bytes([0; 32]);
     for key in keys {
-        sync_key(conn, doc, am, &key, nobody)?;
+        sync_key(conn, doc, am, &key, me)?;
     }
     Ok(())
 }
@@ -123,11 +123,11 @@ fn sync_key(
         DocId::User(owner) => match UserKey::parse(key) {
             Some(UserKey::Profile) => sync_profile(conn, *owner, am).map(|()| None),
             Some(UserKey::Post(post)) if post.author() == *owner => {
-                sync_post(conn, *owner, am, &post).map(|()| None)
+                sync_post(conn, me, *owner, am, &post).map(|()| None)
             }
             Some(UserKey::Follow(followee)) => {
                 let at = UserDoc(am).followed_at(followee);
-                sync_follow(conn, *owner, followee, at)?;
+                sync_follow(conn, me, *owner, followee, at)?;
                 Ok(at
                     .filter(|_| followee == me && *owner != me)
                     .map(|at| Event {
@@ -209,7 +209,7 @@ fn sync_profile(conn: &Connection, owner: UserId, am: &AutoCommit) -> Result<()>
     Ok(())
 }
 
-fn sync_post(conn: &Connection, owner: UserId, am: &AutoCommit, id: &PostId) -> Result<()> {
+fn sync_post(conn: &Connection, me: UserId, owner: UserId, am: &AutoCommit, id: &PostId) -> Result<()> {
     match UserDoc(am).post(id) {
         Some(post) => {
             let media: Vec<String> = post.media.iter().map(ToString::to_string).collect();
@@ -225,9 +225,17 @@ fn sync_post(conn: &Connection, owner: UserId, am: &AutoCommit, id: &PostId) -> 
                     post.created_at
                 ],
             )?;
+            conn.execute("DELETE FROM timeline WHERE post_id = ?1", [id.as_str()])?;
+            conn.execute(
+                "INSERT INTO timeline (created_at, post_id, author)
+                 SELECT ?1, ?2, ?3 WHERE ?3 = ?4
+                    OR EXISTS (SELECT 1 FROM follows WHERE follower = ?4 AND followee = ?3)",
+                params![post.created_at, id.as_str(), owner.to_string(), me.to_string()],
+            )?;
         }
         None => {
             conn.execute("DELETE FROM posts WHERE post_id = ?1", [id.as_str()])?;
+            conn.execute("DELETE FROM timeline WHERE post_id = ?1", [id.as_str()])?;
         }
     }
     Ok(())
@@ -235,10 +243,22 @@ fn sync_post(conn: &Connection, owner: UserId, am: &AutoCommit, id: &PostId) -> 
 
 fn sync_follow(
     conn: &Connection,
+    me: UserId,
     follower: UserId,
     followee: UserId,
     at: Option<i64>,
 ) -> Result<()> {
+    if follower == me && followee != me {
+        // The local user's timeline gains or loses all of that user's posts.
+        conn.execute("DELETE FROM timeline WHERE author = ?1", [followee.to_string()])?;
+        if at.is_some() {
+            conn.execute(
+                "INSERT INTO timeline (created_at, post_id, author)
+                 SELECT created_at, post_id, author FROM posts WHERE author = ?1",
+                [followee.to_string()],
+            )?;
+        }
+    }
     match at {
         Some(at) => conn.execute(
             "INSERT INTO follows (follower, followee, created_at) VALUES (?1, ?2, ?3)

@@ -64,6 +64,16 @@ const STEPS: &[M<'static>] = &[M::up(
         PRIMARY KEY (follower, followee)
     ) WITHOUT ROWID;
     CREATE INDEX follows_by_followee ON follows(followee, follower);
+    -- The local user's feed, materialized: their own posts and those of users they follow.
+    -- A feed page is then a walk of this table's key, whatever the ratio of followed posts
+    -- to held posts.
+    CREATE TABLE timeline (
+        created_at INTEGER NOT NULL,
+        post_id    TEXT NOT NULL,
+        author     TEXT NOT NULL,
+        PRIMARY KEY (created_at, post_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX timeline_by_author ON timeline(author);
 
     -- Full-text search over post text, kept in step with `posts` by triggers.
     CREATE VIRTUAL TABLE posts_fts USING fts5(text, content='posts', content_rowid='rowid');

@@ -96,37 +96,48 @@ pub struct ProfileView {
     pub follows_me: bool,
 }
 
-/// Selects a [`FeedItem`] from `posts p`; `?1` is the viewer.
-const ITEM: &str = "SELECT p.post_id, p.author, pr.name, p.text, p.media, p.created_at,
-        (SELECT COUNT(*) FROM likes l WHERE l.post_id = p.post_id),
-        EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.post_id AND l.uid = ?1),
-        (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.post_id)
-     FROM posts p LEFT JOIN profiles pr ON pr.uid = p.author";
+/// The columns of a [`FeedItem`] of `posts p` joined with `profiles pr`; `?1` is the viewer.
+macro_rules! item_columns {
+    () => {
+        "SELECT p.post_id, p.author, pr.name, p.text, p.media, p.created_at,
+            (SELECT COUNT(*) FROM likes l WHERE l.post_id = p.post_id),
+            EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.post_id AND l.uid = ?1),
+            (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.post_id)"
+    };
+}
+
+const ITEM_COLUMNS: &str = item_columns!();
+
+/// [`ITEM_COLUMNS`] over all posts.
+const ITEM: &str = concat!(item_columns!(), " FROM posts p LEFT JOIN profiles pr ON pr.uid = p.author");
 
 /// Largest page a query returns.
 pub const MAX_PAGE: usize = 500;
 
-/// The viewer's feed: their own posts and those of users they follow, newest first,
-/// `limit` at a time, starting after `after`.
+/// The local user's feed: their own posts and those of users they follow, newest first,
+/// `limit` at a time, starting after `after`. `me` must be the profile's owner, whose
+/// timeline the index keeps.
 pub fn feed(
     conn: &Connection,
-    viewer: UserId,
+    me: UserId,
     after: Option<&FeedCursor>,
     limit: usize,
 ) -> Result<FeedPage> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let sql = format!(
-        "{ITEM}
-         WHERE (p.author = ?1 OR p.author IN (SELECT followee FROM follows WHERE follower = ?1))
-           AND (?2 IS NULL OR p.created_at < ?2 OR (p.created_at = ?2 AND p.post_id < ?3))
-         ORDER BY p.created_at DESC, p.post_id DESC
-         LIMIT ?4"
-    );
+    let from = "FROM timeline t JOIN posts p ON p.post_id = t.post_id
+                LEFT JOIN profiles pr ON pr.uid = p.author";
+    let order = "ORDER BY t.created_at DESC, t.post_id DESC LIMIT ?4";
+    // Two statements rather than `?2 IS NULL OR ...`, so that SQLite seeks straight to
+    // the cursor in the timeline's key.
+    let sql = match after {
+        None => format!("{ITEM_COLUMNS} {from} WHERE ?2 IS NULL AND ?3 IS NULL {order}"),
+        Some(_) => format!("{ITEM_COLUMNS} {from} WHERE (t.created_at, t.post_id) < (?2, ?3) {order}"),
+    };
     let mut stmt = conn.prepare_cached(&sql)?;
     let posts = stmt
         .query_map(
             params![
-                viewer.to_string(),
+                me.to_string(),
                 after.map(|c| c.created_at),
                 after.map(|c| c.post_id.as_str()),
                 limit + 1

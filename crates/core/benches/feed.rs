@@ -6,13 +6,20 @@
 //! Run: `cargo bench -p social-sync-core --bench feed` (add `-- --quick` for a 10× smaller
 //! run).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
 
 use std::time::{Duration, Instant};
 
 use automerge::{AutoCommit, transaction::CommitOptions};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use social_sync_core::model::{CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, actor_id};
+use social_sync_core::model::{
+    CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, actor_id,
+};
 use social_sync_core::{CommentId, DocId, Env, FeedCursor, PostId, Replica, UserId};
 
 struct Scale {
@@ -27,40 +34,80 @@ struct Scale {
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick {
-        Scale { users: 100, posts_per_user: 100, thread_every: 10, likes_per_thread: 5, comments_per_thread: 2 }
+        Scale {
+            users: 100,
+            posts_per_user: 100,
+            thread_every: 10,
+            likes_per_thread: 5,
+            comments_per_thread: 2,
+        }
     } else {
-        Scale { users: 1_000, posts_per_user: 100, thread_every: 10, likes_per_thread: 5, comments_per_thread: 2 }
+        Scale {
+            users: 1_000,
+            posts_per_user: 100,
+            thread_every: 10,
+            likes_per_thread: 5,
+            comments_per_thread: 2,
+        }
     };
     let total_posts = scale.users * scale.posts_per_user;
-    println!("Social Sync core benchmark ({} posts from {} users)", total_posts, scale.users);
+    println!(
+        "Social Sync core benchmark ({} posts from {} users)",
+        total_posts, scale.users
+    );
 
     // Set SOCIAL_SYNC_BENCH_DIR to keep the profile for a look with `sqlite3` afterwards.
     let tmp = tempfile::tempdir().unwrap();
-    let dir = std::env::var_os("SOCIAL_SYNC_BENCH_DIR").map_or_else(|| tmp.path().to_owned(), Into::into);
-    let mut me = Replica::create(&dir, "Me", None, Env::deterministic(7, 1_700_000_000_000)).unwrap();
+    let dir =
+        std::env::var_os("SOCIAL_SYNC_BENCH_DIR").map_or_else(|| tmp.path().to_owned(), Into::into);
+    let mut me =
+        Replica::create(&dir, "Me", None, Env::deterministic(7, 1_700_000_000_000)).unwrap();
     let mut rng = StdRng::seed_from_u64(42);
 
     // ----- generate the other users' documents, as their own devices would ------------
     let t = Instant::now();
-    let users: Vec<UserId> = (0..scale.users).map(|_| UserId::from_bytes(rng.random())).collect();
+    let users: Vec<UserId> = (0..scale.users)
+        .map(|_| UserId::from_bytes(rng.random()))
+        .collect();
     let mut docs: Vec<(DocId, Vec<Vec<u8>>)> = Vec::new();
     let mut posts: Vec<PostId> = Vec::with_capacity(total_posts);
     let mut time = 1_700_000_000_000i64;
     for (i, &uid) in users.iter().enumerate() {
         let mut am = AutoCommit::new().with_actor(actor_id(uid, [0; 8]));
-        let profile = ProfileFields { name: format!("user{i}"), bio: String::new(), avatar: None };
+        let profile = ProfileFields {
+            name: format!("user{i}"),
+            bio: String::new(),
+            avatar: None,
+        };
         UserDoc::set_profile(&mut am, &profile).unwrap();
         am.commit_with(CommitOptions::default().with_time(time));
         for p in 0..scale.posts_per_user {
             time += 1_000;
             let id = PostId::new(uid, &rng.random::<[u8; 10]>());
-            let text = format!("post {p} by user{i}: {}", WORDS[rng.random_range(0..WORDS.len())]);
-            UserDoc::add_post(&mut am, &PostEntry { id: id.clone(), text, media: vec![], created_at: time })
-                .unwrap();
+            let text = format!(
+                "post {p} by user{i}: {}",
+                WORDS[rng.random_range(0..WORDS.len())]
+            );
+            UserDoc::add_post(
+                &mut am,
+                &PostEntry {
+                    id: id.clone(),
+                    text,
+                    media: vec![],
+                    created_at: time,
+                },
+            )
+            .unwrap();
             am.commit_with(CommitOptions::default().with_time(time));
             posts.push(id);
         }
-        docs.push((DocId::User(uid), am.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect()));
+        docs.push((
+            DocId::User(uid),
+            am.get_changes(&[])
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect(),
+        ));
     }
     let mut reactions = 0usize;
     for post in posts.iter().step_by(scale.thread_every) {
@@ -68,7 +115,8 @@ fn main() {
         for _ in 0..scale.likes_per_thread {
             let who = users[rng.random_range(0..users.len())];
             reactions += 1;
-            let mut am = AutoCommit::new().with_actor(actor_id(who, (reactions as u64).to_le_bytes()));
+            let mut am =
+                AutoCommit::new().with_actor(actor_id(who, (reactions as u64).to_le_bytes()));
             ThreadDoc::like(&mut am, who, time).unwrap();
             am.commit_with(CommitOptions::default().with_time(time));
             changes.extend(am.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()));
@@ -76,7 +124,8 @@ fn main() {
         for _ in 0..scale.comments_per_thread {
             let who = users[rng.random_range(0..users.len())];
             reactions += 1;
-            let mut am = AutoCommit::new().with_actor(actor_id(who, (reactions as u64).to_le_bytes()));
+            let mut am =
+                AutoCommit::new().with_actor(actor_id(who, (reactions as u64).to_le_bytes()));
             let entry = CommentEntry {
                 id: CommentId::new(who, &rng.random::<[u8; 10]>()),
                 text: "nice one".into(),
@@ -116,7 +165,11 @@ fn main() {
     for &uid in &users {
         me.follow(uid).unwrap();
     }
-    println!("follow:  {:.2?} to follow {} users one by one", t.elapsed(), users.len());
+    println!(
+        "follow:  {:.2?} to follow {} users one by one",
+        t.elapsed(),
+        users.len()
+    );
     for post in posts.iter().step_by(97).take(200) {
         me.like(post).unwrap();
     }
@@ -142,9 +195,19 @@ fn main() {
             None => break,
         }
     }
-    assert_eq!(seen, total_posts, "paging the whole feed shows every post once");
-    println!("feed, first page of 50 (200 runs):   {}", stats(&mut first_page));
-    println!("feed, every page of 50 ({} pages): {}", all_pages.len(), stats(&mut all_pages));
+    assert_eq!(
+        seen, total_posts,
+        "paging the whole feed shows every post once"
+    );
+    println!(
+        "feed, first page of 50 (200 runs):   {}",
+        stats(&mut first_page)
+    );
+    println!(
+        "feed, every page of 50 ({} pages): {}",
+        all_pages.len(),
+        stats(&mut all_pages)
+    );
 
     let mut searches = Vec::new();
     for word in WORDS {
@@ -152,14 +215,28 @@ fn main() {
         me.search(word, 50).unwrap();
         searches.push(t.elapsed());
     }
-    println!("search, 50 results ({} words):       {}", WORDS.len(), stats(&mut searches));
+    println!(
+        "search, 50 results ({} words):       {}",
+        WORDS.len(),
+        stats(&mut searches)
+    );
 
     // ----- reindex and size -----------------------------------------------------------
     let t = Instant::now();
     let report = me.reindex().unwrap();
-    println!("reindex: {:.2?} for {} documents", t.elapsed(), report.documents);
-    me.store().conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
-    println!("database: {:.1} MiB", me.store().size_on_disk() as f64 / 1_048_576.0);
+    println!(
+        "reindex: {:.2?} for {} documents",
+        t.elapsed(),
+        report.documents
+    );
+    me.store()
+        .conn()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    println!(
+        "database: {:.1} MiB",
+        me.store().size_on_disk() as f64 / 1_048_576.0
+    );
 
     // ----- document growth: one user with years of posts ------------------------------
     for n in [1_000usize, 10_000] {
@@ -167,8 +244,20 @@ fn main() {
         let mut am = AutoCommit::new().with_actor(actor_id(uid, [0; 8]));
         for p in 0..n {
             let id = PostId::new(uid, &rng.random::<[u8; 10]>());
-            let text = format!("a typical post of some length, number {p}, {}", WORDS[p % WORDS.len()]);
-            UserDoc::add_post(&mut am, &PostEntry { id, text, media: vec![], created_at: p as i64 }).unwrap();
+            let text = format!(
+                "a typical post of some length, number {p}, {}",
+                WORDS[p % WORDS.len()]
+            );
+            UserDoc::add_post(
+                &mut am,
+                &PostEntry {
+                    id,
+                    text,
+                    media: vec![],
+                    created_at: p as i64,
+                },
+            )
+            .unwrap();
             am.commit_with(CommitOptions::default().with_time(p as i64));
         }
         let bytes = am.save();
@@ -197,6 +286,24 @@ fn stats(samples: &mut [Duration]) -> String {
 }
 
 const WORDS: &[&str] = &[
-    "sunset", "harbour", "coffee", "mountain", "river", "garden", "bicycle", "library", "concert", "market",
-    "winter", "lighthouse", "bakery", "forest", "island", "museum", "rain", "festival", "train", "meadow",
+    "sunset",
+    "harbour",
+    "coffee",
+    "mountain",
+    "river",
+    "garden",
+    "bicycle",
+    "library",
+    "concert",
+    "market",
+    "winter",
+    "lighthouse",
+    "bakery",
+    "forest",
+    "island",
+    "museum",
+    "rain",
+    "festival",
+    "train",
+    "meadow",
 ];

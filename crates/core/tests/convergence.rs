@@ -285,7 +285,14 @@ fn run(n: usize, steps: Vec<Step>) -> Result<(), TestCaseError> {
     // Each user's feed is exactly their own and followed users' posts, newest first, and
     // threads and profiles read the same whoever looks and wherever.
     for node in &nodes {
-        let feed: Vec<String> = node.replica.feed(None, 500).unwrap().posts.iter().map(|p| p.post_id.to_string()).collect();
+        let feed: Vec<String> = node
+            .replica
+            .feed(None, 500)
+            .unwrap()
+            .posts
+            .iter()
+            .map(|p| p.post_id.to_string())
+            .collect();
         let expected = node.column(
             "SELECT post_id FROM posts WHERE author = ?1
                 OR author IN (SELECT followee FROM follows WHERE follower = ?1)

@@ -428,7 +428,8 @@ fn reindex_rebuilds_the_same_index_from_documents_alone() {
     let before = ben.replica.feed(None, 100).unwrap();
     let conn = ben.replica.store().conn();
     conn.execute_batch(
-        "DELETE FROM posts; DELETE FROM likes; DELETE FROM comments; DELETE FROM profiles;",
+        "DELETE FROM posts; DELETE FROM likes; DELETE FROM comments; DELETE FROM profiles;
+         DELETE FROM timeline;",
     )
     .unwrap();
     assert!(ben.replica.feed(None, 100).unwrap().posts.is_empty());

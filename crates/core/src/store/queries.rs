@@ -109,7 +109,10 @@ macro_rules! item_columns {
 const ITEM_COLUMNS: &str = item_columns!();
 
 /// [`ITEM_COLUMNS`] over all posts.
-const ITEM: &str = concat!(item_columns!(), " FROM posts p LEFT JOIN profiles pr ON pr.uid = p.author");
+const ITEM: &str = concat!(
+    item_columns!(),
+    " FROM posts p LEFT JOIN profiles pr ON pr.uid = p.author"
+);
 
 /// Largest page a query returns.
 pub const MAX_PAGE: usize = 500;
@@ -131,7 +134,9 @@ pub fn feed(
     // the cursor in the timeline's key.
     let sql = match after {
         None => format!("{ITEM_COLUMNS} {from} WHERE ?2 IS NULL AND ?3 IS NULL {order}"),
-        Some(_) => format!("{ITEM_COLUMNS} {from} WHERE (t.created_at, t.post_id) < (?2, ?3) {order}"),
+        Some(_) => {
+            format!("{ITEM_COLUMNS} {from} WHERE (t.created_at, t.post_id) < (?2, ?3) {order}")
+        }
     };
     let mut stmt = conn.prepare_cached(&sql)?;
     let posts = stmt

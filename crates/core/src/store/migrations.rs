@@ -41,7 +41,6 @@ const STEPS: &[M<'static>] = &[M::up(
         media      TEXT NOT NULL,        -- JSON array of blob hashes
         created_at INTEGER NOT NULL
     );
-    CREATE INDEX posts_by_time ON posts(created_at DESC, post_id DESC);
     CREATE INDEX posts_by_author ON posts(author, created_at DESC, post_id DESC);
     CREATE TABLE likes (
         post_id    TEXT NOT NULL,

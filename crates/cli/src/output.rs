@@ -58,7 +58,7 @@ impl<'a> Printer<'a> {
             } else {
                 "You do not like"
             };
-            writeln!(w, "{verb} {} ({} likes)", post.post_id, post.likes)
+            writeln!(w, "{verb} {} ({})", post.post_id, count(post.likes, "like"))
         })
     }
 
@@ -128,15 +128,24 @@ fn write_post(w: &mut dyn Write, post: &FeedItem) -> io::Result<()> {
     };
     writeln!(
         w,
-        "{} {}: {}{images}\n    ♥ {}{} · {} comments  [{}]",
+        "{} {}: {}{images}\n    ♥ {}{} · {}  [{}]",
         when(post.created_at),
         name_or_id(post.author_name.as_deref(), &post.author),
         post.text,
         post.likes,
         if post.liked_by_me { " (you)" } else { "" },
-        post.comments,
+        count(post.comments, "comment"),
         post.post_id
     )
+}
+
+/// "1 like", "2 likes".
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// The display name, or the start of the user id while the profile has not arrived.

@@ -1,0 +1,355 @@
+//! The messages between a client and the relay, and their encoding.
+//!
+//! Every message is one binary WebSocket frame holding one [CBOR] value: the message enum,
+//! externally tagged (a map with one key, the message's name in `snake_case`, whose value
+//! is the map of its fields). Byte fields are CBOR byte strings. See `README.md` beside
+//! this crate for the whole exchange.
+//!
+//! [CBOR]: https://www.rfc-editor.org/rfc/rfc8949
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::{BlobHash, DocId, UserId};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Prefix of the bytes a client signs to prove its key: `AUTH_CONTEXT || nonce || user key
+/// || device id`.
+pub const AUTH_CONTEXT: &[u8] = b"social-sync/auth/v1\0";
+
+/// The bytes a client signs for `nonce`.
+pub fn auth_payload(nonce: &[u8], user: &UserId, device: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(AUTH_CONTEXT.len() + nonce.len() + 32 + device.len());
+    out.extend_from_slice(AUTH_CONTEXT);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(user.as_bytes());
+    out.extend_from_slice(device.as_bytes());
+    out
+}
+
+/// One document's Automerge sync message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncItem {
+    /// The document.
+    pub doc: DocId,
+    /// An encoded `automerge::sync::Message`.
+    pub message: ByteBuf,
+}
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// First message: who is connecting, speaking which version.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the client.
+        version: u32,
+        /// The user (public key).
+        user: UserId,
+        /// This device: 16 lowercase hex digits. A new connection of the same device
+        /// replaces the old one.
+        device: String,
+        /// Free text naming the client, for logs.
+        agent: String,
+    },
+    /// Answer to [`ServerMessage::Challenge`]: Ed25519 signature of [`auth_payload`].
+    Auth {
+        /// 64 bytes.
+        signature: ByteBuf,
+    },
+    /// Automerge sync messages, any number of documents in one frame.
+    Sync {
+        /// One message per document.
+        items: Vec<SyncItem>,
+    },
+    /// Receive live changes of these documents for the rest of the connection (documents
+    /// the client has synced are subscribed already).
+    Subscribe {
+        /// The documents.
+        docs: Vec<DocId>,
+    },
+    /// Asks for a [`ServerMessage::Pong`] with the same id. The relay handles a
+    /// connection's messages in order, so the pong means everything sent before the ping
+    /// has been handled and answered.
+    Ping {
+        /// Any number; echoed back.
+        id: u64,
+    },
+    /// The client has stored everything in its inbox up to `seq`.
+    InboxAck {
+        /// Highest inbox sequence number handled.
+        seq: u64,
+    },
+    /// Which of these users are online, with which devices.
+    Presence {
+        /// The users asked about (the client's follows).
+        users: Vec<UserId>,
+    },
+    /// Who has this display name (case-insensitive).
+    LookupName {
+        /// The name, with or without a leading `@`.
+        name: String,
+    },
+    /// Store an image; the relay checks the hash and size.
+    PutBlob {
+        /// SHA-256 of `bytes`.
+        hash: BlobHash,
+        /// Media type.
+        mime: String,
+        /// The image.
+        bytes: ByteBuf,
+    },
+    /// Fetch an image.
+    GetBlob {
+        /// Its hash.
+        hash: BlobHash,
+    },
+}
+
+/// One user's online devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEntry {
+    /// The user.
+    pub user: UserId,
+    /// Devices connected now.
+    pub devices: Vec<String>,
+}
+
+/// The relay's limits, told to the client on [`ServerMessage::Welcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest frame accepted, in bytes.
+    pub max_message_bytes: u32,
+    /// Largest image accepted, in bytes.
+    pub max_blob_bytes: u32,
+    /// Messages per second accepted per connection.
+    pub messages_per_second: u32,
+}
+
+/// What the relay sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Answer to `Hello`: sign this nonce.
+    Challenge {
+        /// [`PROTOCOL_VERSION`] of the relay.
+        version: u32,
+        /// 32 random bytes.
+        nonce: ByteBuf,
+    },
+    /// Authenticated. The relay then sends the inbox (documents with news for this user)
+    /// as sync messages, and [`ServerMessage::InboxSent`].
+    Welcome {
+        /// The authenticated user.
+        user: UserId,
+        /// The relay's limits.
+        limits: Limits,
+    },
+    /// Automerge sync messages.
+    Sync {
+        /// One message per document.
+        items: Vec<SyncItem>,
+    },
+    /// New changes of one document, pushed live. Encoded once for every recipient.
+    Changes {
+        /// The document.
+        doc: DocId,
+        /// Encoded Automerge changes.
+        changes: Vec<ByteBuf>,
+        /// Inbox sequence number, to acknowledge with `InboxAck` once stored (0 when the
+        /// push is not from the recipient's inbox).
+        seq: u64,
+    },
+    /// Every inbox document waiting at connect time has been offered.
+    InboxSent {
+        /// Acknowledge this with `InboxAck` once all of them are stored.
+        seq: u64,
+        /// How many documents were offered.
+        docs: u32,
+    },
+    /// Answer to [`ClientMessage::Ping`].
+    Pong {
+        /// The ping's id.
+        id: u64,
+    },
+    /// Answer to `Presence`.
+    Presence {
+        /// Users online now, with their devices.
+        online: Vec<PresenceEntry>,
+    },
+    /// A followed user's device came online or went offline.
+    PresenceChanged {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: String,
+        /// Online now?
+        online: bool,
+    },
+    /// Answer to `LookupName`.
+    Name {
+        /// The name asked for.
+        name: String,
+        /// Who has it, if anyone.
+        user: Option<UserId>,
+    },
+    /// Answer to `PutBlob`: stored.
+    BlobStored {
+        /// Its hash.
+        hash: BlobHash,
+    },
+    /// Answer to `GetBlob`.
+    Blob {
+        /// Its hash.
+        hash: BlobHash,
+        /// Media type.
+        mime: String,
+        /// The image.
+        bytes: ByteBuf,
+    },
+    /// A message of the client was refused; the connection stays open.
+    Rejected {
+        /// Stable reason, see [`ErrorCode`].
+        code: ErrorCode,
+        /// The document concerned, if any.
+        doc: Option<DocId>,
+        /// One sentence for people.
+        message: String,
+    },
+    /// A fatal error; the relay closes the connection after it.
+    Error {
+        /// Stable reason.
+        code: ErrorCode,
+        /// One sentence for people.
+        message: String,
+    },
+}
+
+/// Why the relay refused something. Clients match on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// `Hello.version` is not one the relay speaks.
+    UnsupportedVersion,
+    /// The signature does not verify.
+    BadSignature,
+    /// Anything but `Hello`/`Auth` before authentication, or a malformed `Hello`.
+    NotAuthenticated,
+    /// The frame is not a CBOR message of this protocol.
+    MalformedFrame,
+    /// The frame is larger than `max_message_bytes`.
+    TooLarge,
+    /// More than `messages_per_second`.
+    RateLimited,
+    /// A change breaks the write rules (someone else's document or entries).
+    Forbidden,
+    /// A sync message or change that does not decode or apply.
+    InvalidChange,
+    /// The client did not read fast enough; its queue filled.
+    SlowReader,
+    /// The same device connected again; this connection is replaced.
+    Replaced,
+    /// Too many connections from this address.
+    TooManyConnections,
+    /// The relay is shutting down.
+    ShuttingDown,
+    /// A blob whose bytes do not match its hash, or too large.
+    BadBlob,
+    /// No such blob.
+    NotFound,
+    /// The relay failed to store something; try again later.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire and in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::BadSignature => "bad_signature",
+            Self::NotAuthenticated => "not_authenticated",
+            Self::MalformedFrame => "malformed_frame",
+            Self::TooLarge => "too_large",
+            Self::RateLimited => "rate_limited",
+            Self::Forbidden => "forbidden",
+            Self::InvalidChange => "invalid_change",
+            Self::SlowReader => "slow_reader",
+            Self::Replaced => "replaced",
+            Self::TooManyConnections => "too_many_connections",
+            Self::ShuttingDown => "shutting_down",
+            Self::BadBlob => "bad_blob",
+            Self::NotFound => "not_found",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+/// A frame that is not a message of this protocol.
+#[derive(Debug, thiserror::Error)]
+#[error("the frame is not a Social Sync message ({0}); check the client speaks protocol version {PROTOCOL_VERSION}")]
+pub struct DecodeError(String);
+
+/// Encodes a message as one frame.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail, and every message type serializes.
+    if let Err(e) = ciborium::into_writer(message, &mut out) {
+        unreachable_encode(&e);
+    }
+    out
+}
+
+#[cold]
+fn unreachable_encode(e: &dyn std::fmt::Display) {
+    // Only reachable if a message type stopped being serializable: a bug caught by the
+    // round-trip tests.
+    debug_assert!(false, "encoding a message failed: {e}");
+}
+
+/// Decodes one frame.
+pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, DecodeError> {
+    ciborium::from_reader(frame).map_err(|e| DecodeError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PostId;
+
+    fn uid() -> UserId {
+        UserId::from_bytes([3; 32])
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = vec![
+            ClientMessage::Hello { version: 1, user: uid(), device: "00ff00ff00ff00ff".into(), agent: "t".into() },
+            ClientMessage::Auth { signature: ByteBuf::from(vec![1; 64]) },
+            ClientMessage::Sync {
+                items: vec![SyncItem { doc: DocId::Thread(PostId::new(uid(), b"x")), message: ByteBuf::from(vec![9]) }],
+            },
+            ClientMessage::InboxAck { seq: 7 },
+        ];
+        for m in msgs {
+            assert_eq!(decode::<ClientMessage>(&encode(&m)).unwrap(), m);
+        }
+        let s = ServerMessage::Rejected { code: ErrorCode::Forbidden, doc: None, message: "no".into() };
+        assert_eq!(decode::<ServerMessage>(&encode(&s)).unwrap(), s);
+    }
+
+    #[test]
+    fn the_encoding_is_an_externally_tagged_cbor_map() {
+        let frame = encode(&ClientMessage::InboxAck { seq: 5 });
+        let value: ciborium::Value = ciborium::from_reader(&frame[..]).unwrap();
+        let map = value.as_map().unwrap();
+        assert_eq!(map[0].0, ciborium::Value::Text("inbox_ack".into()));
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        assert!(decode::<ClientMessage>(b"\xff\x00garbage").is_err());
+        assert!(decode::<ClientMessage>(&encode(&ServerMessage::InboxSent { seq: 1, docs: 0 })).is_err());
+    }
+}

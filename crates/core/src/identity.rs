@@ -32,6 +32,12 @@ impl Identity {
         UserId::from_bytes(self.key.verifying_key().to_bytes())
     }
 
+    /// Signs `message` with the user's key (the relay's challenge, for instance).
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer;
+        self.key.sign(message).to_bytes()
+    }
+
     /// Reads the key file of the profile folder `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(KEY_FILE);

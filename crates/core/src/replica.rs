@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use automerge::sync::{State as SyncState, SyncDoc};
 use automerge::{ActorId, AutoCommit, Change, ChangeHash, transaction::CommitOptions};
 use rusqlite::{Connection, OptionalExtension};
 use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};
@@ -50,6 +51,8 @@ pub struct MergeOutcome {
 #[derive(Debug)]
 pub struct Replica {
     dir: PathBuf,
+    identity: Identity,
+    device: [u8; 8],
     me: UserId,
     actor: ActorId,
     store: Store,
@@ -72,7 +75,7 @@ impl Replica {
         })?;
         let identity = Identity::generate(&mut env);
         identity.save_new(dir)?;
-        let mut replica = Self::with_identity(dir, &identity, env)?;
+        let mut replica = Self::with_identity(dir, identity, env)?;
         if let Some(url) = relay_url {
             replica
                 .store
@@ -90,10 +93,10 @@ impl Replica {
             });
         }
         let identity = Identity::load(dir)?;
-        Self::with_identity(dir, &identity, env)
+        Self::with_identity(dir, identity, env)
     }
 
-    fn with_identity(dir: &Path, identity: &Identity, mut env: Env) -> Result<Self> {
+    fn with_identity(dir: &Path, identity: Identity, mut env: Env) -> Result<Self> {
         let mut store = Store::open(dir, true)?;
         let device = match store.write(|c| settings::get(c, settings::DEVICE_ID))? {
             Some(hex) => data_encoding::HEXLOWER
@@ -114,6 +117,8 @@ impl Replica {
         let me = identity.user_id();
         Ok(Self {
             dir: dir.to_owned(),
+            identity,
+            device,
             me,
             actor: model::actor_id(me, device),
             store,
@@ -124,6 +129,16 @@ impl Replica {
     /// The local user.
     pub fn user_id(&self) -> UserId {
         self.me
+    }
+
+    /// This device's id, as 16 hex digits.
+    pub fn device(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.device)
+    }
+
+    /// The user's key, to prove who this profile is to a relay.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// The profile folder.
@@ -440,6 +455,112 @@ impl Replica {
         self.store.write(|conn| merge_in(conn, me, doc, changes))
     }
 
+    /// The saved sync state with the relay for `doc` (a fresh one if none).
+    pub fn sync_state(&self, doc: &DocId) -> Result<SyncState> {
+        let saved: Option<Vec<u8>> = self
+            .store
+            .conn()
+            .query_row("SELECT state FROM sync_states WHERE doc_id = ?1", [doc.to_string()], |r| r.get(0))
+            .optional()?;
+        Ok(saved.and_then(|b| SyncState::decode(&b).ok()).unwrap_or_default())
+    }
+
+    /// The next Automerge sync message for `doc` towards the peer whose state is `state`,
+    /// or `None` when there is nothing to say. An unknown document syncs as an empty one
+    /// (which asks the peer for all of it).
+    pub fn generate_sync_message(&self, doc: &DocId, state: &mut SyncState) -> Result<Option<Vec<u8>>> {
+        let mut am = documents::load(self.store.conn(), doc)?.unwrap_or_default();
+        Ok(am.sync().generate_sync_message(state).map(automerge::sync::Message::encode))
+    }
+
+    /// Takes a sync message from the relay for `doc`: applies its changes, checks each
+    /// against the write rules (if one fails, nothing is stored), stores and indexes them,
+    /// saves the sync state, and returns the notifications they cause. On error the caller
+    /// should start over with [`Self::sync_state`].
+    pub fn receive_sync_message(
+        &mut self,
+        doc: &DocId,
+        state: &mut SyncState,
+        message: &[u8],
+    ) -> Result<MergeOutcome> {
+        let invalid = |detail: String| Error::InvalidChange { doc: doc.clone(), index: 0, detail };
+        let message = automerge::sync::Message::decode(message).map_err(|e| invalid(e.to_string()))?;
+        let me = self.me;
+        self.store.write(|conn| {
+            let mut am = documents::load(conn, doc)?.unwrap_or_default();
+            let before = am.get_heads();
+            am.sync()
+                .receive_sync_message(state, message)
+                .map_err(|e| invalid(e.to_string()))?;
+            for change in am.get_changes(&before) {
+                rules::check_change(doc, &change)?;
+            }
+            let outcome = settle(conn, me, doc, &mut am, &before)?;
+            conn.execute(
+                "INSERT INTO sync_states (doc_id, state) VALUES (?1, ?2)
+                 ON CONFLICT (doc_id) DO UPDATE SET state = excluded.state",
+                rusqlite::params![doc.to_string(), state.encode()],
+            )?;
+            Ok(outcome)
+        })
+    }
+
+    /// Users the local user follows.
+    pub fn following(&self) -> Result<Vec<UserId>> {
+        let mut stmt = self
+            .store
+            .conn()
+            .prepare_cached("SELECT followee FROM follows WHERE follower = ?1 ORDER BY followee")?;
+        let rows = stmt.query_map([self.me.to_string()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.parse()?);
+        }
+        Ok(out)
+    }
+
+    /// Images of the user's own posts and avatar not yet handed to the relay.
+    pub fn blobs_to_upload(&self) -> Result<Vec<BlobHash>> {
+        let mut stmt = self.store.conn().prepare_cached(
+            "SELECT b.hash FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM uploaded_blobs u WHERE u.hash = b.hash)",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.filter_map(|h| h.ok()?.parse().ok()).collect())
+    }
+
+    /// Records that the relay has stored an image.
+    pub fn blob_uploaded(&mut self, hash: &BlobHash) -> Result<()> {
+        self.store.write(|c| {
+            c.execute("INSERT OR IGNORE INTO uploaded_blobs (hash) VALUES (?1)", [hash.to_string()])?;
+            Ok(())
+        })
+    }
+
+    /// Images that posts or avatars held here name but that are not in the local cache.
+    pub fn missing_blobs(&self) -> Result<Vec<BlobHash>> {
+        let mut stmt = self.store.conn().prepare_cached(
+            "SELECT DISTINCT j.value FROM posts p, json_each(p.media) j
+             WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = j.value)
+             UNION
+             SELECT avatar FROM profiles WHERE avatar IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = avatar)",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.filter_map(|h| h.ok()?.parse().ok()).collect())
+    }
+
+    /// Stores an image received from the relay, if its bytes match its hash.
+    pub fn store_blob(&mut self, hash: &BlobHash, mime: &str, bytes: &[u8]) -> Result<bool> {
+        if blobs::hash_of(bytes) != *hash {
+            return Ok(false);
+        }
+        self.store.write(|c| {
+            blobs::put(c, mime, bytes)?;
+            c.execute("INSERT OR IGNORE INTO uploaded_blobs (hash) VALUES (?1)", [hash.to_string()])?;
+            Ok(true)
+        })
+    }
+
     /// Rebuilds the index from the documents alone. Damaged documents are listed in the
     /// report; everything else is indexed.
     pub fn reindex(&mut self) -> Result<RebuildReport> {
@@ -515,13 +636,32 @@ fn merge_in(
             index: 0,
             detail: e.to_string(),
         })?;
-    let applied = am.get_changes(&before).len();
+    // Changes still waiting for a dependency are stored too, so none is lost.
     documents::append(conn, doc, &fresh)?;
-    let notifications = index::update(conn, me, doc, &mut am, &before)?;
-    documents::compact_if_due(conn, doc, &mut am)?;
+    let mut outcome = settle(conn, me, doc, &mut am, &before)?;
+    outcome.waiting = fresh.len().saturating_sub(outcome.applied);
+    Ok(outcome)
+}
+
+/// After changes were applied to `am` (from `before`): stores them, updates the index,
+/// compacts when due, and says what happened.
+fn settle(
+    conn: &Connection,
+    me: UserId,
+    doc: &DocId,
+    am: &mut AutoCommit,
+    before: &[ChangeHash],
+) -> Result<MergeOutcome> {
+    let applied = am.get_changes(before);
+    if applied.is_empty() {
+        return Ok(MergeOutcome::default());
+    }
+    documents::append(conn, doc, &applied)?;
+    let notifications = index::update(conn, me, doc, am, before)?;
+    documents::compact_if_due(conn, doc, am)?;
     Ok(MergeOutcome {
-        applied,
-        waiting: fresh.len().saturating_sub(applied),
+        applied: applied.len(),
+        waiting: 0,
         notifications,
     })
 }

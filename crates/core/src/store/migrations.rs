@@ -111,6 +111,20 @@ const STEPS: &[M<'static>] = &[M::up(
     CREATE INDEX notifications_by_time ON notifications(created_at DESC);
     CREATE INDEX notifications_unread ON notifications(read, created_at DESC);
     "#,
+),
+M::up(
+    r#"
+    -- Automerge sync state with the relay, per document (what both sides are known to share),
+    -- so that a reconnect resumes instead of starting over.
+    CREATE TABLE sync_states (
+        doc_id     TEXT PRIMARY KEY,
+        state      BLOB NOT NULL
+    );
+    -- Images this profile has handed to the relay.
+    CREATE TABLE uploaded_blobs (
+        hash       TEXT PRIMARY KEY
+    );
+    "#,
 )];
 
 #[cfg(test)]

@@ -1,0 +1,59 @@
+//! Every option of the relay; each also reads an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The Social Sync relay: one port for WebSocket clients and plain HTTP (`/healthz`,
+/// `/metrics`), an embedded SQLite store in `--data`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sync-server", version, about)]
+pub struct Config {
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "SYNC_SERVER_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Folder of the relay's database (created if missing).
+    #[arg(long, env = "SYNC_SERVER_DATA", default_value = "relay-data")]
+    pub data: PathBuf,
+    /// Largest WebSocket message accepted, in bytes; larger ones close the connection.
+    #[arg(long, env = "SYNC_SERVER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: u32,
+    /// Largest image accepted, in bytes.
+    #[arg(long, env = "SYNC_SERVER_MAX_BLOB_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_blob_bytes: u32,
+    /// Messages per second accepted per connection; more are refused with `rate_limited`.
+    #[arg(long, env = "SYNC_SERVER_MESSAGES_PER_SECOND", default_value_t = 200)]
+    pub messages_per_second: u32,
+    /// Frames waiting to be sent per connection; a client that lets it fill is
+    /// disconnected (`slow_reader`) rather than buffered without end.
+    #[arg(long, env = "SYNC_SERVER_SEND_QUEUE", default_value_t = 1024)]
+    pub send_queue: usize,
+    /// Connections allowed from one IP address at once.
+    #[arg(long, env = "SYNC_SERVER_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+    /// Seconds without any frame from a client before it is disconnected.
+    #[arg(long, env = "SYNC_SERVER_IDLE_TIMEOUT", default_value_t = 90)]
+    pub idle_timeout_secs: u64,
+    /// Seconds between keep-alive pings to each client.
+    #[arg(long, env = "SYNC_SERVER_PING_INTERVAL", default_value_t = 30)]
+    pub ping_interval_secs: u64,
+    /// Seconds a client has to authenticate after connecting.
+    #[arg(long, env = "SYNC_SERVER_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    pub handshake_timeout_secs: u64,
+    /// Documents kept in memory.
+    #[arg(long, env = "SYNC_SERVER_DOCUMENT_CACHE", default_value_t = 10_000)]
+    pub document_cache: usize,
+    /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `sync_server=debug`.
+    #[arg(long, env = "SYNC_SERVER_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// The defaults, as `sync-server` with no options would run, with data in `data`.
+    pub fn with_data(data: PathBuf) -> Self {
+        let mut config = Self::parse_from(["sync-server"]);
+        config.data = data;
+        config
+    }
+}

@@ -1,0 +1,193 @@
+//! Who is connected: connections with their outbound queues, presence (one entry per
+//! device, never stored), document subscriptions, and connections per address. Fan-out
+//! goes through here: a frame is encoded once and queued on every recipient connection.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use social_sync_protocol::{DocId, ErrorCode, PresenceEntry, ServerMessage, UserId, wire};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+use crate::metrics::Metrics;
+
+/// A connection's number.
+pub type ConnId = u64;
+
+/// What the hub keeps of one authenticated connection.
+#[derive(Debug)]
+struct Conn {
+    user: UserId,
+    device: String,
+    out: mpsc::Sender<Message>,
+    kick: Option<oneshot::Sender<ErrorCode>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: ConnId,
+    conns: HashMap<ConnId, Conn>,
+    devices: HashMap<UserId, HashMap<String, ConnId>>,
+    subscriptions: HashMap<DocId, HashSet<ConnId>>,
+    subscribed: HashMap<ConnId, HashSet<DocId>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// The registry of live connections.
+#[derive(Debug)]
+pub struct Hub {
+    inner: Mutex<Inner>,
+    metrics: Arc<Metrics>,
+}
+
+impl Hub {
+    /// An empty hub reporting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { inner: Mutex::default(), metrics }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a new connection from `ip`; false if `ip` already has `max`.
+    pub fn admit(&self, ip: IpAddr, max: usize) -> bool {
+        let mut inner = self.lock();
+        let n = inner.per_ip.entry(ip).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Forgets a connection from `ip`.
+    pub fn release(&self, ip: IpAddr) {
+        let mut inner = self.lock();
+        if let Some(n) = inner.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                inner.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Registers an authenticated connection. A connection of the same device is replaced:
+    /// it is told why and closed. Returns the new id and whether the device was already
+    /// online (so no presence change is announced).
+    pub fn register(
+        &self,
+        user: UserId,
+        device: &str,
+        out: mpsc::Sender<Message>,
+        kick: oneshot::Sender<ErrorCode>,
+    ) -> (ConnId, bool) {
+        let mut inner = self.lock();
+        inner.next += 1;
+        let id = inner.next;
+        let previous = inner.devices.entry(user).or_default().insert(device.to_owned(), id);
+        if let Some(old) = previous.and_then(|old| inner.conns.get_mut(&old))
+            && let Some(kick) = old.kick.take()
+        {
+            let _ = kick.send(ErrorCode::Replaced);
+        }
+        inner.conns.insert(id, Conn { user, device: device.to_owned(), out, kick: Some(kick) });
+        self.update_gauges(&inner);
+        (id, previous.is_some())
+    }
+
+    /// Removes a connection. Returns its user and device if that device is now offline
+    /// (not when a newer connection of the device replaced it).
+    pub fn unregister(&self, id: ConnId) -> Option<(UserId, String)> {
+        let mut inner = self.lock();
+        let conn = inner.conns.remove(&id)?;
+        for doc in inner.subscribed.remove(&id).unwrap_or_default() {
+            if let Some(set) = inner.subscriptions.get_mut(&doc) {
+                set.remove(&id);
+                if set.is_empty() {
+                    inner.subscriptions.remove(&doc);
+                }
+            }
+        }
+        let mut offline = None;
+        if let Some(devices) = inner.devices.get_mut(&conn.user) {
+            if devices.get(&conn.device) == Some(&id) {
+                devices.remove(&conn.device);
+                offline = Some((conn.user, conn.device));
+            }
+            if devices.is_empty() {
+                inner.devices.remove(&conn.user);
+            }
+        }
+        self.update_gauges(&inner);
+        offline
+    }
+
+    fn update_gauges(&self, inner: &Inner) {
+        self.metrics.users.set(inner.devices.len() as i64);
+        self.metrics
+            .presence_entries
+            .set(inner.devices.values().map(|d| d.len() as i64).sum());
+    }
+
+    /// Subscribes a connection to live changes of `doc`.
+    pub fn subscribe(&self, id: ConnId, doc: &DocId) {
+        let mut inner = self.lock();
+        if inner.subscribed.entry(id).or_default().insert(doc.clone()) {
+            inner.subscriptions.entry(doc.clone()).or_default().insert(id);
+        }
+    }
+
+    /// Queues `frame` on every connection of `users` and every subscriber of `doc`, except
+    /// `except`. A connection whose queue is full is disconnected as a slow reader.
+    pub fn fan_out(&self, users: &[UserId], doc: Option<&DocId>, frame: &Bytes, except: ConnId) {
+        let mut inner = self.lock();
+        let mut targets: HashSet<ConnId> = users
+            .iter()
+            .filter_map(|u| inner.devices.get(u))
+            .flat_map(|d| d.values().copied())
+            .collect();
+        if let Some(subs) = doc.and_then(|d| inner.subscriptions.get(d)) {
+            targets.extend(subs.iter().copied());
+        }
+        targets.remove(&except);
+        for id in targets {
+            let Some(conn) = inner.conns.get_mut(&id) else { continue };
+            match conn.out.try_send(Message::Binary(frame.clone())) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if let Some(kick) = conn.kick.take() {
+                        self.metrics.reject(ErrorCode::SlowReader);
+                        let _ = kick.send(ErrorCode::SlowReader);
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+    }
+
+    /// Tells the connections of `watchers` that a device of `user` came online or left.
+    pub fn announce_presence(&self, watchers: &[UserId], user: UserId, device: &str, online: bool) {
+        let frame = Bytes::from(wire::encode(&ServerMessage::PresenceChanged {
+            user,
+            device: device.to_owned(),
+            online,
+        }));
+        self.fan_out(watchers, None, &frame, 0);
+    }
+
+    /// Which of `users` are online, with their devices.
+    pub fn online(&self, users: &[UserId]) -> Vec<PresenceEntry> {
+        let inner = self.lock();
+        users
+            .iter()
+            .filter_map(|u| {
+                let devices = inner.devices.get(u)?;
+                let mut devices: Vec<String> = devices.keys().cloned().collect();
+                devices.sort();
+                Some(PresenceEntry { user: *u, devices })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,46 @@
+//! # sync-server
+//!
+//! The Social Sync relay. It authenticates clients by their Ed25519 keys, runs the
+//! Automerge sync protocol with each, refuses changes that break the write rules, stores
+//! what it accepts before answering, fans new changes out to those they concern, keeps an
+//! inbox per user for devices that are offline, and tracks presence. One port serves the
+//! WebSocket protocol and plain HTTP (`/healthz`, `/metrics`).
+//!
+//! # Layout
+//!
+//! - [`config`]: every option, each with an environment variable.
+//! - [`server`]: the accept loop, HTTP-or-WebSocket routing, graceful shutdown.
+//! - [`connection`]: one client: handshake, limits, message handling, the writer task.
+//! - [`documents`]: the sync protocol on the relay's side, write rules, routing.
+//! - [`hub`]: live connections, presence, subscriptions, fan-out.
+//! - [`store`]: the durable state behind a trait; [`store::sqlite`] is the embedded backend.
+//! - [`http`]: `/healthz` and `/metrics`.
+//! - [`metrics`]: the Prometheus metrics.
+
+pub mod config;
+pub mod connection;
+pub mod documents;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod server;
+pub mod store;
+
+pub use config::Config;
+pub use server::{StartError, bind, serve};
+
+/// Runs the relay with `config` until `shutdown` completes. Prints the address it listens
+/// on as the first line of standard output (`listening on 127.0.0.1:8787`), so scripts and
+/// tests that pass port 0 can find it.
+pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+    let listener = bind(&config).await?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    tracing::info!(%addr, data = %config.data.display(), "listening");
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "listening on {addr}");
+        let _ = stdout.flush();
+    }
+    serve(listener, config, shutdown).await
+}

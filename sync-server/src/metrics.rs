@@ -1,0 +1,91 @@
+//! Counters and gauges, served as Prometheus text on `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use social_sync_protocol::ErrorCode;
+
+/// Label of a refusal.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    /// The [`ErrorCode`] name.
+    pub reason: String,
+}
+
+/// The relay's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Distinct authenticated users connected.
+    pub users: Gauge,
+    /// Presence entries (one per connected device).
+    pub presence_entries: Gauge,
+    /// Frames received from clients.
+    pub messages_in: Counter,
+    /// Frames sent to clients.
+    pub messages_out: Counter,
+    /// Bytes received.
+    pub bytes_in: Counter,
+    /// Bytes sent.
+    pub bytes_out: Counter,
+    /// Stored documents (read at scrape time).
+    pub documents: Gauge,
+    /// Inbox entries waiting for devices (read at scrape time).
+    pub inbox_entries: Gauge,
+    /// Refused messages and connections, by reason.
+    pub rejected: Family<Reason, Counter>,
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("social_sync_relay");
+        let m = Self {
+            connections: Gauge::default(),
+            users: Gauge::default(),
+            presence_entries: Gauge::default(),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            documents: Gauge::default(),
+            inbox_entries: Gauge::default(),
+            rejected: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        registry.register("authenticated_users", "Distinct authenticated users connected", m.users.clone());
+        registry.register("presence_entries", "Connected devices", m.presence_entries.clone());
+        registry.register("messages_in", "Frames received from clients", m.messages_in.clone());
+        registry.register("messages_out", "Frames sent to clients", m.messages_out.clone());
+        registry.register("bytes_in", "Bytes received from clients", m.bytes_in.clone());
+        registry.register("bytes_out", "Bytes sent to clients", m.bytes_out.clone());
+        registry.register("documents", "Stored documents", m.documents.clone());
+        registry.register("inbox_entries", "Inbox entries (document news per user)", m.inbox_entries.clone());
+        registry.register("rejected", "Refused messages and connections, by reason", m.rejected.clone());
+        Self { registry, ..m }
+    }
+
+    /// Counts one refusal.
+    pub fn reject(&self, code: ErrorCode) {
+        self.rejected.get_or_create(&Reason { reason: code.as_str().to_owned() }).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

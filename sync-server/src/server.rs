@@ -1,0 +1,140 @@
+//! The accept loop: one port, HTTP or WebSocket per connection, limits per address, and a
+//! graceful shutdown that stops accepting, lets connections finish what they are writing,
+//! and closes every socket with a close frame.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use social_sync_protocol::ErrorCode;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::connection;
+use crate::documents::Documents;
+use crate::http::{self, Route};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::store::sqlite::SqliteStore;
+use crate::store::StoreError;
+
+/// What the relay's tasks share.
+pub struct Shared {
+    /// The options.
+    pub config: Config,
+    /// Documents and store.
+    pub docs: Documents,
+    /// Live connections.
+    pub hub: Hub,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}; choose another --listen address")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The store did not open.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Binds the listening socket of `config`.
+pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.listen, source })
+}
+
+/// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let store = SqliteStore::open(&config.data)?;
+    let metrics = Arc::new(Metrics::new());
+    let shared = Arc::new(Shared {
+        docs: Documents::new(Box::new(store), config.document_cache),
+        hub: Hub::new(metrics.clone()),
+        metrics,
+        config,
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tasks.spawn(handle(stream, peer, shared.clone(), stop_rx.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    tracing::info!(connections = tasks.len(), "shutting down: closing connections");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(left = tasks.len(), "connections still open after 10 s; dropping them");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let timeout = Duration::from_secs(shared.config.handshake_timeout_secs);
+    match http::route(&stream, timeout).await {
+        Route::WebSocket => {
+            if !shared.hub.admit(peer.ip(), shared.config.max_connections_per_ip) {
+                shared.metrics.reject(ErrorCode::TooManyConnections);
+                let body = format!(
+                    "too many connections from {}: at most {} at once\n",
+                    peer.ip(),
+                    shared.config.max_connections_per_ip
+                );
+                http::respond(stream, "429 Too Many Requests", "text/plain", &body).await;
+                return;
+            }
+            shared.metrics.connections.inc();
+            connection::run(stream, peer, &shared, stop).await;
+            shared.metrics.connections.dec();
+            shared.hub.release(peer.ip());
+        }
+        Route::Health => http::respond(stream, "200 OK", "text/plain", "ok\n").await,
+        Route::Metrics => {
+            let figures = shared.docs.with_store(|s| s.counts());
+            if let Ok((docs, inbox)) = figures {
+                shared.metrics.documents.set(docs as i64);
+                shared.metrics.inbox_entries.set(inbox as i64);
+            }
+            let body = shared.metrics.render();
+            http::respond(stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body).await;
+        }
+        Route::NotFound => {
+            http::respond(stream, "404 Not Found", "text/plain", "not found: try /healthz or /metrics\n").await;
+        }
+        Route::BadRequest => {}
+    }
+}

@@ -1,0 +1,81 @@
+//! Where the relay keeps what must survive a restart: documents, the follow graph, display
+//! names, offline inboxes, device cursors and blobs. One trait, one module per backend;
+//! the embedded SQLite backend is the default.
+
+pub mod sqlite;
+
+use automerge::{AutoCommit, Change};
+use social_sync_protocol::{BlobHash, DocId, UserId};
+
+/// A store failure; the relay answers the client with `internal` and logs it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// From SQLite.
+    #[error("relay database error: {0}; check the data folder's disk and permissions")]
+    Sqlite(#[from] rusqlite::Error),
+    /// From the shared document storage of the core library.
+    #[error(transparent)]
+    Core(#[from] social_sync_core::Error),
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the relay database {path}: {detail}")]
+    Migration {
+        /// The database file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+}
+
+/// What to write for newly accepted changes of one document, in one transaction.
+#[derive(Debug)]
+pub struct Accepted<'a> {
+    /// The document.
+    pub doc: &'a DocId,
+    /// The new changes, already applied to the document.
+    pub changes: &'a [Change],
+    /// Who they concern and what they change in the follow graph and names.
+    pub routing: Routing,
+}
+
+/// Who accepted changes concern, and what they change besides the document.
+#[derive(Debug, Default)]
+pub struct Routing {
+    /// Follows the changes touched: (follower, followee, following now?).
+    pub follows: Vec<(UserId, UserId, bool)>,
+    /// The owner's display name, if the changes touched it.
+    pub name: Option<(UserId, String)>,
+    /// Users whose inbox gets this document, and whose devices get it live.
+    pub recipients: Vec<UserId>,
+}
+
+/// The relay's durable state.
+pub trait RelayStore: Send {
+    /// Loads a document, if stored.
+    fn load(&mut self, doc: &DocId) -> Result<Option<AutoCommit>, StoreError>;
+
+    /// Stores accepted changes, the follow graph and names they change, and inbox entries
+    /// for the recipients, atomically; returns the inbox sequence number they got.
+    fn accept(&mut self, am: &mut AutoCommit, accepted: &Accepted<'_>) -> Result<u64, StoreError>;
+
+    /// Users who follow `user`.
+    fn followers(&mut self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Inbox documents of `user` newer than what `device` has acknowledged, and the newest
+    /// sequence number among them.
+    fn inbox(&mut self, user: UserId, device: &str) -> Result<(Vec<DocId>, u64), StoreError>;
+
+    /// `device` of `user` has stored its inbox up to `seq`.
+    fn ack_inbox(&mut self, user: UserId, device: &str, seq: u64) -> Result<(), StoreError>;
+
+    /// Who has a display name (case-insensitive).
+    fn lookup_name(&mut self, name: &str) -> Result<Option<UserId>, StoreError>;
+
+    /// Stores a blob.
+    fn put_blob(&mut self, hash: &BlobHash, mime: &str, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Reads a blob.
+    fn get_blob(&mut self, hash: &BlobHash) -> Result<Option<(String, Vec<u8>)>, StoreError>;
+
+    /// Figures for metrics: (documents, inbox entries).
+    fn counts(&mut self) -> Result<(u64, u64), StoreError>;
+}

@@ -1,0 +1,226 @@
+//! The embedded backend: one SQLite file (WAL) in the data folder. Documents use the same
+//! snapshot + changes tables as the client, through `social_sync_core::store::documents`.
+
+use std::path::Path;
+
+use automerge::AutoCommit;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite_migration::{M, Migrations};
+use social_sync_core::store::documents;
+use social_sync_protocol::{BlobHash, DocId, UserId};
+
+use super::{Accepted, RelayStore, StoreError};
+
+const MIGRATIONS: &[M<'static>] = &[M::up(
+    r#"
+    CREATE TABLE documents (
+        doc_id     TEXT PRIMARY KEY,
+        snapshot   BLOB NOT NULL DEFAULT x''
+    );
+    CREATE TABLE document_changes (
+        seq        INTEGER PRIMARY KEY,
+        doc_id     TEXT NOT NULL REFERENCES documents(doc_id),
+        hash       BLOB NOT NULL,
+        bytes      BLOB NOT NULL,
+        UNIQUE (doc_id, hash)
+    );
+    -- Who follows whom, from the user documents; routes posts to followers.
+    CREATE TABLE follows (
+        follower   TEXT NOT NULL,
+        followee   TEXT NOT NULL,
+        PRIMARY KEY (followee, follower)
+    ) WITHOUT ROWID;
+    -- Display names, first come first served (lowercased).
+    CREATE TABLE names (
+        name       TEXT PRIMARY KEY,
+        uid        TEXT NOT NULL UNIQUE
+    );
+    -- Per user, the documents with news, each with the sequence number of its latest news.
+    CREATE TABLE inbox (
+        uid        TEXT NOT NULL,
+        doc_id     TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        PRIMARY KEY (uid, doc_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX inbox_by_seq ON inbox(uid, seq);
+    -- How far each device has stored its inbox.
+    CREATE TABLE cursors (
+        uid        TEXT NOT NULL,
+        device     TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        PRIMARY KEY (uid, device)
+    ) WITHOUT ROWID;
+    CREATE TABLE counters (
+        name       TEXT PRIMARY KEY,
+        value      INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) VALUES ('inbox_seq', 0);
+    CREATE TABLE blobs (
+        hash       TEXT PRIMARY KEY,
+        mime       TEXT NOT NULL,
+        bytes      BLOB NOT NULL
+    );
+    "#,
+)];
+
+/// The relay's SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+impl SqliteStore {
+    /// Opens (creating) `relay.db` in `dir` and migrates it.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Migration {
+            path: dir.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let path = dir.join("relay.db");
+        let mut conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: every committed transaction survives a kill -9 of the relay.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Migrations::from_slice(MIGRATIONS)
+            .to_latest(&mut conn)
+            .map_err(|e| StoreError::Migration {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self { conn })
+    }
+}
+
+impl RelayStore for SqliteStore {
+    fn load(&mut self, doc: &DocId) -> Result<Option<AutoCommit>, StoreError> {
+        Ok(documents::load(&self.conn, doc)?)
+    }
+
+    fn accept(&mut self, am: &mut AutoCommit, a: &Accepted<'_>) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        documents::append(&tx, a.doc, a.changes)?;
+        documents::compact_if_due(&tx, a.doc, am)?;
+        for (follower, followee, on) in &a.routing.follows {
+            if *on {
+                tx.execute(
+                    "INSERT OR IGNORE INTO follows (follower, followee) VALUES (?1, ?2)",
+                    params![follower.to_string(), followee.to_string()],
+                )?;
+            } else {
+                tx.execute(
+                    "DELETE FROM follows WHERE follower = ?1 AND followee = ?2",
+                    params![follower.to_string(), followee.to_string()],
+                )?;
+            }
+        }
+        if let Some((uid, name)) = &a.routing.name {
+            let key = name.trim().to_lowercase();
+            let holder: Option<String> = tx
+                .query_row("SELECT uid FROM names WHERE name = ?1", [&key], |r| r.get(0))
+                .optional()?;
+            if holder.is_none() && !key.is_empty() {
+                // A user holds one name: the new one replaces theirs, if it is free.
+                tx.execute("DELETE FROM names WHERE uid = ?1", [uid.to_string()])?;
+                tx.execute(
+                    "INSERT INTO names (name, uid) VALUES (?1, ?2)",
+                    params![key, uid.to_string()],
+                )?;
+            }
+        }
+        let seq: u64 = tx.query_row(
+            "UPDATE counters SET value = value + 1 WHERE name = 'inbox_seq' RETURNING value",
+            [],
+            |r| r.get(0),
+        )?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO inbox (uid, doc_id, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (uid, doc_id) DO UPDATE SET seq = excluded.seq",
+            )?;
+            for user in &a.routing.recipients {
+                stmt.execute(params![user.to_string(), a.doc.to_string(), seq])?;
+            }
+        }
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    fn followers(&mut self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT follower FROM follows WHERE followee = ?1")?;
+        let rows = stmt.query_map([user.to_string()], |r| r.get::<_, String>(0))?;
+        Ok(rows.filter_map(|r| r.ok()?.parse().ok()).collect())
+    }
+
+    fn inbox(&mut self, user: UserId, device: &str) -> Result<(Vec<DocId>, u64), StoreError> {
+        let cursor: u64 = self
+            .conn
+            .query_row(
+                "SELECT seq FROM cursors WHERE uid = ?1 AND device = ?2",
+                params![user.to_string(), device],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT doc_id, seq FROM inbox WHERE uid = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let mut docs = Vec::new();
+        let mut newest = cursor;
+        for row in stmt.query_map(params![user.to_string(), cursor], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })? {
+            let (doc, seq) = row?;
+            if let Ok(doc) = doc.parse() {
+                docs.push(doc);
+            }
+            newest = newest.max(seq);
+        }
+        Ok((docs, newest))
+    }
+
+    fn ack_inbox(&mut self, user: UserId, device: &str, seq: u64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO cursors (uid, device, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (uid, device) DO UPDATE SET seq = max(seq, excluded.seq)",
+            params![user.to_string(), device, seq],
+        )?;
+        Ok(())
+    }
+
+    fn lookup_name(&mut self, name: &str) -> Result<Option<UserId>, StoreError> {
+        let key = name.trim().trim_start_matches('@').to_lowercase();
+        let uid: Option<String> = self
+            .conn
+            .query_row("SELECT uid FROM names WHERE name = ?1", [key], |r| r.get(0))
+            .optional()?;
+        Ok(uid.and_then(|u| u.parse().ok()))
+    }
+
+    fn put_blob(&mut self, hash: &BlobHash, mime: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO blobs (hash, mime, bytes) VALUES (?1, ?2, ?3)",
+            params![hash.to_string(), mime, bytes],
+        )?;
+        Ok(())
+    }
+
+    fn get_blob(&mut self, hash: &BlobHash) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT mime, bytes FROM blobs WHERE hash = ?1",
+                [hash.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    fn counts(&mut self) -> Result<(u64, u64), StoreError> {
+        let docs = self.conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+        let inbox = self.conn.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?;
+        Ok((docs, inbox))
+    }
+}

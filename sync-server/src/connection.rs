@@ -11,16 +11,16 @@ use std::time::Duration;
 
 use automerge::sync::State;
 use ed25519_dalek::{Signature, VerifyingKey};
-use futures_util::stream::{SplitSink, StreamExt};
 use futures_util::SinkExt;
+use futures_util::stream::{SplitSink, StreamExt};
 use governor::{Quota, RateLimiter};
 use rand::RngCore;
 use serde_bytes::ByteBuf;
+use sha2::{Digest, Sha256};
 use social_sync_protocol::wire::{self, auth_payload};
 use social_sync_protocol::{
     ClientMessage, DocId, ErrorCode, Limits, PROTOCOL_VERSION, ServerMessage, SyncItem, UserId,
 };
-use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -38,7 +38,12 @@ type Ws = WebSocketStream<TcpStream>;
 const ITEMS_PER_FRAME: usize = 256;
 
 /// Serves one WebSocket connection until it ends.
-pub async fn run(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
+pub async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
     let max = shared.config.max_message_bytes as usize;
     let ws_config = WebSocketConfig::default()
         // tokio-tungstenite reads into a 128 KiB buffer by default: far too much per idle
@@ -71,13 +76,24 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>, stop
         }
     };
     let (kick_tx, kick_rx) = oneshot::channel();
-    let (id, was_online) = shared.hub.register(session.user, &session.device, out.clone(), kick_tx);
+    let (id, was_online) = shared
+        .hub
+        .register(session.user, &session.device, out.clone(), kick_tx);
     tracing::info!(%peer, user = %session.user, device = %session.device, "authenticated");
     if !was_online {
         announce(shared, session.user, &session.device, true).await;
     }
-    let mut conn = Connection { id, session, shared: shared.clone(), out, states: HashMap::new() };
-    conn.send(&ServerMessage::Welcome { user: conn.session.user, limits: limits(shared) });
+    let mut conn = Connection {
+        id,
+        session,
+        shared: shared.clone(),
+        out,
+        states: HashMap::new(),
+    };
+    conn.send(&ServerMessage::Welcome {
+        user: conn.session.user,
+        limits: limits(shared),
+    });
     conn.offer_inbox().await;
     let end = conn.serve(&mut source, kick_rx, stop).await;
 
@@ -115,22 +131,32 @@ async fn close_with(out: &mpsc::Sender<Message>, code: ErrorCode, message: Strin
         _ => CloseCode::Policy,
     };
     let _ = out
-        .send(Message::Close(Some(CloseFrame { code: close, reason: code.as_str().into() })))
+        .send(Message::Close(Some(CloseFrame {
+            code: close,
+            reason: code.as_str().into(),
+        })))
         .await;
 }
 
 async fn announce(shared: &Arc<Shared>, user: UserId, device: &str, online: bool) {
     let store = shared.clone();
-    let watchers = tokio::task::spawn_blocking(move || store.docs.with_store(|s| s.followers(user)))
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    shared.hub.announce_presence(&watchers, user, device, online);
+    let watchers =
+        tokio::task::spawn_blocking(move || store.docs.with_store(|s| s.followers(user)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+    shared
+        .hub
+        .announce_presence(&watchers, user, device, online);
 }
 
 /// Writes queued frames, several per flush when they pile up.
-async fn write_loop(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::Receiver<Message>, shared: Arc<Shared>) {
+async fn write_loop(
+    mut sink: SplitSink<Ws, Message>,
+    mut rx: mpsc::Receiver<Message>,
+    shared: Arc<Shared>,
+) {
     while let Some(first) = rx.recv().await {
         let mut closing = matches!(first, Message::Close(_));
         let count = |m: &Message| {
@@ -174,13 +200,27 @@ async fn next_binary(
     loop {
         let frame = tokio::time::timeout(timeout, source.next())
             .await
-            .map_err(|_| (ErrorCode::NotAuthenticated, format!("no authentication within {} s", timeout.as_secs())))?;
+            .map_err(|_| {
+                (
+                    ErrorCode::NotAuthenticated,
+                    format!("no authentication within {} s", timeout.as_secs()),
+                )
+            })?;
         match frame {
             Some(Ok(Message::Binary(b))) => return Ok(b),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(_)) => return Err((ErrorCode::MalformedFrame, "expected a binary frame".into())),
-            Some(Err(e)) => return Err((ErrorCode::MalformedFrame, format!("broken WebSocket: {e}"))),
-            None => return Err((ErrorCode::NotAuthenticated, "closed during the handshake".into())),
+            Some(Ok(_)) => {
+                return Err((ErrorCode::MalformedFrame, "expected a binary frame".into()));
+            }
+            Some(Err(e)) => {
+                return Err((ErrorCode::MalformedFrame, format!("broken WebSocket: {e}")));
+            }
+            None => {
+                return Err((
+                    ErrorCode::NotAuthenticated,
+                    "closed during the handshake".into(),
+                ));
+            }
         }
     }
 }
@@ -193,34 +233,66 @@ async fn handshake(
     let timeout = Duration::from_secs(shared.config.handshake_timeout_secs);
     let hello: ClientMessage = wire::decode(&next_binary(source, timeout).await?)
         .map_err(|e| (ErrorCode::MalformedFrame, e.to_string()))?;
-    let ClientMessage::Hello { version, user, device, agent } = hello else {
-        return Err((ErrorCode::NotAuthenticated, "the first message must be hello".into()));
+    let ClientMessage::Hello {
+        version,
+        user,
+        device,
+        agent,
+    } = hello
+    else {
+        return Err((
+            ErrorCode::NotAuthenticated,
+            "the first message must be hello".into(),
+        ));
     };
     if version != PROTOCOL_VERSION {
         return Err((
             ErrorCode::UnsupportedVersion,
-            format!("this relay speaks protocol version {PROTOCOL_VERSION}, not {version}: update the client"),
+            format!(
+                "this relay speaks protocol version {PROTOCOL_VERSION}, not {version}: update the client"
+            ),
         ));
     }
-    if device.len() != 16 || !device.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-        return Err((ErrorCode::NotAuthenticated, format!("'{device}' is not a device id: expected 16 lowercase hex digits")));
+    if device.len() != 16
+        || !device
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err((
+            ErrorCode::NotAuthenticated,
+            format!("'{device}' is not a device id: expected 16 lowercase hex digits"),
+        ));
     }
     let mut nonce = [0u8; 32];
     rand::rng().fill_bytes(&mut nonce);
-    let challenge = ServerMessage::Challenge { version: PROTOCOL_VERSION, nonce: ByteBuf::from(nonce.to_vec()) };
+    let challenge = ServerMessage::Challenge {
+        version: PROTOCOL_VERSION,
+        nonce: ByteBuf::from(nonce.to_vec()),
+    };
     out.send(Message::Binary(Bytes::from(wire::encode(&challenge))))
         .await
         .map_err(|_| (ErrorCode::Internal, "connection closed".into()))?;
     let auth: ClientMessage = wire::decode(&next_binary(source, timeout).await?)
         .map_err(|e| (ErrorCode::MalformedFrame, e.to_string()))?;
     let ClientMessage::Auth { signature } = auth else {
-        return Err((ErrorCode::NotAuthenticated, "the second message must be auth".into()));
+        return Err((
+            ErrorCode::NotAuthenticated,
+            "the second message must be auth".into(),
+        ));
     };
-    let bad = || (ErrorCode::BadSignature, format!("the signature does not prove the key of {user}"));
+    let bad = || {
+        (
+            ErrorCode::BadSignature,
+            format!("the signature does not prove the key of {user}"),
+        )
+    };
     let key = VerifyingKey::from_bytes(user.as_bytes()).map_err(|_| bad())?;
     let signature: [u8; 64] = signature.as_slice().try_into().map_err(|_| bad())?;
-    key.verify_strict(&auth_payload(&nonce, &user, &device), &Signature::from_bytes(&signature))
-        .map_err(|_| bad())?;
+    key.verify_strict(
+        &auth_payload(&nonce, &user, &device),
+        &Signature::from_bytes(&signature),
+    )
+    .map_err(|_| bad())?;
     tracing::debug!(%user, %agent, "signature verified");
     Ok(Session { user, device })
 }
@@ -257,7 +329,10 @@ impl Connection {
             for doc in docs {
                 let mut state = State::new();
                 if let Some(message) = shared.docs.generate(&doc, &mut state)? {
-                    items.push(SyncItem { doc: doc.clone(), message: ByteBuf::from(message) });
+                    items.push(SyncItem {
+                        doc: doc.clone(),
+                        message: ByteBuf::from(message),
+                    });
                 }
                 states.push((doc, state));
             }
@@ -272,13 +347,19 @@ impl Connection {
                     self.states.insert(doc, state);
                 }
                 for chunk in items.chunks(ITEMS_PER_FRAME) {
-                    self.send(&ServerMessage::Sync { items: chunk.to_vec() });
+                    self.send(&ServerMessage::Sync {
+                        items: chunk.to_vec(),
+                    });
                 }
                 self.send(&ServerMessage::InboxSent { seq, docs: count });
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "reading an inbox failed");
-                self.reject(ErrorCode::Internal, None, "the relay could not read your inbox; reconnect later".into());
+                self.reject(
+                    ErrorCode::Internal,
+                    None,
+                    "the relay could not read your inbox; reconnect later".into(),
+                );
             }
             Err(e) => tracing::error!(error = %e, "inbox task failed"),
         }
@@ -362,7 +443,11 @@ impl Connection {
     async fn handle(&mut self, message: ClientMessage) {
         match message {
             ClientMessage::Hello { .. } | ClientMessage::Auth { .. } => {
-                self.reject(ErrorCode::NotAuthenticated, None, "already authenticated".into());
+                self.reject(
+                    ErrorCode::NotAuthenticated,
+                    None,
+                    "already authenticated".into(),
+                );
             }
             ClientMessage::Ping { id } => {
                 self.send(&ServerMessage::Pong { id });
@@ -374,8 +459,15 @@ impl Connection {
                 }
             }
             ClientMessage::InboxAck { seq } => {
-                let (shared, user, device) = (self.shared.clone(), self.session.user, self.session.device.clone());
-                let acked = tokio::task::spawn_blocking(move || shared.docs.with_store(|s| s.ack_inbox(user, &device, seq))).await;
+                let (shared, user, device) = (
+                    self.shared.clone(),
+                    self.session.user,
+                    self.session.device.clone(),
+                );
+                let acked = tokio::task::spawn_blocking(move || {
+                    shared.docs.with_store(|s| s.ack_inbox(user, &device, seq))
+                })
+                .await;
                 if !matches!(acked, Ok(Ok(()))) {
                     self.reject(ErrorCode::Internal, None, "the relay could not record your inbox position; it will offer those documents again".into());
                 }
@@ -387,41 +479,78 @@ impl Connection {
             ClientMessage::LookupName { name } => {
                 let shared = self.shared.clone();
                 let key = name.clone();
-                let found = tokio::task::spawn_blocking(move || shared.docs.with_store(|s| s.lookup_name(&key))).await;
+                let found = tokio::task::spawn_blocking(move || {
+                    shared.docs.with_store(|s| s.lookup_name(&key))
+                })
+                .await;
                 match found {
                     Ok(Ok(user)) => {
                         self.send(&ServerMessage::Name { name, user });
                     }
-                    _ => self.reject(ErrorCode::Internal, None, "the relay could not look the name up; try again".into()),
+                    _ => self.reject(
+                        ErrorCode::Internal,
+                        None,
+                        "the relay could not look the name up; try again".into(),
+                    ),
                 }
             }
             ClientMessage::PutBlob { hash, mime, bytes } => {
                 let max = self.shared.config.max_blob_bytes as usize;
                 if bytes.len() > max {
-                    return self.reject(ErrorCode::BadBlob, None, format!("the image is {} bytes; the limit is {max}", bytes.len()));
+                    return self.reject(
+                        ErrorCode::BadBlob,
+                        None,
+                        format!("the image is {} bytes; the limit is {max}", bytes.len()),
+                    );
                 }
                 let digest: [u8; 32] = Sha256::digest(&bytes).into();
                 if digest != *hash.as_bytes() {
-                    return self.reject(ErrorCode::BadBlob, None, format!("the bytes do not hash to {hash}"));
+                    return self.reject(
+                        ErrorCode::BadBlob,
+                        None,
+                        format!("the bytes do not hash to {hash}"),
+                    );
                 }
                 let shared = self.shared.clone();
-                let stored = tokio::task::spawn_blocking(move || shared.docs.with_store(|s| s.put_blob(&hash, &mime, &bytes))).await;
+                let stored = tokio::task::spawn_blocking(move || {
+                    shared.docs.with_store(|s| s.put_blob(&hash, &mime, &bytes))
+                })
+                .await;
                 match stored {
                     Ok(Ok(())) => {
                         self.send(&ServerMessage::BlobStored { hash });
                     }
-                    _ => self.reject(ErrorCode::Internal, None, "the relay could not store the image; try again".into()),
+                    _ => self.reject(
+                        ErrorCode::Internal,
+                        None,
+                        "the relay could not store the image; try again".into(),
+                    ),
                 }
             }
             ClientMessage::GetBlob { hash } => {
                 let shared = self.shared.clone();
-                let found = tokio::task::spawn_blocking(move || shared.docs.with_store(|s| s.get_blob(&hash))).await;
+                let found = tokio::task::spawn_blocking(move || {
+                    shared.docs.with_store(|s| s.get_blob(&hash))
+                })
+                .await;
                 match found {
                     Ok(Ok(Some((mime, bytes)))) => {
-                        self.send(&ServerMessage::Blob { hash, mime, bytes: ByteBuf::from(bytes) });
+                        self.send(&ServerMessage::Blob {
+                            hash,
+                            mime,
+                            bytes: ByteBuf::from(bytes),
+                        });
                     }
-                    Ok(Ok(None)) => self.reject(ErrorCode::NotFound, None, format!("the relay has no image {hash}")),
-                    _ => self.reject(ErrorCode::Internal, None, "the relay could not read the image; try again".into()),
+                    Ok(Ok(None)) => self.reject(
+                        ErrorCode::NotFound,
+                        None,
+                        format!("the relay has no image {hash}"),
+                    ),
+                    _ => self.reject(
+                        ErrorCode::Internal,
+                        None,
+                        "the relay could not read the image; try again".into(),
+                    ),
                 }
             }
         }
@@ -449,14 +578,23 @@ impl Connection {
         })
         .await;
         let Ok(done) = done else {
-            self.reject(ErrorCode::Internal, None, "the relay failed to process a sync batch; try again".into());
+            self.reject(
+                ErrorCode::Internal,
+                None,
+                "the relay failed to process a sync batch; try again".into(),
+            );
             return;
         };
         let mut replies = Vec::new();
         for (doc, state, result) in done {
             self.shared.hub.subscribe(self.id, &doc);
             match result {
-                Ok(Received { reply, changes, seq, recipients }) => {
+                Ok(Received {
+                    reply,
+                    changes,
+                    seq,
+                    recipients,
+                }) => {
                     self.states.insert(doc.clone(), state);
                     if !changes.is_empty() {
                         let frame = Bytes::from(wire::encode(&ServerMessage::Changes {
@@ -464,10 +602,15 @@ impl Connection {
                             changes: changes.into_iter().map(ByteBuf::from).collect(),
                             seq,
                         }));
-                        self.shared.hub.fan_out(&recipients, Some(&doc), &frame, self.id);
+                        self.shared
+                            .hub
+                            .fan_out(&recipients, Some(&doc), &frame, self.id);
                     }
                     if let Some(reply) = reply {
-                        replies.push(SyncItem { doc, message: ByteBuf::from(reply) });
+                        replies.push(SyncItem {
+                            doc,
+                            message: ByteBuf::from(reply),
+                        });
                     }
                 }
                 Err(refusal) => {
@@ -478,7 +621,9 @@ impl Connection {
             }
         }
         for chunk in replies.chunks(ITEMS_PER_FRAME) {
-            if !self.send(&ServerMessage::Sync { items: chunk.to_vec() }) {
+            if !self.send(&ServerMessage::Sync {
+                items: chunk.to_vec(),
+            }) {
                 tracing::warn!(user = %user, "send queue full while answering a sync batch");
             }
         }

@@ -27,7 +27,9 @@ pub enum Refusal {
         detail: String,
     },
     /// A change made by another user than the connection's.
-    #[error("change {hash} in {doc} was made by {author}, not by you ({user}): a connection may only send its own user's changes")]
+    #[error(
+        "change {hash} in {doc} was made by {author}, not by you ({user}): a connection may only send its own user's changes"
+    )]
     NotYours {
         /// The document.
         doc: DocId,
@@ -85,7 +87,10 @@ impl Documents {
     pub fn new(store: Box<dyn RelayStore>, cache_docs: usize) -> Self {
         let cap = NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
-            inner: Mutex::new(Inner { store, cache: LruCache::new(cap) }),
+            inner: Mutex::new(Inner {
+                store,
+                cache: LruCache::new(cap),
+            }),
         }
     }
 
@@ -98,7 +103,9 @@ impl Documents {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-written store (SQLite
         // transactions), so a poisoned lock is safe to keep using.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The relay's next sync message for `doc` to a peer in `state` (an unknown document
@@ -121,7 +128,10 @@ impl Documents {
         state: &mut State,
         message: &[u8],
     ) -> Result<Received, Refusal> {
-        let invalid = |detail: String| Refusal::Invalid { doc: doc.clone(), detail };
+        let invalid = |detail: String| Refusal::Invalid {
+            doc: doc.clone(),
+            detail,
+        };
         let message = Message::decode(message).map_err(|e| invalid(e.to_string()))?;
         let mut inner = self.lock();
         // Work on the document out of the cache: if the message is refused, the copy that
@@ -138,7 +148,11 @@ impl Documents {
         let mut received = Received::default();
         if !new.is_empty() {
             let routing = route(inner.store.as_mut(), doc, &am, &new)?;
-            let accepted = Accepted { doc, changes: &new, routing };
+            let accepted = Accepted {
+                doc,
+                changes: &new,
+                routing,
+            };
             received.seq = inner.store.accept(&mut am, &accepted)?;
             received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
             received.recipients = accepted.routing.recipients;
@@ -204,7 +218,11 @@ fn route(
     }
     recipients.sort();
     recipients.dedup();
-    Ok(Routing { follows, name, recipients })
+    Ok(Routing {
+        follows,
+        name,
+        recipients,
+    })
 }
 
 fn touched_keys(changes: &[Change]) -> Vec<String> {
@@ -212,7 +230,9 @@ fn touched_keys(changes: &[Change]) -> Vec<String> {
         .iter()
         .flat_map(|c| c.decode().operations)
         .filter_map(|op| match (op.obj, op.key) {
-            (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(k)) => Some(k.to_string()),
+            (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(k)) => {
+                Some(k.to_string())
+            }
             _ => None,
         })
         .collect();

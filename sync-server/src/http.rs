@@ -44,12 +44,15 @@ pub async fn route(stream: &TcpStream, timeout: Duration) -> Route {
             }
         }
     };
-    tokio::time::timeout(timeout, peek).await.unwrap_or(Route::BadRequest)
+    tokio::time::timeout(timeout, peek)
+        .await
+        .unwrap_or(Route::BadRequest)
 }
 
 fn classify(req: &httparse::Request<'_, '_>) -> Route {
     let upgrade = req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("upgrade") && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
+        h.name.eq_ignore_ascii_case("upgrade")
+            && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
     });
     match (req.method, req.path) {
         (Some("GET"), _) if upgrade => Route::WebSocket,

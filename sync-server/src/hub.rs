@@ -44,7 +44,10 @@ pub struct Hub {
 impl Hub {
     /// An empty hub reporting into `metrics`.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { inner: Mutex::default(), metrics }
+        Self {
+            inner: Mutex::default(),
+            metrics,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -86,13 +89,25 @@ impl Hub {
         let mut inner = self.lock();
         inner.next += 1;
         let id = inner.next;
-        let previous = inner.devices.entry(user).or_default().insert(device.to_owned(), id);
+        let previous = inner
+            .devices
+            .entry(user)
+            .or_default()
+            .insert(device.to_owned(), id);
         if let Some(old) = previous.and_then(|old| inner.conns.get_mut(&old))
             && let Some(kick) = old.kick.take()
         {
             let _ = kick.send(ErrorCode::Replaced);
         }
-        inner.conns.insert(id, Conn { user, device: device.to_owned(), out, kick: Some(kick) });
+        inner.conns.insert(
+            id,
+            Conn {
+                user,
+                device: device.to_owned(),
+                out,
+                kick: Some(kick),
+            },
+        );
         self.update_gauges(&inner);
         (id, previous.is_some())
     }
@@ -135,7 +150,11 @@ impl Hub {
     pub fn subscribe(&self, id: ConnId, doc: &DocId) {
         let mut inner = self.lock();
         if inner.subscribed.entry(id).or_default().insert(doc.clone()) {
-            inner.subscriptions.entry(doc.clone()).or_default().insert(id);
+            inner
+                .subscriptions
+                .entry(doc.clone())
+                .or_default()
+                .insert(id);
         }
     }
 
@@ -153,7 +172,9 @@ impl Hub {
         }
         targets.remove(&except);
         for id in targets {
-            let Some(conn) = inner.conns.get_mut(&id) else { continue };
+            let Some(conn) = inner.conns.get_mut(&id) else {
+                continue;
+            };
             match conn.out.try_send(Message::Binary(frame.clone())) {
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(_)) => {

@@ -32,9 +32,15 @@ pub use server::{StartError, bind, serve};
 /// Runs the relay with `config` until `shutdown` completes. Prints the address it listens
 /// on as the first line of standard output (`listening on 127.0.0.1:8787`), so scripts and
 /// tests that pass port 0 can find it.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
     let listener = bind(&config).await?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     tracing::info!(%addr, data = %config.data.display(), "listening");
     {
         use std::io::Write;

@@ -7,6 +7,7 @@ async fn main() -> anyhow::Result<()> {
     let config = sync_server::Config::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log)?)
         .init();
     sync_server::run(config, shutdown_signal()).await?;

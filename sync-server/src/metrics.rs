@@ -57,22 +57,58 @@ impl Metrics {
             rejected: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("connections", "Open WebSocket connections", m.connections.clone());
-        registry.register("authenticated_users", "Distinct authenticated users connected", m.users.clone());
-        registry.register("presence_entries", "Connected devices", m.presence_entries.clone());
-        registry.register("messages_in", "Frames received from clients", m.messages_in.clone());
-        registry.register("messages_out", "Frames sent to clients", m.messages_out.clone());
-        registry.register("bytes_in", "Bytes received from clients", m.bytes_in.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "authenticated_users",
+            "Distinct authenticated users connected",
+            m.users.clone(),
+        );
+        registry.register(
+            "presence_entries",
+            "Connected devices",
+            m.presence_entries.clone(),
+        );
+        registry.register(
+            "messages_in",
+            "Frames received from clients",
+            m.messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Frames sent to clients",
+            m.messages_out.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Bytes received from clients",
+            m.bytes_in.clone(),
+        );
         registry.register("bytes_out", "Bytes sent to clients", m.bytes_out.clone());
         registry.register("documents", "Stored documents", m.documents.clone());
-        registry.register("inbox_entries", "Inbox entries (document news per user)", m.inbox_entries.clone());
-        registry.register("rejected", "Refused messages and connections, by reason", m.rejected.clone());
+        registry.register(
+            "inbox_entries",
+            "Inbox entries (document news per user)",
+            m.inbox_entries.clone(),
+        );
+        registry.register(
+            "rejected",
+            "Refused messages and connections, by reason",
+            m.rejected.clone(),
+        );
         Self { registry, ..m }
     }
 
     /// Counts one refusal.
     pub fn reject(&self, code: ErrorCode) {
-        self.rejected.get_or_create(&Reason { reason: code.as_str().to_owned() }).inc();
+        self.rejected
+            .get_or_create(&Reason {
+                reason: code.as_str().to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -17,8 +17,8 @@ use crate::documents::Documents;
 use crate::http::{self, Route};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::store::sqlite::SqliteStore;
 use crate::store::StoreError;
+use crate::store::sqlite::SqliteStore;
 
 /// What the relay's tasks share.
 pub struct Shared {
@@ -52,7 +52,10 @@ pub enum StartError {
 pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
     TcpListener::bind(config.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: config.listen, source })
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })
 }
 
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
@@ -89,7 +92,10 @@ pub async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
-    tracing::info!(connections = tasks.len(), "shutting down: closing connections");
+    tracing::info!(
+        connections = tasks.len(),
+        "shutting down: closing connections"
+    );
     drop(listener);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(Duration::from_secs(10), async {
@@ -97,17 +103,28 @@ pub async fn serve(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = tasks.len(), "connections still open after 10 s; dropping them");
+        tracing::warn!(
+            left = tasks.len(),
+            "connections still open after 10 s; dropping them"
+        );
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
     let timeout = Duration::from_secs(shared.config.handshake_timeout_secs);
     match http::route(&stream, timeout).await {
         Route::WebSocket => {
-            if !shared.hub.admit(peer.ip(), shared.config.max_connections_per_ip) {
+            if !shared
+                .hub
+                .admit(peer.ip(), shared.config.max_connections_per_ip)
+            {
                 shared.metrics.reject(ErrorCode::TooManyConnections);
                 let body = format!(
                     "too many connections from {}: at most {} at once\n",
@@ -130,10 +147,22 @@ async fn handle(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, stop: 
                 shared.metrics.inbox_entries.set(inbox as i64);
             }
             let body = shared.metrics.render();
-            http::respond(stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body).await;
+            http::respond(
+                stream,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &body,
+            )
+            .await;
         }
         Route::NotFound => {
-            http::respond(stream, "404 Not Found", "text/plain", "not found: try /healthz or /metrics\n").await;
+            http::respond(
+                stream,
+                "404 Not Found",
+                "text/plain",
+                "not found: try /healthz or /metrics\n",
+            )
+            .await;
         }
         Route::BadRequest => {}
     }

@@ -86,10 +86,10 @@ pub enum Command {
         /// The comment.
         comment_id: CommentId,
     },
-    /// Follow a user by id.
+    /// Follow a user: by id, or by display name as `@NAME` (looked up on the relay).
     Follow {
-        /// The user to follow.
-        uid: UserId,
+        /// A user id, or `@NAME`.
+        who: String,
     },
     /// Stop following a user.
     Unfollow {
@@ -147,4 +147,23 @@ pub enum Command {
     },
     /// Rebuild the query index from the documents.
     Reindex,
+    /// Connect to the relay, sync until nothing is left to exchange, and exit.
+    Sync {
+        /// The relay (saved for next time); default: the one set at init.
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
+    },
+    /// Stay connected to the relay and print each event (one JSON object per line with
+    /// --json) until Ctrl-C.
+    Watch {
+        /// The relay (saved for next time); default: the one set at init.
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
+    },
+    /// Which of the people you follow are online now.
+    Online {
+        /// The relay; default: the one set at init.
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
+    },
 }

@@ -1,9 +1,10 @@
 //! Runs one command against the profile.
 
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use social_sync_core::{Env, FeedCursor, Replica};
+use social_sync_core::{Env, FeedCursor, Replica, SyncEngine, UserId};
 
 use crate::output::Printer;
 use crate::{Cli, Command, Error};
@@ -82,7 +83,16 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 writeln!(w, "Deleted {comment_id}")
             })
         }
-        Command::Follow { uid } => {
+        Command::Follow { who } => {
+            let uid = match who.strip_prefix('@') {
+                Some(name) => {
+                    let engine = engine(r, None)?;
+                    let found = block_on(engine.lookup_name(name))??;
+                    r = unwrap_replica(engine)?;
+                    found.ok_or_else(|| Error::UnknownName(name.to_owned()))?
+                }
+                None => who.parse::<UserId>().map_err(|_| Error::Who(who.clone()))?,
+            };
             r.follow(uid)?;
             p.value(&json!({"uid": uid, "following": true}), |w| {
                 writeln!(w, "Following {uid}")
@@ -157,6 +167,71 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 )
             })
         }
+        Command::Sync { relay } => {
+            let engine = engine(r, relay)?;
+            let summary = block_on(engine.sync_once())??;
+            p.value(&summary, |w| {
+                writeln!(
+                    w,
+                    "Synced {} documents: {} changes received, {} new notifications, {} images, {} changes still waiting",
+                    summary.documents,
+                    summary.received,
+                    summary.notifications.len(),
+                    summary.images,
+                    summary.waiting
+                )
+            })
+        }
+        Command::Watch { relay } => {
+            let engine = engine(r, relay)?;
+            let mut events = engine.subscribe();
+            block_on(async {
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                let run = engine.run(stop);
+                tokio::pin!(run);
+                loop {
+                    tokio::select! {
+                        result = &mut run => return result.map_err(Error::from),
+                        event = events.recv() => match event {
+                            Ok(event) => p.value(&event, |w| writeln!(w, "{}", crate::output::describe(&event)))?,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!("{n} events were dropped: the output did not keep up");
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                        },
+                    }
+                }
+            })?
+        }
+        Command::Online { relay } => {
+            let engine = engine(r, relay)?;
+            let online = block_on(engine.online())??;
+            let r = unwrap_replica(engine)?;
+            let list: Vec<_> = online
+                .iter()
+                .map(|e| {
+                    let name = r.profile(e.user).ok().and_then(|p| p.name);
+                    json!({"user": e.user, "name": name, "devices": e.devices})
+                })
+                .collect();
+            p.value(&list, |w| {
+                if list.is_empty() {
+                    writeln!(w, "Nobody you follow is online.")?;
+                }
+                for (entry, json) in online.iter().zip(&list) {
+                    let name = json["name"].as_str().unwrap_or("");
+                    writeln!(
+                        w,
+                        "{name} ({}) on {} device(s)",
+                        entry.user,
+                        entry.devices.len()
+                    )?;
+                }
+                Ok(())
+            })
+        }
         Command::Reindex => {
             let report = r.reindex()?;
             let damaged: Vec<_> = report
@@ -186,4 +261,31 @@ fn check_relay_url(url: &str) -> Result<(), Error> {
         Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
         _ => Err(Error::RelayUrl(url.to_owned())),
     }
+}
+
+/// A sync engine for the profile, with the relay from `--relay` (saved) or from settings.
+fn engine(mut r: Replica, relay: Option<String>) -> Result<SyncEngine, Error> {
+    if let Some(url) = &relay {
+        check_relay_url(url)?;
+        r.set_relay_url(url)?;
+    }
+    let url = r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?;
+    Ok(SyncEngine::new(Arc::new(Mutex::new(r)), url))
+}
+
+/// Takes the replica back from an engine that is done.
+fn unwrap_replica(engine: SyncEngine) -> Result<Replica, Error> {
+    let shared = engine.into_replica();
+    let mutex = Arc::try_unwrap(shared).map_err(|_| Error::Busy)?;
+    Ok(mutex
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// Runs a future on a single-threaded runtime: the CLI does one thing at a time.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
 }

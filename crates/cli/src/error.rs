@@ -17,6 +17,20 @@ pub enum Error {
     /// No `--profile` and no `SOCIAL_SYNC_PROFILE`.
     #[error("say which profile folder to use: --profile DIR (or set SOCIAL_SYNC_PROFILE)")]
     NoProfileArg,
+    /// From the sync engine.
+    #[error(transparent)]
+    Sync(#[from] social_sync_core::SyncError),
+    /// `follow @NAME` for a name nobody has.
+    #[error("nobody on the relay is called @{0}: check the spelling, or follow by user id")]
+    UnknownName(String),
+    /// Neither a user id nor `@NAME`.
+    #[error(
+        "'{0}' is neither a user id nor @NAME: use the id printed by `whoami`, or @ and a display name"
+    )]
+    Who(String),
+    /// The profile was still in use by the sync engine (a bug).
+    #[error("the profile is still in use by the sync engine; please report this bug")]
+    Busy,
     /// Nothing to mark read.
     #[error("say which notification to mark read (its id), or pass --all")]
     MarkWhat,

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let cli = social_sync_cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SOCIAL_SYNC_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
-use social_sync_core::{FeedItem, Notification, NotificationKind, ProfileView, ThreadView};
+use social_sync_core::{Event, FeedItem, Notification, NotificationKind, ProfileView, ThreadView};
 
 use crate::Error;
 
@@ -165,4 +165,49 @@ fn when(ms: i64) -> String {
                 .to_string()
         })
         .unwrap_or_else(|_| ms.to_string())
+}
+
+/// One line for people about a sync event.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::Connection {
+            status,
+            waiting,
+            reason,
+        } => {
+            let status = serde_json::to_value(status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            match reason {
+                Some(reason) => format!("{status} ({waiting} changes waiting): {reason}"),
+                None => format!("{status} ({waiting} changes waiting)"),
+            }
+        }
+        Event::FeedChanged { user } => format!("feed changed (user {user})"),
+        Event::ThreadChanged { post_id } => format!("thread changed: {post_id}"),
+        Event::Notification { notification: n } => {
+            let who = name_or_id(n.actor_name.as_deref(), &n.actor);
+            let what = match n.kind {
+                NotificationKind::Like => "liked your post",
+                NotificationKind::Comment => "commented on your post",
+                NotificationKind::Follow => "followed you",
+            };
+            format!("{who} {what}")
+        }
+        Event::Presence {
+            user,
+            device,
+            online,
+        } => {
+            format!(
+                "{user} ({device}) is {}",
+                if *online { "online" } else { "offline" }
+            )
+        }
+        Event::Progress { done, total } => format!("synced {done} of {total} documents"),
+        Event::Rejected { code, message, .. } => {
+            format!("the relay refused ({}): {message}", code.as_str())
+        }
+    }
 }

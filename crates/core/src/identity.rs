@@ -15,6 +15,7 @@ use crate::{Env, Error, Result};
 pub const KEY_FILE: &str = "identity.pem";
 
 /// A user's signing key.
+#[derive(Clone)]
 pub struct Identity {
     key: SigningKey,
 }

@@ -14,6 +14,7 @@
 //! - [`store`]: the SQLite file: documents (snapshot + changes), the derived index, blobs,
 //!   settings, notifications, and the queries over them.
 //! - [`export_folder`]: documents and blobs as files, for offline exchange.
+//! - [`sync_engine`]: the connection to the relay: sync, live changes, reconnects, events.
 //! - [`env`]: where time and randomness come from ([`Env`]), so tests are deterministic.
 //! - [`error`]: [`Error`], with a stable [`Error::code`] for the UI.
 
@@ -24,6 +25,7 @@ pub mod identity;
 pub mod model;
 pub mod replica;
 pub mod store;
+pub mod sync_engine;
 
 pub use env::{Clock, Env, ManualClock, SystemClock};
 pub use error::{Error, Result};
@@ -31,5 +33,6 @@ pub use identity::Identity;
 pub use replica::{MergeOutcome, Replica};
 pub use store::notifications::{Notification, NotificationKind};
 pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
+pub use sync_engine::{ConnectionStatus, Event, SyncEngine, SyncError, SyncSummary};
 
 pub use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};

@@ -460,17 +460,30 @@ impl Replica {
         let saved: Option<Vec<u8>> = self
             .store
             .conn()
-            .query_row("SELECT state FROM sync_states WHERE doc_id = ?1", [doc.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM sync_states WHERE doc_id = ?1",
+                [doc.to_string()],
+                |r| r.get(0),
+            )
             .optional()?;
-        Ok(saved.and_then(|b| SyncState::decode(&b).ok()).unwrap_or_default())
+        Ok(saved
+            .and_then(|b| SyncState::decode(&b).ok())
+            .unwrap_or_default())
     }
 
     /// The next Automerge sync message for `doc` towards the peer whose state is `state`,
     /// or `None` when there is nothing to say. An unknown document syncs as an empty one
     /// (which asks the peer for all of it).
-    pub fn generate_sync_message(&self, doc: &DocId, state: &mut SyncState) -> Result<Option<Vec<u8>>> {
+    pub fn generate_sync_message(
+        &self,
+        doc: &DocId,
+        state: &mut SyncState,
+    ) -> Result<Option<Vec<u8>>> {
         let mut am = documents::load(self.store.conn(), doc)?.unwrap_or_default();
-        Ok(am.sync().generate_sync_message(state).map(automerge::sync::Message::encode))
+        Ok(am
+            .sync()
+            .generate_sync_message(state)
+            .map(automerge::sync::Message::encode))
     }
 
     /// Takes a sync message from the relay for `doc`: applies its changes, checks each
@@ -483,8 +496,13 @@ impl Replica {
         state: &mut SyncState,
         message: &[u8],
     ) -> Result<MergeOutcome> {
-        let invalid = |detail: String| Error::InvalidChange { doc: doc.clone(), index: 0, detail };
-        let message = automerge::sync::Message::decode(message).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |detail: String| Error::InvalidChange {
+            doc: doc.clone(),
+            index: 0,
+            detail,
+        };
+        let message =
+            automerge::sync::Message::decode(message).map_err(|e| invalid(e.to_string()))?;
         let me = self.me;
         self.store.write(|conn| {
             let mut am = documents::load(conn, doc)?.unwrap_or_default();
@@ -503,6 +521,75 @@ impl Replica {
             )?;
             Ok(outcome)
         })
+    }
+
+    /// Saves the sync state of `doc` (also marks a document asked for, so it is not asked
+    /// for again at every connect).
+    pub fn save_sync_state(&mut self, doc: &DocId, state: &SyncState) -> Result<()> {
+        self.store.write(|conn| {
+            conn.execute(
+                "INSERT INTO sync_states (doc_id, state) VALUES (?1, ?2)
+                 ON CONFLICT (doc_id) DO UPDATE SET state = excluded.state",
+                rusqlite::params![doc.to_string(), state.encode()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Documents with local edits the relay has not confirmed, and how many changes wait.
+    pub fn outbox(&self) -> Result<Vec<(DocId, u64)>> {
+        let mut stmt = self
+            .store
+            .conn()
+            .prepare_cached("SELECT doc_id, changes FROM outbox ORDER BY doc_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (doc, n) = row?;
+            out.push((doc.parse()?, n));
+        }
+        Ok(out)
+    }
+
+    /// How many local changes the relay has not confirmed yet.
+    pub fn changes_waiting(&self) -> Result<u64> {
+        Ok(self.store.conn().query_row(
+            "SELECT COALESCE(SUM(changes), 0) FROM outbox",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The relay has confirmed it holds `heads` of `doc`: if those are the local heads, the
+    /// document leaves the outbox.
+    pub fn confirm_synced(&mut self, doc: &DocId, their_heads: &[ChangeHash]) -> Result<bool> {
+        let mut ours = self.heads(doc)?;
+        let mut theirs = their_heads.to_vec();
+        ours.sort();
+        theirs.sort();
+        if ours != theirs {
+            return Ok(false);
+        }
+        self.store.write(|c| {
+            c.execute("DELETE FROM outbox WHERE doc_id = ?1", [doc.to_string()])?;
+            Ok(true)
+        })
+    }
+
+    /// Posts of `author` whose thread this profile has neither stored nor asked the relay
+    /// for.
+    pub fn threads_never_asked(&self, author: UserId) -> Result<Vec<DocId>> {
+        let mut stmt = self.store.conn().prepare_cached(
+            "SELECT 'thread/' || post_id FROM posts WHERE author = ?1
+               AND 'thread/' || post_id NOT IN (SELECT doc_id FROM sync_states)
+               AND 'thread/' || post_id NOT IN (SELECT doc_id FROM documents)",
+        )?;
+        let rows = stmt.query_map([author.to_string()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.parse()?);
+        }
+        Ok(out)
     }
 
     /// Users the local user follows.
@@ -531,7 +618,10 @@ impl Replica {
     /// Records that the relay has stored an image.
     pub fn blob_uploaded(&mut self, hash: &BlobHash) -> Result<()> {
         self.store.write(|c| {
-            c.execute("INSERT OR IGNORE INTO uploaded_blobs (hash) VALUES (?1)", [hash.to_string()])?;
+            c.execute(
+                "INSERT OR IGNORE INTO uploaded_blobs (hash) VALUES (?1)",
+                [hash.to_string()],
+            )?;
             Ok(())
         })
     }
@@ -556,7 +646,10 @@ impl Replica {
         }
         self.store.write(|c| {
             blobs::put(c, mime, bytes)?;
-            c.execute("INSERT OR IGNORE INTO uploaded_blobs (hash) VALUES (?1)", [hash.to_string()])?;
+            c.execute(
+                "INSERT OR IGNORE INTO uploaded_blobs (hash) VALUES (?1)",
+                [hash.to_string()],
+            )?;
             Ok(true)
         })
     }

@@ -288,7 +288,9 @@ impl ErrorCode {
 
 /// A frame that is not a message of this protocol.
 #[derive(Debug, thiserror::Error)]
-#[error("the frame is not a Social Sync message ({0}); check the client speaks protocol version {PROTOCOL_VERSION}")]
+#[error(
+    "the frame is not a Social Sync message ({0}); check the client speaks protocol version {PROTOCOL_VERSION}"
+)]
 pub struct DecodeError(String);
 
 /// Encodes a message as one frame.
@@ -325,17 +327,31 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let msgs = vec![
-            ClientMessage::Hello { version: 1, user: uid(), device: "00ff00ff00ff00ff".into(), agent: "t".into() },
-            ClientMessage::Auth { signature: ByteBuf::from(vec![1; 64]) },
+            ClientMessage::Hello {
+                version: 1,
+                user: uid(),
+                device: "00ff00ff00ff00ff".into(),
+                agent: "t".into(),
+            },
+            ClientMessage::Auth {
+                signature: ByteBuf::from(vec![1; 64]),
+            },
             ClientMessage::Sync {
-                items: vec![SyncItem { doc: DocId::Thread(PostId::new(uid(), b"x")), message: ByteBuf::from(vec![9]) }],
+                items: vec![SyncItem {
+                    doc: DocId::Thread(PostId::new(uid(), b"x")),
+                    message: ByteBuf::from(vec![9]),
+                }],
             },
             ClientMessage::InboxAck { seq: 7 },
         ];
         for m in msgs {
             assert_eq!(decode::<ClientMessage>(&encode(&m)).unwrap(), m);
         }
-        let s = ServerMessage::Rejected { code: ErrorCode::Forbidden, doc: None, message: "no".into() };
+        let s = ServerMessage::Rejected {
+            code: ErrorCode::Forbidden,
+            doc: None,
+            message: "no".into(),
+        };
         assert_eq!(decode::<ServerMessage>(&encode(&s)).unwrap(), s);
     }
 
@@ -350,6 +366,9 @@ mod tests {
     #[test]
     fn garbage_is_a_decode_error() {
         assert!(decode::<ClientMessage>(b"\xff\x00garbage").is_err());
-        assert!(decode::<ClientMessage>(&encode(&ServerMessage::InboxSent { seq: 1, docs: 0 })).is_err());
+        assert!(
+            decode::<ClientMessage>(&encode(&ServerMessage::InboxSent { seq: 1, docs: 0 }))
+                .is_err()
+        );
     }
 }

@@ -98,7 +98,9 @@ impl RelayStore for SqliteStore {
     }
 
     fn accept(&mut self, am: &mut AutoCommit, a: &Accepted<'_>) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         documents::append(&tx, a.doc, a.changes)?;
         documents::compact_if_due(&tx, a.doc, am)?;
         for (follower, followee, on) in &a.routing.follows {
@@ -117,7 +119,9 @@ impl RelayStore for SqliteStore {
         if let Some((uid, name)) = &a.routing.name {
             let key = name.trim().to_lowercase();
             let holder: Option<String> = tx
-                .query_row("SELECT uid FROM names WHERE name = ?1", [&key], |r| r.get(0))
+                .query_row("SELECT uid FROM names WHERE name = ?1", [&key], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if holder.is_none() && !key.is_empty() {
                 // A user holds one name: the new one replaces theirs, if it is free.
@@ -219,8 +223,12 @@ impl RelayStore for SqliteStore {
     }
 
     fn counts(&mut self) -> Result<(u64, u64), StoreError> {
-        let docs = self.conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
-        let inbox = self.conn.query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?;
+        let docs = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
+        let inbox = self
+            .conn
+            .query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?;
         Ok((docs, inbox))
     }
 }

@@ -11,8 +11,9 @@ pub(crate) fn migrations() -> Migrations<'static> {
 /// How many steps there are: the schema version of a fully migrated database.
 pub(crate) const LATEST: usize = STEPS.len();
 
-const STEPS: &[M<'static>] = &[M::up(
-    r#"
+const STEPS: &[M<'static>] = &[
+    M::up(
+        r#"
     -- Automerge documents: the last compacted snapshot, plus the changes received since.
     CREATE TABLE documents (
         doc_id     TEXT PRIMARY KEY,
@@ -111,21 +112,27 @@ const STEPS: &[M<'static>] = &[M::up(
     CREATE INDEX notifications_by_time ON notifications(created_at DESC);
     CREATE INDEX notifications_unread ON notifications(read, created_at DESC);
     "#,
-),
-M::up(
-    r#"
+    ),
+    M::up(
+        r#"
     -- Automerge sync state with the relay, per document (what both sides are known to share),
     -- so that a reconnect resumes instead of starting over.
     CREATE TABLE sync_states (
         doc_id     TEXT PRIMARY KEY,
         state      BLOB NOT NULL
     );
+    -- Documents with local edits the relay has not confirmed yet, and how many changes.
+    CREATE TABLE outbox (
+        doc_id     TEXT PRIMARY KEY,
+        changes    INTEGER NOT NULL
+    );
     -- Images this profile has handed to the relay.
     CREATE TABLE uploaded_blobs (
         hash       TEXT PRIMARY KEY
     );
     "#,
-)];
+    ),
+];
 
 #[cfg(test)]
 mod tests {

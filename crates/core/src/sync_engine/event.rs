@@ -1,0 +1,87 @@
+//! What the sync engine tells the layers above (the desktop shell, `watch`).
+
+use serde::Serialize;
+use social_sync_protocol::{DocId, ErrorCode, PostId, UserId};
+
+use crate::Notification;
+
+/// The connection to the relay, as the UI shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Opening a connection.
+    Connecting,
+    /// Connected and authenticated.
+    Online,
+    /// Not connected; local edits wait.
+    Offline,
+    /// Waiting to try again.
+    Reconnecting,
+}
+
+/// One thing that happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The connection changed; `waiting` local changes are not on the relay yet.
+    Connection {
+        /// The new status.
+        status: ConnectionStatus,
+        /// Local changes the relay has not confirmed.
+        waiting: u64,
+        /// Why, when it went offline.
+        reason: Option<String>,
+    },
+    /// Posts of the feed changed (new, deleted, profile names).
+    FeedChanged {
+        /// The user document that changed.
+        user: UserId,
+    },
+    /// Likes or comments of a post changed.
+    ThreadChanged {
+        /// The post.
+        post_id: PostId,
+    },
+    /// A new notification for the local user.
+    Notification {
+        /// It.
+        notification: Notification,
+    },
+    /// A followed user's device came online or went offline.
+    Presence {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: String,
+        /// Online now?
+        online: bool,
+    },
+    /// Progress of a large sync: documents settled of those offered.
+    Progress {
+        /// Settled so far.
+        done: u64,
+        /// Offered in all.
+        total: u64,
+    },
+    /// The relay refused something this client sent.
+    Rejected {
+        /// Why.
+        code: ErrorCode,
+        /// The document concerned.
+        doc: Option<DocId>,
+        /// The relay's sentence.
+        message: String,
+    },
+}
+
+impl Event {
+    /// The event for a document that changed.
+    pub fn changed(doc: &DocId) -> Self {
+        match doc {
+            DocId::User(user) => Self::FeedChanged { user: *user },
+            DocId::Thread(post) => Self::ThreadChanged {
+                post_id: post.clone(),
+            },
+        }
+    }
+}

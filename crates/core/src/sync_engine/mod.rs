@@ -1,0 +1,624 @@
+//! The client side of sync: one connection to the relay per running client, which
+//! reconnects by itself (exponential backoff with jitter), resumes every document from its
+//! saved Automerge sync state, asks for what the user needs (own documents, followed users,
+//! the threads of their posts), pushes local edits, and reports what happens as [`Event`]s.
+//!
+//! # Layout
+//!
+//! - [`link`]: one authenticated WebSocket.
+//! - [`event`]: [`Event`] and [`ConnectionStatus`].
+//! - this module: [`SyncEngine`] and the session loop.
+//!
+//! A session ends a round when the relay answers a `Ping` sent after everything else: the
+//! relay handles a connection's messages in order, so by then every answer is in. A round
+//! that sent nothing new means both sides hold the same documents.
+
+pub mod event;
+pub mod link;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use automerge::sync::State as SyncState;
+use backon::BackoffBuilder;
+use serde::Serialize;
+use serde_bytes::ByteBuf;
+use social_sync_protocol::{
+    BlobHash, ClientMessage, DocId, ErrorCode, PresenceEntry, ServerMessage, SyncItem, UserId,
+};
+use tokio::sync::broadcast;
+
+pub use event::{ConnectionStatus, Event};
+pub use link::Link;
+
+use crate::{Error, Replica};
+
+/// Why syncing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No relay address is set.
+    #[error("no relay is set for this profile: pass --relay ws://HOST:PORT (or set it at init)")]
+    NoRelay,
+    /// The relay could not be reached.
+    #[error(
+        "cannot reach the relay at {url} ({detail}): check the address and that the relay runs"
+    )]
+    Unreachable {
+        /// The address.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The connection broke.
+    #[error("the connection to the relay was lost ({0}); it will be retried")]
+    Lost(String),
+    /// The relay sent something this client does not understand.
+    #[error(
+        "the relay sent something unexpected ({0}): the relay and this client may be of different versions"
+    )]
+    Protocol(String),
+    /// The relay ended the connection with an error.
+    #[error("the relay refused this client ({}): {message}", code.as_str())]
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// The relay's sentence.
+        message: String,
+    },
+    /// A local failure.
+    #[error(transparent)]
+    Local(#[from] Error),
+}
+
+impl SyncError {
+    /// Whether trying again later can help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::Lost(_) => true,
+            Self::Refused { code, .. } => matches!(
+                code,
+                ErrorCode::ShuttingDown
+                    | ErrorCode::SlowReader
+                    | ErrorCode::TooManyConnections
+                    | ErrorCode::Internal
+            ),
+            _ => false,
+        }
+    }
+}
+
+/// What one `sync` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SyncSummary {
+    /// Documents offered to the relay.
+    pub documents: usize,
+    /// Changes received and applied.
+    pub received: usize,
+    /// Local changes the relay still lacks (0 after a complete sync).
+    pub waiting: u64,
+    /// Images uploaded and downloaded.
+    pub images: usize,
+    /// New notifications.
+    pub notifications: Vec<crate::Notification>,
+}
+
+/// The sync engine of one profile.
+pub struct SyncEngine {
+    replica: Arc<Mutex<Replica>>,
+    url: String,
+    events: broadcast::Sender<Event>,
+}
+
+impl SyncEngine {
+    /// An engine syncing `replica` with the relay at `url`.
+    pub fn new(replica: Arc<Mutex<Replica>>, url: impl Into<String>) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            replica,
+            url: url.into(),
+            events,
+        }
+    }
+
+    /// Gives the replica back.
+    pub fn into_replica(self) -> Arc<Mutex<Replica>> {
+        self.replica
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn replica(&self) -> MutexGuard<'_, Replica> {
+        self.replica.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    async fn connect(&self) -> Result<Link, SyncError> {
+        let (identity, device) = {
+            let r = self.replica();
+            (r.identity().clone(), r.device())
+        };
+        Link::connect(&self.url, &identity, &device).await
+    }
+
+    /// Connects, syncs until both sides hold the same documents, and disconnects.
+    pub async fn sync_once(&self) -> Result<SyncSummary, SyncError> {
+        let link = self.connect().await?;
+        let mut session = Session::new(self, link);
+        session.start().await?;
+        session
+            .run(Mode::UntilSettled, std::future::pending())
+            .await?;
+        let summary = session.finish().await?;
+        Ok(summary)
+    }
+
+    /// Stays connected until `shutdown`, reconnecting by itself with exponential backoff
+    /// and jitter. Returns early only for errors that retrying cannot fix.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), SyncError> {
+        tokio::pin!(shutdown);
+        let new_backoff = || {
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(250))
+                .with_max_delay(Duration::from_secs(30))
+                .with_jitter()
+                .without_max_times()
+                .build()
+        };
+        let mut backoff = new_backoff();
+        loop {
+            let waiting = self.replica().changes_waiting()?;
+            self.emit(Event::Connection {
+                status: ConnectionStatus::Connecting,
+                waiting,
+                reason: None,
+            });
+            let started = Instant::now();
+            let result = async {
+                let link = self.connect().await?;
+                let mut session = Session::new(self, link);
+                session.start().await?;
+                let waiting = self.replica().changes_waiting()?;
+                self.emit(Event::Connection {
+                    status: ConnectionStatus::Online,
+                    waiting,
+                    reason: None,
+                });
+                session.run(Mode::Forever, &mut shutdown).await?;
+                session.link.close().await;
+                Ok::<(), SyncError>(())
+            }
+            .await;
+            let waiting = self.replica().changes_waiting()?;
+            match result {
+                Ok(()) => {
+                    self.emit(Event::Connection {
+                        status: ConnectionStatus::Offline,
+                        waiting,
+                        reason: None,
+                    });
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() => {
+                    self.emit(Event::Connection {
+                        status: ConnectionStatus::Offline,
+                        waiting,
+                        reason: Some(e.to_string()),
+                    });
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff = new_backoff();
+                    }
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
+                    tracing::info!(error = %e, ?delay, "relay connection lost; retrying");
+                    self.emit(Event::Connection {
+                        status: ConnectionStatus::Reconnecting,
+                        waiting,
+                        reason: None,
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = &mut shutdown => return Ok(()),
+                    }
+                }
+                Err(e) => {
+                    self.emit(Event::Connection {
+                        status: ConnectionStatus::Offline,
+                        waiting,
+                        reason: Some(e.to_string()),
+                    });
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Asks the relay who has the display name `name`.
+    pub async fn lookup_name(&self, name: &str) -> Result<Option<UserId>, SyncError> {
+        let mut link = self.connect().await?;
+        link.send(&ClientMessage::LookupName {
+            name: name.to_owned(),
+        })
+        .await?;
+        loop {
+            if let ServerMessage::Name { user, .. } = link.recv().await? {
+                link.close().await;
+                return Ok(user);
+            }
+        }
+    }
+
+    /// Which of the users the local user follows are online now.
+    pub async fn online(&self) -> Result<Vec<PresenceEntry>, SyncError> {
+        let users = self.replica().following()?;
+        let mut link = self.connect().await?;
+        link.send(&ClientMessage::Presence { users }).await?;
+        loop {
+            if let ServerMessage::Presence { online } = link.recv().await? {
+                link.close().await;
+                return Ok(online);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Return once both sides hold the same documents.
+    UntilSettled,
+    /// Keep going: push local edits, take live changes.
+    Forever,
+}
+
+/// One connected session.
+struct Session<'a> {
+    engine: &'a SyncEngine,
+    link: Link,
+    states: HashMap<DocId, SyncState>,
+    next_ping: u64,
+    awaiting_pong: Option<u64>,
+    sent_since_ping: bool,
+    inbox_seq: Option<u64>,
+    max_seq: u64,
+    asked_blobs: HashSet<BlobHash>,
+    summary: SyncSummary,
+}
+
+impl<'a> Session<'a> {
+    fn new(engine: &'a SyncEngine, link: Link) -> Self {
+        Self {
+            engine,
+            link,
+            states: HashMap::new(),
+            next_ping: 1,
+            awaiting_pong: None,
+            sent_since_ping: false,
+            inbox_seq: None,
+            max_seq: 0,
+            asked_blobs: HashSet::new(),
+            summary: SyncSummary::default(),
+        }
+    }
+
+    /// Offers every stored document and every followed user's document, uploads images
+    /// the relay lacks, and pings.
+    async fn start(&mut self) -> Result<(), SyncError> {
+        let docs = {
+            let r = self.engine.replica();
+            let mut docs: Vec<DocId> = r.documents()?;
+            docs.push(DocId::User(r.user_id()));
+            docs.extend(r.following()?.into_iter().map(DocId::User));
+            docs.sort();
+            docs.dedup();
+            docs
+        };
+        self.summary.documents = docs.len();
+        self.offer(docs).await?;
+        self.upload_blobs().await?;
+        self.ping().await
+    }
+
+    /// Sends sync messages for `docs` (those with something to say), batched.
+    async fn offer(&mut self, docs: Vec<DocId>) -> Result<(), SyncError> {
+        let items = {
+            let mut r = self.engine.replica();
+            let mut items = Vec::new();
+            for doc in docs {
+                let state = match self.states.remove(&doc) {
+                    Some(s) => s,
+                    None => r.sync_state(&doc)?,
+                };
+                let mut state = state;
+                if let Some(message) = r.generate_sync_message(&doc, &mut state)? {
+                    r.save_sync_state(&doc, &state)?;
+                    items.push(SyncItem {
+                        doc: doc.clone(),
+                        message: ByteBuf::from(message),
+                    });
+                }
+                self.states.insert(doc, state);
+            }
+            items
+        };
+        self.send_items(items).await
+    }
+
+    async fn send_items(&mut self, items: Vec<SyncItem>) -> Result<(), SyncError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        // Stay well under the relay's frame limit.
+        let budget = (self.link.limits.max_message_bytes as usize / 2).max(64 * 1024);
+        let mut batch = Vec::new();
+        let mut size = 0;
+        for item in items {
+            size += item.message.len() + 128;
+            batch.push(item);
+            if size >= budget || batch.len() >= 256 {
+                self.link
+                    .send(&ClientMessage::Sync {
+                        items: std::mem::take(&mut batch),
+                    })
+                    .await?;
+                size = 0;
+            }
+        }
+        if !batch.is_empty() {
+            self.link
+                .send(&ClientMessage::Sync { items: batch })
+                .await?;
+        }
+        self.sent_since_ping = true;
+        Ok(())
+    }
+
+    async fn upload_blobs(&mut self) -> Result<(), SyncError> {
+        let hashes = self.engine.replica().blobs_to_upload()?;
+        for hash in hashes {
+            let blob = self.engine.replica().blob(&hash)?;
+            if let Some(blob) = blob {
+                self.link
+                    .send(&ClientMessage::PutBlob {
+                        hash,
+                        mime: blob.mime,
+                        bytes: ByteBuf::from(blob.bytes),
+                    })
+                    .await?;
+                self.sent_since_ping = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&mut self) -> Result<(), SyncError> {
+        let id = self.next_ping;
+        self.next_ping += 1;
+        self.awaiting_pong = Some(id);
+        self.sent_since_ping = false;
+        self.link.send(&ClientMessage::Ping { id }).await
+    }
+
+    /// Handles messages until settled (or forever), pushing local edits as they appear.
+    async fn run(
+        &mut self,
+        mode: Mode,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), SyncError> {
+        tokio::pin!(shutdown);
+        let mut outbox_poll = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                message = self.link.recv() => {
+                    if self.handle(message?).await? && mode == Mode::UntilSettled {
+                        return Ok(());
+                    }
+                }
+                _ = outbox_poll.tick(), if mode == Mode::Forever => {
+                    let pending: Vec<DocId> = self.engine.replica().outbox()?.into_iter().map(|(d, _)| d).collect();
+                    if !pending.is_empty() {
+                        self.offer(pending).await?;
+                        self.upload_blobs().await?;
+                        if self.awaiting_pong.is_none() {
+                            self.ping().await?;
+                        }
+                    }
+                }
+                () = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+
+    /// Handles one message; returns true when a round ends with nothing left to say.
+    async fn handle(&mut self, message: ServerMessage) -> Result<bool, SyncError> {
+        match message {
+            ServerMessage::Sync { items } => self.receive(items).await?,
+            ServerMessage::Changes { doc, changes, seq } => {
+                self.max_seq = self.max_seq.max(seq);
+                let changes: Vec<Vec<u8>> = changes.into_iter().map(ByteBuf::into_vec).collect();
+                let merged = self.engine.replica().merge(&doc, &changes);
+                match merged {
+                    Ok(outcome) => {
+                        self.report(&doc, outcome);
+                        if self.awaiting_pong.is_none() {
+                            self.ping().await?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%doc, error = %e, "refused pushed changes; syncing the document instead")
+                    }
+                }
+                // Whatever could not apply yet (or was refused) is fetched through sync.
+                self.offer(vec![doc]).await?;
+                self.after_user_doc_changed().await?;
+            }
+            ServerMessage::InboxSent { seq, docs } => {
+                self.inbox_seq = Some(seq);
+                self.engine.emit(Event::Progress {
+                    done: 0,
+                    total: u64::from(docs),
+                });
+            }
+            ServerMessage::Pong { id } => {
+                if self.awaiting_pong == Some(id) {
+                    self.awaiting_pong = None;
+                    if self.sent_since_ping {
+                        self.ping().await?;
+                    } else {
+                        return self.settled().await;
+                    }
+                }
+            }
+            ServerMessage::PresenceChanged {
+                user,
+                device,
+                online,
+            } => {
+                self.engine.emit(Event::Presence {
+                    user,
+                    device,
+                    online,
+                });
+            }
+            ServerMessage::Presence { online } => {
+                for entry in online {
+                    for device in entry.devices {
+                        self.engine.emit(Event::Presence {
+                            user: entry.user,
+                            device,
+                            online: true,
+                        });
+                    }
+                }
+            }
+            ServerMessage::Blob { hash, mime, bytes } => {
+                if self.engine.replica().store_blob(&hash, &mime, &bytes)? {
+                    self.summary.images += 1;
+                    self.engine.emit(Event::FeedChanged {
+                        user: self.engine.replica().user_id(),
+                    });
+                }
+            }
+            ServerMessage::BlobStored { hash } => {
+                self.engine.replica().blob_uploaded(&hash)?;
+                self.summary.images += 1;
+            }
+            ServerMessage::Rejected { code, doc, message } => {
+                tracing::warn!(code = code.as_str(), ?doc, "the relay refused: {message}");
+                if let Some(doc) = &doc {
+                    // Start that document over from the saved state.
+                    self.states.remove(doc);
+                }
+                self.engine.emit(Event::Rejected { code, doc, message });
+            }
+            ServerMessage::Name { .. }
+            | ServerMessage::Challenge { .. }
+            | ServerMessage::Welcome { .. } => {}
+            ServerMessage::Error { code, message } => {
+                return Err(SyncError::Refused { code, message });
+            }
+        }
+        Ok(false)
+    }
+
+    /// Applies sync messages and answers them.
+    async fn receive(&mut self, items: Vec<SyncItem>) -> Result<(), SyncError> {
+        let mut touched = Vec::new();
+        {
+            let mut r = self.engine.replica();
+            for item in items {
+                let mut state = match self.states.remove(&item.doc) {
+                    Some(s) => s,
+                    None => r.sync_state(&item.doc)?,
+                };
+                match r.receive_sync_message(&item.doc, &mut state, &item.message) {
+                    Ok(outcome) => {
+                        self.report(&item.doc, outcome);
+                        self.states.insert(item.doc.clone(), state);
+                    }
+                    Err(e) => {
+                        tracing::warn!(doc = %item.doc, error = %e, "refused a sync message from the relay");
+                        self.states
+                            .insert(item.doc.clone(), r.sync_state(&item.doc)?);
+                    }
+                }
+                touched.push(item.doc);
+            }
+        }
+        self.offer(touched).await?;
+        self.after_user_doc_changed().await
+    }
+
+    /// Asks for the threads of followed users' posts never asked for, and images missing
+    /// from the local cache.
+    async fn after_user_doc_changed(&mut self) -> Result<(), SyncError> {
+        let (threads, missing) = {
+            let r = self.engine.replica();
+            let mut threads = Vec::new();
+            let mut authors = r.following()?;
+            authors.push(r.user_id());
+            for author in authors {
+                threads.extend(r.threads_never_asked(author)?);
+            }
+            (threads, r.missing_blobs()?)
+        };
+        if !threads.is_empty() {
+            self.offer(threads).await?;
+        }
+        for hash in missing {
+            if self.asked_blobs.insert(hash) {
+                self.link.send(&ClientMessage::GetBlob { hash }).await?;
+                self.sent_since_ping = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, doc: &DocId, outcome: crate::MergeOutcome) {
+        if outcome.applied > 0 {
+            self.summary.received += outcome.applied;
+            self.engine.emit(Event::changed(doc));
+        }
+        for notification in outcome.notifications {
+            self.engine.emit(Event::Notification {
+                notification: notification.clone(),
+            });
+            self.summary.notifications.push(notification);
+        }
+    }
+
+    /// A round ended with nothing left to say: confirm what the relay holds, acknowledge
+    /// the inbox. Returns true (settled).
+    async fn settled(&mut self) -> Result<bool, SyncError> {
+        let outbox = self.engine.replica().outbox()?;
+        for (doc, _) in outbox {
+            let their_heads = self.states.get(&doc).and_then(|s| s.their_heads.clone());
+            if let Some(heads) = their_heads {
+                self.engine.replica().confirm_synced(&doc, &heads)?;
+            }
+        }
+        if let Some(seq) = self.inbox_seq {
+            let seq = seq.max(self.max_seq);
+            self.link.send(&ClientMessage::InboxAck { seq }).await?;
+        }
+        let waiting = self.engine.replica().changes_waiting()?;
+        self.engine.emit(Event::Connection {
+            status: ConnectionStatus::Online,
+            waiting,
+            reason: None,
+        });
+        Ok(true)
+    }
+
+    async fn finish(mut self) -> Result<SyncSummary, SyncError> {
+        self.summary.waiting = self.engine.replica().changes_waiting()?;
+        let summary = std::mem::take(&mut self.summary);
+        self.link.close().await;
+        Ok(summary)
+    }
+}

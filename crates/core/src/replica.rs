@@ -356,6 +356,12 @@ impl Replica {
             {
                 let new = am.get_changes(&before);
                 documents::append(conn, &doc, &new)?;
+                // Waits here until the relay confirms it holds the document.
+                conn.execute(
+                    "INSERT INTO outbox (doc_id, changes) VALUES (?1, ?2)
+                     ON CONFLICT (doc_id) DO UPDATE SET changes = changes + excluded.changes",
+                    rusqlite::params![doc.to_string(), new.len()],
+                )?;
                 index::update(conn, me, &doc, &mut am, &before)?;
                 documents::compact_if_due(conn, &doc, &mut am)?;
             }

@@ -1,0 +1,263 @@
+//! Test harness: the real `sync-server` binary on a free loopback port, real profiles in
+//! temporary folders, and a hand-driven WebSocket client for hostile tests.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_bytes::ByteBuf;
+use social_sync_core::{Env, Replica, SyncEngine};
+use social_sync_protocol::wire::{self, auth_payload};
+use social_sync_protocol::{ClientMessage, PROTOCOL_VERSION, ServerMessage, UserId};
+use tempfile::TempDir;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A running relay process; killed when dropped.
+pub struct Relay {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    _dir: Option<TempDir>,
+}
+
+impl Relay {
+    /// Starts a relay with a fresh data folder on a free port.
+    pub fn start(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("relay");
+        let mut relay = Self::spawn(&data, "127.0.0.1:0", extra);
+        relay._dir = Some(dir);
+        relay
+    }
+
+    /// Starts a relay on `listen` with the data folder `data`.
+    pub fn spawn(data: &Path, listen: &str, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
+            .args(["--listen", listen, "--data"])
+            .arg(data)
+            .args(["--log", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("relay said: {line}"))
+            .parse()
+            .unwrap();
+        Self {
+            child: Some(child),
+            addr,
+            data: data.to_owned(),
+            _dir: None,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// Stops with SIGKILL (no chance to clean up).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops with SIGTERM and waits.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().unwrap()
+    }
+
+    /// Starts again on the same port and data (after a stop).
+    pub fn start_again(&mut self) {
+        self.kill9();
+        let mut again = Self::spawn(&self.data, &self.addr.to_string(), &[]);
+        self.child = again.child.take();
+        self.addr = again.addr;
+    }
+
+    /// `GET /metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        http_get(self.addr, "/metrics").await
+    }
+
+    /// One metric's value.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// A profile in a temporary folder.
+pub struct Profile {
+    pub dir: TempDir,
+    pub engine: SyncEngine,
+    pub replica: Arc<Mutex<Replica>>,
+    pub uid: UserId,
+}
+
+impl Profile {
+    pub fn new(name: &str, seed: u64, relay: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = Replica::create(
+            dir.path(),
+            name,
+            Some(relay),
+            Env::deterministic(seed, 1_700_000_000_000),
+        )
+        .unwrap();
+        let uid = replica.user_id();
+        let replica = Arc::new(Mutex::new(replica));
+        let engine = SyncEngine::new(replica.clone(), relay);
+        Self {
+            dir,
+            engine,
+            replica,
+            uid,
+        }
+    }
+
+    /// The same profile folder, pointed at another relay address.
+    pub fn repoint(&mut self, relay: &str) {
+        self.engine = SyncEngine::new(self.replica.clone(), relay);
+    }
+
+    pub fn r(&self) -> std::sync::MutexGuard<'_, Replica> {
+        self.replica.lock().unwrap()
+    }
+
+    pub async fn sync(&self) -> social_sync_core::SyncSummary {
+        tokio::time::timeout(Duration::from_secs(30), self.engine.sync_once())
+            .await
+            .expect("sync took over 30 s")
+            .unwrap()
+    }
+}
+
+pub type RawWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A hand-driven client.
+pub struct Raw {
+    pub ws: RawWs,
+}
+
+impl Raw {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Self { ws }
+    }
+
+    /// Connects and authenticates as the profile's user.
+    pub async fn login(url: &str, profile: &Profile, device: &str) -> Self {
+        let (identity, user) = {
+            let r = profile.r();
+            (r.identity().clone(), r.user_id())
+        };
+        let mut raw = Self::connect(url).await;
+        raw.send(&ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            user,
+            device: device.into(),
+            agent: "test".into(),
+        })
+        .await;
+        let ServerMessage::Challenge { nonce, .. } = raw.recv().await.unwrap() else {
+            panic!("no challenge")
+        };
+        let sig = identity.sign(&auth_payload(&nonce, &user, device));
+        raw.send(&ClientMessage::Auth {
+            signature: ByteBuf::from(sig.to_vec()),
+        })
+        .await;
+        let ServerMessage::Welcome { .. } = raw.recv().await.unwrap() else {
+            panic!("no welcome")
+        };
+        raw
+    }
+
+    pub async fn send(&mut self, m: &ClientMessage) {
+        self.ws
+            .send(Message::Binary(Bytes::from(wire::encode(m))))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_bytes(
+        &mut self,
+        b: Vec<u8>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+        self.ws.send(Message::Binary(Bytes::from(b))).await
+    }
+
+    /// The next protocol message, or None when the connection ends (10 s at most).
+    pub async fn recv(&mut self) -> Option<ServerMessage> {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .ok()??;
+            match frame.ok()? {
+                Message::Binary(b) => return Some(wire::decode(&b).unwrap()),
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until a message matching `pred` (or the end).
+    pub async fn until(&mut self, pred: impl Fn(&ServerMessage) -> bool) -> Option<ServerMessage> {
+        while let Some(m) = self.recv().await {
+            if pred(&m) {
+                return Some(m);
+            }
+        }
+        None
+    }
+}

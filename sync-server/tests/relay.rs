@@ -1,0 +1,535 @@
+//! Whole-process tests: the real relay binary on a free loopback port, real profiles syncing
+//! through it with the core library, and hand-driven hostile clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod common;
+
+use std::time::Duration;
+
+use automerge::AutoCommit;
+use automerge::sync::{Message as SyncMessage, State, SyncDoc};
+use serde_bytes::ByteBuf;
+use social_sync_core::model::{ThreadDoc, UserDoc, actor_id};
+use social_sync_core::{DocId, Event, NotificationKind};
+use social_sync_protocol::{ClientMessage, ErrorCode, ServerMessage, SyncItem};
+
+use common::{Profile, Raw, Relay};
+
+fn kinds(summary: &social_sync_core::SyncSummary) -> Vec<NotificationKind> {
+    let mut k: Vec<_> = summary.notifications.iter().map(|n| n.kind).collect();
+    k.sort();
+    k
+}
+
+/// Waits up to 10 s for an event matching `pred`.
+async fn wait_for(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    pred: impl Fn(&Event) -> bool,
+) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("no such event within 10 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_reaches_a_follower_after_sync_and_live() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    let first = ana.r().post("first post", &[]).unwrap();
+    ana.sync().await;
+    ben.sync().await;
+    let feed = ben.r().feed(None, 10).unwrap();
+    assert_eq!(feed.posts.len(), 1);
+    assert_eq!(feed.posts[0].post_id, first);
+    assert_eq!(feed.posts[0].author_name.as_deref(), Some("Ana"));
+
+    // Live: Ben stays connected; Ana posts again.
+    let engine = social_sync_core::SyncEngine::new(ben.replica.clone(), relay.url());
+    let mut events = engine.subscribe();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::Connection {
+                status: social_sync_core::ConnectionStatus::Online,
+                ..
+            }
+        )
+    })
+    .await;
+    let second = ana.r().post("second post, live", &[]).unwrap();
+    ana.sync().await;
+    wait_for(
+        &mut events,
+        |e| matches!(e, Event::FeedChanged { user } if *user == ana.uid),
+    )
+    .await;
+    assert!(
+        ben.r()
+            .feed(None, 10)
+            .unwrap()
+            .posts
+            .iter()
+            .any(|p| p.post_id == second)
+    );
+    let _ = stop_tx.send(());
+    watcher.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn likes_and_comments_notify_the_author_exactly_once_even_when_offline() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    let post = ana.r().post("sunset", &[]).unwrap();
+    ana.sync().await;
+
+    // Ana is offline while Ben follows, likes and comments.
+    ben.r().follow(ana.uid).unwrap();
+    ben.sync().await;
+    ben.r().like(&post).unwrap();
+    ben.r().comment(&post, "wow").unwrap();
+    ben.sync().await;
+
+    let got = ana.sync().await;
+    assert_eq!(
+        kinds(&got),
+        vec![
+            NotificationKind::Like,
+            NotificationKind::Comment,
+            NotificationKind::Follow
+        ]
+    );
+    let item = ana.r().post_view(&post).unwrap();
+    assert_eq!((item.likes, item.comments), (1, 1));
+
+    // Again, and after reconnecting: nothing new.
+    assert!(ana.sync().await.notifications.is_empty());
+    assert!(ana.sync().await.notifications.is_empty());
+    assert_eq!(ana.r().unread_count().unwrap(), 3);
+
+    // Live, while Ana watches: exactly one notification for a new comment.
+    let engine = social_sync_core::SyncEngine::new(ana.replica.clone(), relay.url());
+    let mut events = engine.subscribe();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        engine
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    wait_for(&mut events, |e| {
+        matches!(
+            e,
+            Event::Connection {
+                status: social_sync_core::ConnectionStatus::Online,
+                ..
+            }
+        )
+    })
+    .await;
+    ben.r().comment(&post, "second thought").unwrap();
+    ben.sync().await;
+    let e = wait_for(&mut events, |e| matches!(e, Event::Notification { .. })).await;
+    let Event::Notification { notification } = e else {
+        unreachable!()
+    };
+    assert_eq!(notification.kind, NotificationKind::Comment);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop_tx.send(());
+    task.await.unwrap().unwrap();
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, Event::Notification { .. }),
+            "a second notification: {e:?}"
+        );
+    }
+    assert_eq!(ana.r().unread_count().unwrap(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_made_while_the_relay_is_down_converge_when_it_returns() {
+    let mut relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    let post = ana.r().post("before the outage", &[]).unwrap();
+    ana.sync().await;
+    ben.sync().await;
+
+    relay.kill9();
+    let during = ana.r().post("during the outage", &[]).unwrap();
+    ben.r().comment(&post, "written offline").unwrap();
+    let err = ana.engine.sync_once().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("cannot reach the relay"), "{err}");
+    assert!(ana.r().changes_waiting().unwrap() > 0);
+
+    relay.start_again();
+    ana.sync().await;
+    ben.sync().await;
+    ana.sync().await;
+    assert_eq!(ana.r().changes_waiting().unwrap(), 0);
+    assert_eq!(ben.r().changes_waiting().unwrap(), 0);
+    assert!(
+        ben.r()
+            .feed(None, 10)
+            .unwrap()
+            .posts
+            .iter()
+            .any(|p| p.post_id == during)
+    );
+    assert_eq!(ana.r().thread(&post).unwrap().comments.len(), 1);
+    assert_eq!(ana.r().thread(&post).unwrap(), {
+        let t = ben.r().thread(&post).unwrap();
+        let mut t = t;
+        t.post.liked_by_me = false;
+        t
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_acknowledged_is_lost_when_the_relay_is_killed_mid_sync() {
+    let mut relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    for i in 0..300 {
+        ana.r().post(&format!("post {i}"), &[]).unwrap();
+    }
+    // Kill -9 while Ana's sync is under way.
+    let syncing = {
+        let engine = social_sync_core::SyncEngine::new(ana.replica.clone(), relay.url());
+        tokio::spawn(async move { engine.sync_once().await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    relay.kill9();
+    let _ = syncing.await.unwrap();
+    relay.start_again();
+    ana.sync().await;
+    ben.sync().await;
+    assert_eq!(ana.r().changes_waiting().unwrap(), 0);
+    assert_eq!(ben.r().feed(None, 500).unwrap().posts.len(), 300);
+}
+
+/// Pushes `am` as document `doc` through the sync protocol; returns the relay's refusals.
+async fn push(raw: &mut Raw, doc: &DocId, am: &mut AutoCommit) -> Vec<(ErrorCode, String)> {
+    let mut state = State::new();
+    let mut refusals = Vec::new();
+    for round in 0..6u64 {
+        let message = am.sync().generate_sync_message(&mut state);
+        if let Some(m) = message {
+            raw.send(&ClientMessage::Sync {
+                items: vec![SyncItem {
+                    doc: doc.clone(),
+                    message: ByteBuf::from(m.encode()),
+                }],
+            })
+            .await;
+        }
+        raw.send(&ClientMessage::Ping { id: round }).await;
+        loop {
+            match raw.recv().await.expect("connection ended") {
+                ServerMessage::Pong { id } if id == round => break,
+                ServerMessage::Sync { items } => {
+                    for item in items {
+                        let m = SyncMessage::decode(&item.message).unwrap();
+                        am.sync().receive_sync_message(&mut state, m).unwrap();
+                    }
+                }
+                ServerMessage::Rejected { code, message, .. } => refusals.push((code, message)),
+                _ => {}
+            }
+        }
+    }
+    refusals
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
+    let relay = Relay::start(&["--max-message-bytes", "65536"]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let eve = Profile::new("Eve", 3, &relay.url());
+    let post = ana.r().post("mine", &[]).unwrap();
+    ana.sync().await;
+    let docs_before = relay.metric("social_sync_relay_documents").await;
+
+    // Eve writes into Ana's user document.
+    let mut raw = Raw::login(&relay.url(), &eve, "00000000000000e1").await;
+    let mut forged = AutoCommit::new().with_actor(actor_id(eve.uid, [1; 8]));
+    UserDoc::follow(&mut forged, eve.uid, 1).unwrap();
+    forged.commit();
+    let refusals = push(&mut raw, &DocId::User(ana.uid), &mut forged).await;
+    assert!(
+        refusals
+            .iter()
+            .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains("only its owner")),
+        "{refusals:?}"
+    );
+
+    // Eve likes Ana's post in Ana's name.
+    let mut forged = AutoCommit::new().with_actor(actor_id(eve.uid, [2; 8]));
+    ThreadDoc::like(&mut forged, ana.uid, 1).unwrap();
+    forged.commit();
+    let refusals = push(&mut raw, &DocId::Thread(post.clone()), &mut forged).await;
+    assert!(
+        refusals
+            .iter()
+            .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains("like/")),
+        "{refusals:?}"
+    );
+
+    // Eve's device claims to be Ana's.
+    let mut forged = AutoCommit::new().with_actor(actor_id(ana.uid, [3; 8]));
+    ThreadDoc::like(&mut forged, ana.uid, 1).unwrap();
+    forged.commit();
+    let refusals = push(&mut raw, &DocId::Thread(post.clone()), &mut forged).await;
+    assert!(
+        refusals
+            .iter()
+            .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains("not by you")),
+        "{refusals:?}"
+    );
+
+    // A garbage frame: refused, connection stays.
+    raw.send_bytes(b"\xffnot cbor".to_vec()).await.unwrap();
+    let m = raw
+        .until(|m| matches!(m, ServerMessage::Rejected { .. }))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            m,
+            ServerMessage::Rejected {
+                code: ErrorCode::MalformedFrame,
+                ..
+            }
+        ),
+        "{m:?}"
+    );
+    raw.send(&ClientMessage::Ping { id: 99 }).await;
+    assert!(
+        raw.until(|m| matches!(m, ServerMessage::Pong { id: 99 }))
+            .await
+            .is_some(),
+        "still served"
+    );
+
+    // An oversize frame: a fatal error, then close.
+    let _ = raw.send_bytes(vec![0u8; 100_000]).await;
+    let m = raw
+        .until(|m| matches!(m, ServerMessage::Error { .. }))
+        .await;
+    assert!(
+        matches!(
+            m,
+            Some(ServerMessage::Error {
+                code: ErrorCode::TooLarge,
+                ..
+            })
+        ),
+        "{m:?}"
+    );
+
+    // A bad signature.
+    let mut raw = Raw::connect(&relay.url()).await;
+    raw.send(&ClientMessage::Hello {
+        version: 1,
+        user: eve.uid,
+        device: "00000000000000e2".into(),
+        agent: "t".into(),
+    })
+    .await;
+    let _challenge = raw.recv().await.unwrap();
+    raw.send(&ClientMessage::Auth {
+        signature: ByteBuf::from(vec![7u8; 64]),
+    })
+    .await;
+    let m = raw.recv().await;
+    assert!(
+        matches!(
+            m,
+            Some(ServerMessage::Error {
+                code: ErrorCode::BadSignature,
+                ..
+            })
+        ),
+        "{m:?}"
+    );
+    assert!(raw.recv().await.is_none(), "closed after the error");
+
+    // A protocol version from the future.
+    let mut raw = Raw::connect(&relay.url()).await;
+    raw.send(&ClientMessage::Hello {
+        version: 99,
+        user: eve.uid,
+        device: "00000000000000e3".into(),
+        agent: "t".into(),
+    })
+    .await;
+    let m = raw.recv().await;
+    match m {
+        Some(ServerMessage::Error {
+            code: ErrorCode::UnsupportedVersion,
+            message,
+        }) => assert!(message.contains("99"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Nothing of it was stored, and Ana is served as before.
+    assert_eq!(
+        relay.metric("social_sync_relay_documents").await,
+        docs_before
+    );
+    let metrics = relay.metrics().await;
+    for reason in [
+        "forbidden",
+        "malformed_frame",
+        "too_large",
+        "bad_signature",
+        "unsupported_version",
+    ] {
+        assert!(
+            metrics.contains(&format!("reason=\"{reason}\"")),
+            "{reason} not counted:\n{metrics}"
+        );
+    }
+    ana.r().like(&post).unwrap();
+    ana.sync().await;
+    let other = Profile::new("Cara", 4, &relay.url());
+    other.r().follow(ana.uid).unwrap();
+    other.sync().await;
+    let seen = other.r().post_view(&post).unwrap();
+    assert_eq!(
+        seen.likes, 1,
+        "Ana's own like is there, none of Eve's forgeries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_never_leaves_a_ghost() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    ben.sync().await;
+
+    for i in 0..200 {
+        let mut raw = Raw::login(&relay.url(), &ana, "00000000000000a1").await;
+        if i % 2 == 0 {
+            raw.ws.close(None).await.unwrap();
+        } else {
+            drop(raw);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while relay.metric("social_sync_relay_presence_entries").await > 0.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a presence entry outlived its socket"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ben.engine.online().await.unwrap().is_empty());
+
+    // A second connection of the same device replaces the first: one entry.
+    let mut first = Raw::login(&relay.url(), &ana, "00000000000000a1").await;
+    let _second = Raw::login(&relay.url(), &ana, "00000000000000a1").await;
+    let m = first
+        .until(|m| matches!(m, ServerMessage::Error { .. }))
+        .await;
+    assert!(
+        matches!(
+            m,
+            Some(ServerMessage::Error {
+                code: ErrorCode::Replaced,
+                ..
+            })
+        ),
+        "{m:?}"
+    );
+    assert_eq!(
+        relay.metric("social_sync_relay_presence_entries").await,
+        1.0
+    );
+    let online = ben.engine.online().await.unwrap();
+    assert_eq!(online.len(), 1);
+    assert_eq!(online[0].devices, vec!["00000000000000a1".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_blobs_health_and_graceful_shutdown() {
+    let mut relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("dot.png");
+    std::fs::write(
+        &png,
+        b"\x89PNG\r\n\x1a\nnot really a full png but starts like one",
+    )
+    .unwrap();
+    let post = ana.r().post("with an image", &[png]).unwrap();
+    ana.sync().await;
+    assert!(
+        common::http_get(relay.addr, "/healthz")
+            .await
+            .contains("200 OK")
+    );
+
+    // First come, first served: a second Ana does not take the name.
+    let other = Profile::new("ana", 5, &relay.url());
+    other.sync().await;
+    assert_eq!(
+        other.engine.lookup_name("ANA").await.unwrap(),
+        Some(ana.uid)
+    );
+    assert_eq!(other.engine.lookup_name("@nobody").await.unwrap(), None);
+
+    // Ben follows @ana and gets the post with its image.
+    let ben = Profile::new("Ben", 2, &relay.url());
+    let uid = ben.engine.lookup_name("@ana").await.unwrap().unwrap();
+    ben.r().follow(uid).unwrap();
+    ben.sync().await;
+    let item = ben.r().post_view(&post).unwrap();
+    assert!(
+        ben.r().blob(&item.media[0]).unwrap().is_some(),
+        "the image came along"
+    );
+
+    // SIGTERM: the relay closes connections with a close frame and exits cleanly.
+    let mut raw = Raw::login(&relay.url(), &ben, "00000000000000b9").await;
+    let status = relay.terminate();
+    assert!(status.success(), "{status:?}");
+    let m = raw
+        .until(|m| matches!(m, ServerMessage::Error { .. }))
+        .await;
+    assert!(
+        matches!(
+            m,
+            Some(ServerMessage::Error {
+                code: ErrorCode::ShuttingDown,
+                ..
+            })
+        ),
+        "{m:?}"
+    );
+}

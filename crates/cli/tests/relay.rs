@@ -1,0 +1,195 @@
+//! The real CLI binary against a real relay (the `sync-server` library serving on a free
+//! loopback port in this test process): sync, watch, follow @NAME, online.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+struct RelayHandle {
+    url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _data: tempfile::TempDir,
+}
+
+impl RelayHandle {
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = sync_server::Config::with_data(data.path().join("relay"));
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut config = config;
+                config.listen = "127.0.0.1:0".parse().unwrap();
+                let listener = sync_server::bind(&config).await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                sync_server::serve(listener, config, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Self {
+            url: format!("ws://{addr}"),
+            stop: Some(stop),
+            thread: Some(thread),
+            _data: data,
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn cli(profile: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(profile: &Path, args: &[&str]) -> Value {
+    let out = cli(profile, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn two_people_sync_watch_and_find_each_other_through_the_relay() {
+    let relay = RelayHandle::start();
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ben) = (root.path().join("ana"), root.path().join("ben"));
+    let ana_id = json(
+        &ana,
+        &["init", "--name", "Ana", "--relay", &relay.url, "--json"],
+    )["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(
+        &ben,
+        &["init", "--name", "Ben", "--relay", &relay.url, "--json"],
+    );
+    let post = json(&ana, &["post", "hello relay", "--json"])["post_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let summary = json(&ana, &["sync", "--json"]);
+    assert_eq!(summary["waiting"], 0);
+
+    // Ben finds Ana by name and syncs her post.
+    let followed = json(&ben, &["follow", "@ana", "--json"]);
+    assert_eq!(followed["uid"], ana_id.as_str());
+    json(&ben, &["sync", "--json"]);
+    let feed = json(&ben, &["feed", "--json"]);
+    assert_eq!(feed[0]["post_id"], post.as_str());
+
+    // Ben watches; Ana likes nothing of his but posts again: one feed_changed line arrives.
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+        .arg("--profile")
+        .arg(&ben)
+        .args(["watch", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (line_tx, line_rx) = mpsc::channel::<Value>();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("watch printed non-JSON ({e}): {line}"));
+            if line_tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = |pred: &dyn Fn(&Value) -> bool| -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let v = line_rx
+                .recv_timeout(left)
+                .expect("watch printed nothing matching in 15 s");
+            if pred(&v) {
+                return v;
+            }
+        }
+    };
+    wait(&|v| v["event"] == "connection" && v["status"] == "online");
+
+    // While Ben watches, Ana sees him online.
+    json(
+        &ana,
+        &[
+            "follow",
+            &json(&ben, &["whoami", "--json"])["uid"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            "--json",
+        ],
+    );
+    let online = json(&ana, &["online", "--json"]);
+    assert_eq!(online.as_array().unwrap().len(), 1, "{online}");
+    assert_eq!(
+        online[0]["name"],
+        Value::Null,
+        "Ben's profile has not reached Ana yet"
+    );
+
+    json(&ana, &["post", "posted while Ben watches", "--json"]);
+    json(&ana, &["sync", "--json"]);
+    let changed = wait(&|v| v["event"] == "feed_changed");
+    assert_eq!(changed["user"], ana_id.as_str());
+    // Ana's follow of Ben reaches him as a notification.
+    let note = wait(&|v| v["event"] == "notification");
+    assert_eq!(note["notification"]["kind"], "follow");
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    // Without a relay address, sync says what to do.
+    let lonely = root.path().join("lonely");
+    json(&lonely, &["init", "--name", "Lonely", "--json"]);
+    let out = cli(&lonely, &["sync"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--relay ws://HOST:PORT"));
+    let out = cli(&lonely, &["sync", "--relay", "ws://127.0.0.1:9"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the relay at ws://127.0.0.1:9")
+    );
+}

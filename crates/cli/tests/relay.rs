@@ -153,17 +153,11 @@ fn two_people_sync_watch_and_find_each_other_through_the_relay() {
     wait(&|v| v["event"] == "connection" && v["status"] == "online");
 
     // While Ben watches, Ana sees him online.
-    json(
-        &ana,
-        &[
-            "follow",
-            &json(&ben, &["whoami", "--json"])["uid"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            "--json",
-        ],
-    );
+    let ben_id = json(&ben, &["whoami", "--json"])["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&ana, &["follow", &ben_id, "--json"]);
     let online = json(&ana, &["online", "--json"]);
     assert_eq!(online.as_array().unwrap().len(), 1, "{online}");
     assert_eq!(

@@ -7,7 +7,13 @@
 //! Targets on a 2-core machine: p99 < 50 ms at 1,000 followers; < 16 KiB per idle
 //! connection.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::panic,
+    missing_docs
+)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -33,7 +39,14 @@ impl Relay {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
-            .args(["--listen", "127.0.0.1:0", "--log", "error", "--max-connections-per-ip", "20000"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                "error",
+                "--max-connections-per-ip",
+                "20000",
+            ])
             .args(["--messages-per-second", "1000000", "--send-queue", "4096"])
             .arg("--data")
             .arg(dir.path())
@@ -41,13 +54,24 @@ impl Relay {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
-        Self { child, url: format!("ws://{addr}"), _dir: dir }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_owned();
+        Self {
+            child,
+            url: format!("ws://{addr}"),
+            _dir: dir,
+        }
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -75,7 +99,10 @@ fn device(n: u64) -> String {
 async fn push(link: &mut Link, doc: &DocId, am: &mut AutoCommit, state: &mut State) {
     for round in 0..8u64 {
         if let Some(m) = am.sync().generate_sync_message(state) {
-            let items = vec![SyncItem { doc: doc.clone(), message: ByteBuf::from(m.encode()) }];
+            let items = vec![SyncItem {
+                doc: doc.clone(),
+                message: ByteBuf::from(m.encode()),
+            }];
             link.send(&ClientMessage::Sync { items }).await.unwrap();
         } else if round > 0 {
             return;
@@ -103,9 +130,16 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (followers, posts, idle) = if quick { (100, 10, 500) } else { (1_000, 30, 5_000) };
+    let (followers, posts, idle) = if quick {
+        (100, 10, 500)
+    } else {
+        (1_000, 30, 5_000)
+    };
     let relay = Relay::start();
-    println!("Social Sync relay benchmark ({} followers, {} posts, {} idle connections)", followers, posts, idle);
+    println!(
+        "Social Sync relay benchmark ({} followers, {} posts, {} idle connections)",
+        followers, posts, idle
+    );
 
     // ----- fan-out latency ---------------------------------------------------------------
     let author = identity(1);
@@ -122,7 +156,13 @@ async fn main() {
                 let mut am = AutoCommit::new().with_actor(actor_id(me.user_id(), [0; 8]));
                 UserDoc::follow(&mut am, author_uid, 1).unwrap();
                 am.commit();
-                push(&mut link, &DocId::User(me.user_id()), &mut am, &mut State::new()).await;
+                push(
+                    &mut link,
+                    &DocId::User(me.user_id()),
+                    &mut am,
+                    &mut State::new(),
+                )
+                .await;
                 link
             }
         }))
@@ -138,9 +178,14 @@ async fn main() {
             }));
         }
     }
-    println!("connected {followers} followers (each following the author) in {:.1?}", t.elapsed());
+    println!(
+        "connected {followers} followers (each following the author) in {:.1?}",
+        t.elapsed()
+    );
 
-    let mut link = Link::connect(&relay.url, &author, &device(0)).await.unwrap();
+    let mut link = Link::connect(&relay.url, &author, &device(0))
+        .await
+        .unwrap();
     let doc = DocId::User(author_uid);
     let mut am = AutoCommit::new().with_actor(actor_id(author_uid, [0; 8]));
     let mut state = State::new();
@@ -160,7 +205,10 @@ async fn main() {
         let mut got = 0;
         let mut seq = None;
         while got < followers {
-            let (s, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.unwrap().unwrap();
+            let (s, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
             if seq.is_none() {
                 seq = Some(s);
             }
@@ -198,7 +246,10 @@ async fn main() {
     }
     // One frame per post, sent back to back, as a busy client would.
     for m in items {
-        let items = vec![SyncItem { doc: doc.clone(), message: ByteBuf::from(m.encode()) }];
+        let items = vec![SyncItem {
+            doc: doc.clone(),
+            message: ByteBuf::from(m.encode()),
+        }];
         link.send(&ClientMessage::Sync { items }).await.unwrap();
     }
     // Each accepted sync message fans out one frame per follower.
@@ -230,7 +281,11 @@ async fn main() {
     for chunk in (0..idle as u64).collect::<Vec<_>>().chunks(250) {
         let links = join_all(chunk.iter().map(|&i| {
             let url = relay.url.clone();
-            async move { Link::connect(&url, &identity(100_000 + i), &device(i)).await.unwrap() }
+            async move {
+                Link::connect(&url, &identity(100_000 + i), &device(i))
+                    .await
+                    .unwrap()
+            }
         }))
         .await;
         idle_links.extend(links);

@@ -533,3 +533,59 @@ async fn names_blobs_health_and_graceful_shutdown() {
         "{m:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_floods_and_crowds_and_count_them() {
+    let relay = Relay::start(&[
+        "--messages-per-second",
+        "5",
+        "--max-connections-per-ip",
+        "2",
+    ]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+
+    // Twenty pings at once: the first few are answered, the rest refused as rate_limited,
+    // and the connection stays usable.
+    let mut raw = Raw::login(&relay.url(), &ana, "00000000000000c1").await;
+    for id in 0..20 {
+        raw.send(&ClientMessage::Ping { id }).await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    while pongs + limited < 20 {
+        match raw.recv().await.expect("connection ended") {
+            ServerMessage::Pong { .. } => pongs += 1,
+            ServerMessage::Rejected {
+                code: ErrorCode::RateLimited,
+                ..
+            } => limited += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        pongs >= 1 && limited >= 10,
+        "{pongs} answered, {limited} limited"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    raw.send(&ClientMessage::Ping { id: 100 }).await;
+    assert!(
+        raw.until(|m| matches!(m, ServerMessage::Pong { id: 100 }))
+            .await
+            .is_some()
+    );
+
+    // A third connection from the same address is turned away before the upgrade.
+    let _second = Raw::login(&relay.url(), &ana, "00000000000000c2").await;
+    let third = tokio_tungstenite::connect_async(relay.url()).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429)
+        }
+        other => panic!("expected HTTP 429, got {:?}", other.map(|_| ())),
+    }
+    let metrics = relay.metrics().await;
+    assert!(metrics.contains("reason=\"rate_limited\""), "{metrics}");
+    assert!(
+        metrics.contains("reason=\"too_many_connections\""),
+        "{metrics}"
+    );
+}

@@ -173,7 +173,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             p.value(&summary, |w| {
                 writeln!(
                     w,
-                    "Synced {} documents: {} changes received, {} new notifications, {} images, {} changes still waiting",
+                    "Sync done: {} documents offered, {} changes received, {} new notifications, {} images, {} local changes still waiting",
                     summary.documents,
                     summary.received,
                     summary.notifications.len(),

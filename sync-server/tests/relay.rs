@@ -40,6 +40,47 @@ async fn wait_for(
     .expect("no such event within 10 s")
 }
 
+/// A profile staying connected (`SyncEngine::run`) in the background, with its events.
+struct Watch {
+    events: tokio::sync::broadcast::Receiver<Event>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), social_sync_core::SyncError>>,
+}
+
+impl Watch {
+    /// Starts watching and waits until the connection is online.
+    async fn start(profile: &Profile, url: &str) -> Self {
+        let engine = social_sync_core::SyncEngine::new(profile.replica.clone(), url);
+        let mut events = engine.subscribe();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            engine
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        wait_for(&mut events, |e| {
+            matches!(
+                e,
+                Event::Connection {
+                    status: social_sync_core::ConnectionStatus::Online,
+                    ..
+                }
+            )
+        })
+        .await;
+        Self { events, stop, task }
+    }
+
+    /// Stops; returns the events not read yet.
+    async fn stop(self) -> tokio::sync::broadcast::Receiver<Event> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+        self.events
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_reaches_a_follower_after_sync_and_live() {
     let relay = Relay::start(&[]);
@@ -55,30 +96,11 @@ async fn a_post_reaches_a_follower_after_sync_and_live() {
     assert_eq!(feed.posts[0].author_name.as_deref(), Some("Ana"));
 
     // Live: Ben stays connected; Ana posts again.
-    let engine = social_sync_core::SyncEngine::new(ben.replica.clone(), relay.url());
-    let mut events = engine.subscribe();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let watcher = tokio::spawn(async move {
-        engine
-            .run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    wait_for(&mut events, |e| {
-        matches!(
-            e,
-            Event::Connection {
-                status: social_sync_core::ConnectionStatus::Online,
-                ..
-            }
-        )
-    })
-    .await;
+    let mut watch = Watch::start(&ben, &relay.url()).await;
     let second = ana.r().post("second post, live", &[]).unwrap();
     ana.sync().await;
     wait_for(
-        &mut events,
+        &mut watch.events,
         |e| matches!(e, Event::FeedChanged { user } if *user == ana.uid),
     )
     .await;
@@ -90,8 +112,7 @@ async fn a_post_reaches_a_follower_after_sync_and_live() {
             .iter()
             .any(|p| p.post_id == second)
     );
-    let _ = stop_tx.send(());
-    watcher.await.unwrap().unwrap();
+    watch.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,37 +148,20 @@ async fn likes_and_comments_notify_the_author_exactly_once_even_when_offline() {
     assert_eq!(ana.r().unread_count().unwrap(), 3);
 
     // Live, while Ana watches: exactly one notification for a new comment.
-    let engine = social_sync_core::SyncEngine::new(ana.replica.clone(), relay.url());
-    let mut events = engine.subscribe();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        engine
-            .run(async {
-                let _ = stop_rx.await;
-            })
-            .await
-    });
-    wait_for(&mut events, |e| {
-        matches!(
-            e,
-            Event::Connection {
-                status: social_sync_core::ConnectionStatus::Online,
-                ..
-            }
-        )
-    })
-    .await;
+    let mut watch = Watch::start(&ana, &relay.url()).await;
     ben.r().comment(&post, "second thought").unwrap();
     ben.sync().await;
-    let e = wait_for(&mut events, |e| matches!(e, Event::Notification { .. })).await;
+    let e = wait_for(&mut watch.events, |e| {
+        matches!(e, Event::Notification { .. })
+    })
+    .await;
     let Event::Notification { notification } = e else {
         unreachable!()
     };
     assert_eq!(notification.kind, NotificationKind::Comment);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = stop_tx.send(());
-    task.await.unwrap().unwrap();
-    while let Ok(e) = events.try_recv() {
+    let mut rest = watch.stop().await;
+    while let Ok(e) = rest.try_recv() {
         assert!(
             !matches!(e, Event::Notification { .. }),
             "a second notification: {e:?}"

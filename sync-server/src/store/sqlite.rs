@@ -11,19 +11,10 @@ use social_sync_protocol::{BlobHash, DocId, UserId};
 
 use super::{Accepted, RelayStore, StoreError};
 
-const MIGRATIONS: &[M<'static>] = &[M::up(
+const MIGRATIONS: &[M<'static>] = &[M::up(concat!(
+    // Documents, kept as the client keeps them (see `social_sync_core::store::documents`).
+    social_sync_core::document_tables_sql!(),
     r#"
-    CREATE TABLE documents (
-        doc_id     TEXT PRIMARY KEY,
-        snapshot   BLOB NOT NULL DEFAULT x''
-    );
-    CREATE TABLE document_changes (
-        seq        INTEGER PRIMARY KEY,
-        doc_id     TEXT NOT NULL REFERENCES documents(doc_id),
-        hash       BLOB NOT NULL,
-        bytes      BLOB NOT NULL,
-        UNIQUE (doc_id, hash)
-    );
     -- Who follows whom, from the user documents; routes posts to followers.
     CREATE TABLE follows (
         follower   TEXT NOT NULL,
@@ -61,7 +52,7 @@ const MIGRATIONS: &[M<'static>] = &[M::up(
         bytes      BLOB NOT NULL
     );
     "#,
-)];
+))];
 
 /// The relay's SQLite file.
 #[derive(Debug)]

@@ -11,6 +11,26 @@ use social_sync_protocol::DocId;
 
 use crate::{Error, Result};
 
+/// The SQL that creates the two tables this module keeps documents in. Every store that
+/// keeps documents through this module (the client's profile, the relay) creates them with
+/// this, in its first migration.
+#[macro_export]
+macro_rules! document_tables_sql {
+    () => {
+        "CREATE TABLE documents (
+            doc_id     TEXT PRIMARY KEY,
+            snapshot   BLOB NOT NULL DEFAULT x''
+        );
+        CREATE TABLE document_changes (
+            seq        INTEGER PRIMARY KEY,
+            doc_id     TEXT NOT NULL REFERENCES documents(doc_id),
+            hash       BLOB NOT NULL,
+            bytes      BLOB NOT NULL,
+            UNIQUE (doc_id, hash)
+        );"
+    };
+}
+
 /// How many change rows a document may gather before it is compacted.
 pub const COMPACT_AFTER: usize = 64;
 

@@ -12,21 +12,10 @@ pub(crate) fn migrations() -> Migrations<'static> {
 pub(crate) const LATEST: usize = STEPS.len();
 
 const STEPS: &[M<'static>] = &[
-    M::up(
+    M::up(concat!(
+        // Automerge documents: the last compacted snapshot, plus the changes received since.
+        crate::document_tables_sql!(),
         r#"
-    -- Automerge documents: the last compacted snapshot, plus the changes received since.
-    CREATE TABLE documents (
-        doc_id     TEXT PRIMARY KEY,
-        snapshot   BLOB NOT NULL DEFAULT x''
-    );
-    CREATE TABLE document_changes (
-        seq        INTEGER PRIMARY KEY,
-        doc_id     TEXT NOT NULL REFERENCES documents(doc_id),
-        hash       BLOB NOT NULL,
-        bytes      BLOB NOT NULL,
-        UNIQUE (doc_id, hash)
-    );
-
     -- The derived index: always rebuildable from the documents alone.
     CREATE TABLE profiles (
         uid        TEXT PRIMARY KEY,
@@ -112,7 +101,7 @@ const STEPS: &[M<'static>] = &[
     CREATE INDEX notifications_by_time ON notifications(created_at DESC);
     CREATE INDEX notifications_unread ON notifications(read, created_at DESC);
     "#,
-    ),
+    )),
     M::up(
         r#"
     -- Automerge sync state with the relay, per document (what both sides are known to share),

@@ -277,42 +277,44 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
     ana.sync().await;
     let docs_before = relay.metric("social_sync_relay_documents").await;
 
-    // Eve writes into Ana's user document.
+    // Eve writes into Ana's user document; likes Ana's post in Ana's name; sends a change
+    // whose actor claims to be Ana's device. Each is refused as forbidden, with the reason.
     let mut raw = Raw::login(&relay.url(), &eve, "00000000000000e1").await;
-    let mut forged = AutoCommit::new().with_actor(actor_id(eve.uid, [1; 8]));
-    UserDoc::follow(&mut forged, eve.uid, 1).unwrap();
-    forged.commit();
-    let refusals = push(&mut raw, &DocId::User(ana.uid), &mut forged).await;
-    assert!(
-        refusals
-            .iter()
-            .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains("only its owner")),
-        "{refusals:?}"
-    );
-
-    // Eve likes Ana's post in Ana's name.
-    let mut forged = AutoCommit::new().with_actor(actor_id(eve.uid, [2; 8]));
-    ThreadDoc::like(&mut forged, ana.uid, 1).unwrap();
-    forged.commit();
-    let refusals = push(&mut raw, &DocId::Thread(post.clone()), &mut forged).await;
-    assert!(
-        refusals
-            .iter()
-            .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains("like/")),
-        "{refusals:?}"
-    );
-
-    // Eve's device claims to be Ana's.
-    let mut forged = AutoCommit::new().with_actor(actor_id(ana.uid, [3; 8]));
-    ThreadDoc::like(&mut forged, ana.uid, 1).unwrap();
-    forged.commit();
-    let refusals = push(&mut raw, &DocId::Thread(post.clone()), &mut forged).await;
-    assert!(
-        refusals
-            .iter()
-            .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains("not by you")),
-        "{refusals:?}"
-    );
+    let ana_doc = DocId::User(ana.uid);
+    let thread = DocId::Thread(post.clone());
+    type Edit<'a> = &'a dyn Fn(&mut AutoCommit);
+    let attempts: [(_, &DocId, Edit<'_>, &str); 3] = [
+        (
+            eve.uid,
+            &ana_doc,
+            &|am| UserDoc::follow(am, eve.uid, 1).unwrap(),
+            "only its owner",
+        ),
+        (
+            eve.uid,
+            &thread,
+            &|am| ThreadDoc::like(am, ana.uid, 1).unwrap(),
+            "like/",
+        ),
+        (
+            ana.uid,
+            &thread,
+            &|am| ThreadDoc::like(am, ana.uid, 1).unwrap(),
+            "not by you",
+        ),
+    ];
+    for (i, (actor, doc, edit, reason)) in attempts.into_iter().enumerate() {
+        let mut forged = AutoCommit::new().with_actor(actor_id(actor, [i as u8; 8]));
+        edit(&mut forged);
+        forged.commit();
+        let refusals = push(&mut raw, doc, &mut forged).await;
+        assert!(
+            refusals
+                .iter()
+                .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains(reason)),
+            "attempt {i}: {refusals:?}"
+        );
+    }
 
     // A garbage frame: refused, connection stays.
     raw.send_bytes(b"\xffnot cbor".to_vec()).await.unwrap();

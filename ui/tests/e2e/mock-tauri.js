@@ -1,0 +1,167 @@
+// Injected before the app loads (Playwright addInitScript): stands in for the Tauri IPC with
+// an in-memory backend, so the built UI runs in a plain browser. `window.__mock` lets a test
+// emit events (as the sync engine would) and read what the UI asked for.
+(() => {
+  const ME = 'm'.repeat(52);
+  const BEN = 'b'.repeat(52);
+  const CARA = 'c'.repeat(52);
+  const start = Date.now();
+  const state = {
+    me: window.__MOCK_NEW_USER__ ? null : { uid: ME, name: 'Ana' },
+    relay: 'ws://127.0.0.1:8787',
+    status: { status: 'online', waiting: 0, reason: null },
+    profiles: { [ME]: { name: 'Ana', bio: 'Photos of harbours' }, [BEN]: { name: 'Ben', bio: '' }, [CARA]: { name: 'Cara', bio: '' } },
+    follows: new Set([BEN]),
+    followers: { [ME]: new Set([BEN]) },
+    posts: [],
+    comments: {},
+    notifications: [],
+    settings: { notify_likes: true, notify_comments: true, notify_follows: true, sound: true, do_not_disturb: false, theme: 'system', launch_at_login: false },
+    calls: [],
+    seq: 0,
+  };
+  const count = Number(window.__MOCK_POSTS__ ?? 3);
+  for (let i = 0; i < count; i++) {
+    const author = i % 3 === 0 ? ME : BEN;
+    state.posts.push({ post_id: `${author}-p${i}`, author, text: i === 0 ? 'Sunset at the pier' : `Post number ${i}`, media: [], created_at: start - i * 60_000, likes: new Set(), comments: 0 });
+  }
+  state.notifications.push({ id: 'n1', kind: 'like', actor: BEN, post_id: `${ME}-p0`, comment_id: null, created_at: start - 5000, read: false });
+  state.notifications.push({ id: 'n2', kind: 'follow', actor: CARA, post_id: null, comment_id: null, created_at: start - 9000, read: true });
+
+  const name = (uid) => state.profiles[uid]?.name ?? null;
+  const item = (p) => ({
+    post_id: p.post_id, author: p.author, author_name: name(p.author), text: p.text, media: p.media, created_at: p.created_at,
+    likes: p.likes.size, liked_by_me: p.likes.has(ME), comments: (state.comments[p.post_id] ?? []).length,
+  });
+  const note = (n) => ({ ...n, actor_name: name(n.actor) });
+  const feedPosts = () => state.posts.filter((p) => p.author === ME || state.follows.has(p.author)).sort((a, b) => b.created_at - a.created_at || (a.post_id < b.post_id ? 1 : -1));
+  const fail = (code, message) => {
+    throw { code, message };
+  };
+  const find = (id) => state.posts.find((p) => p.post_id === id) ?? fail('unknown_post', `post ${id} is not in this profile`);
+  const session = () => ({ me: state.me, relay: state.relay, status: state.status, unread: state.notifications.filter((n) => !n.read).length });
+  const thread = (id) => ({ post: item(find(id)), comments: (state.comments[id] ?? []).map((c) => ({ ...c, author_name: name(c.author) })) });
+  const profilePage = (uid) => ({
+    profile: {
+      uid, name: name(uid), bio: state.profiles[uid]?.bio ?? '', avatar: null,
+      posts: state.posts.filter((p) => p.author === uid).length,
+      followers: (state.followers[uid] ?? new Set()).size + (uid !== ME && state.follows.has(uid) ? 1 : 0),
+      following: uid === ME ? state.follows.size : 0,
+      followed_by_me: state.follows.has(uid), follows_me: uid === BEN,
+    },
+    posts: state.posts.filter((p) => p.author === uid).map(item),
+    online: uid === BEN,
+  });
+
+  const commands = {
+    session: () => session(),
+    create_profile: ({ name: n, relay }) => {
+      if (!n.trim()) fail('text_length', 'name is 0 characters; it must be between 1 and 64');
+      state.me = { uid: ME, name: n };
+      state.profiles[ME].name = n;
+      state.relay = relay;
+      return session();
+    },
+    feed: ({ after, limit }) => {
+      const all = feedPosts();
+      let startAt = 0;
+      if (after) startAt = all.findIndex((p) => p.post_id === after.post_id) + 1;
+      const page = all.slice(startAt, startAt + limit);
+      const more = startAt + limit < all.length;
+      const last = page[page.length - 1];
+      return { posts: page.map(item), next: more && last ? { created_at: last.created_at, post_id: last.post_id } : null };
+    },
+    create_post: ({ text, images }) => {
+      if (!text.trim() && images.length === 0) fail('text_length', 'post text is 0 characters; it must be between 1 and 5000');
+      const p = { post_id: `${ME}-new${++state.seq}`, author: ME, text, media: images.map((_, i) => `img${i}`), created_at: Date.now(), likes: new Set(), comments: 0 };
+      state.posts.unshift(p);
+      return p.post_id;
+    },
+    delete_post: ({ postId }) => {
+      state.posts = state.posts.filter((p) => p.post_id !== postId);
+    },
+    like: ({ postId }) => (find(postId).likes.add(ME), item(find(postId))),
+    unlike: ({ postId }) => (find(postId).likes.delete(ME), item(find(postId))),
+    thread: ({ postId }) => thread(postId),
+    comment: ({ postId, text }) => {
+      find(postId);
+      (state.comments[postId] ??= []).push({ comment_id: `${ME}-c${++state.seq}`, author: ME, text, created_at: Date.now() });
+      return thread(postId);
+    },
+    delete_comment: ({ commentId }) => {
+      for (const id in state.comments) state.comments[id] = state.comments[id].filter((c) => c.comment_id !== commentId);
+    },
+    profile: ({ uid }) => profilePage(uid ?? ME),
+    update_profile: ({ name: n, bio }) => {
+      state.profiles[ME] = { name: n, bio };
+      state.me = { uid: ME, name: n };
+    },
+    follow: ({ uid }) => void state.follows.add(uid),
+    unfollow: ({ uid }) => void state.follows.delete(uid),
+    find_people: ({ name: q }) => {
+      const query = q.replace(/^@/, '').toLowerCase();
+      return Object.entries(state.profiles).filter(([uid, p]) => uid !== ME && p.name.toLowerCase().startsWith(query)).map(([uid, p]) => ({ uid, name: p.name, followed_by_me: state.follows.has(uid) }));
+    },
+    search: ({ text }) => state.posts.filter((p) => p.text.toLowerCase().includes(text.toLowerCase())).map(item),
+    notifications: ({ unreadOnly }) => state.notifications.filter((n) => !unreadOnly || !n.read).map(note),
+    mark_read: ({ id }) => {
+      const n = state.notifications.find((x) => x.id === id) ?? fail('unknown_notification', `there is no notification ${id}`);
+      n.read = true;
+      return state.notifications.filter((x) => !x.read).length;
+    },
+    mark_all_read: () => (state.notifications.forEach((n) => (n.read = true)), 0),
+    get_settings: () => ({ ...state.settings }),
+    set_settings: ({ settings }) => ((state.settings = { ...settings }), { ...state.settings }),
+    set_relay: ({ url }) => {
+      if (!/^wss?:\/\/./.test(url)) fail('bad_relay_url', `'${url}' is not a relay address: use ws://HOST:PORT or wss://HOST`);
+      state.relay = url;
+      return session();
+    },
+    online: () => [[BEN, ['d1']]],
+  };
+
+  const callbacks = new Map();
+  const listeners = new Map();
+  let nextId = 1;
+  window.__TAURI_INTERNALS__ = {
+    metadata: { currentWindow: { label: 'main' }, currentWebview: { windowLabel: 'main', label: 'main' } },
+    transformCallback(cb, once) {
+      const id = nextId++;
+      callbacks.set(id, (data) => {
+        if (once) callbacks.delete(id);
+        cb && cb(data);
+      });
+      return id;
+    },
+    unregisterCallback: (id) => callbacks.delete(id),
+    convertFileSrc: (path, protocol) => `${protocol}://localhost/${path}`,
+    async invoke(cmd, args) {
+      state.calls.push({ cmd, args });
+      if (cmd === 'plugin:event|listen') {
+        (listeners.get(args.event) ?? listeners.set(args.event, []).get(args.event)).push(args.handler);
+        return args.handler;
+      }
+      if (cmd === 'plugin:event|unlisten') return null;
+      const handler = commands[cmd];
+      if (!handler) throw { code: 'unknown_command', message: `no mock for ${cmd}` };
+      return structuredClone(handler(args ?? {}));
+    },
+  };
+  window.__TAURI_EVENT_PLUGIN_INTERNALS__ = { unregisterListener: () => undefined };
+  window.__mock = {
+    state,
+    ids: { ME, BEN, CARA },
+    emit(event, payload) {
+      for (const h of listeners.get(event) ?? []) callbacks.get(h)?.({ event, id: h, payload });
+    },
+    /** Ben likes a post of Ana's, as a sync would deliver it. */
+    benLikes(postId) {
+      find(postId).likes.add(BEN);
+      const n = { id: `like-${postId}`, kind: 'like', actor: BEN, post_id: postId, comment_id: null, created_at: Date.now(), read: false };
+      state.notifications.unshift(n);
+      this.emit('sync-event', { event: 'thread_changed', post_id: postId });
+      this.emit('sync-event', { event: 'notification', notification: note(n) });
+    },
+    calls: (cmd) => state.calls.filter((c) => c.cmd === cmd),
+  };
+})();

@@ -42,3 +42,36 @@ ensure_build_tools() {
   # gcc builds the bundled SQLite; pkg-config is asked for by -sys crates.
   ensure_packages build-essential pkg-config
 }
+
+# The desktop app's build needs WebKitGTK and friends (Tauri on Linux).
+ensure_app_build_deps() {
+  ensure_packages libwebkit2gtk-4.1-dev libsoup-3.0-dev libayatana-appindicator3-dev librsvg2-dev \
+    libxdo-dev libssl-dev file
+}
+
+# Headless UI and desktop tests: Xvfb, a private D-Bus, WebKitWebDriver, Chromium for Playwright.
+ensure_gui_test_deps() {
+  ensure_packages xvfb xauth dbus dbus-x11 webkit2gtk-driver python3-dbus python3-gi chromium
+}
+
+# npm packages of ui/, installed from the lock file when missing or out of date.
+ensure_node_modules() {
+  command -v npm >/dev/null || ensure_packages nodejs npm
+  if [ ! -f "$ROOT/ui/node_modules/.package-lock.json" ] || [ "$ROOT/ui/package-lock.json" -nt "$ROOT/ui/node_modules/.package-lock.json" ]; then
+    say "installing npm packages (ui/)"
+    (cd "$ROOT/ui" && npm ci --no-audit --no-fund)
+  fi
+}
+
+# tauri-driver (WebDriver for Tauri apps), built from crates.io once.
+ensure_tauri_driver() {
+  if ! command -v tauri-driver >/dev/null; then
+    say "installing tauri-driver"
+    cargo install tauri-driver --locked --version '^2'
+  fi
+}
+
+build_ui() {
+  say "building the UI (ui/dist)"
+  (cd "$ROOT/ui" && npm run build --silent)
+}

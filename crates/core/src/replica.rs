@@ -199,8 +199,39 @@ impl Replica {
         })
     }
 
-    /// Posts `text` with images read from `images`; returns the new post's id.
+    /// Posts `text` with images read from the files `images`; returns the new post's id.
     pub fn post(&mut self, text: &str, images: &[PathBuf]) -> Result<PostId> {
+        self.check_image_count(images.len())?;
+        let images = images
+            .iter()
+            .map(|p| read_image(p))
+            .collect::<Result<Vec<_>>>()?;
+        self.post_checked(text, images)
+    }
+
+    /// Posts `text` with images given as bytes (pasted or dropped in the app); returns the
+    /// new post's id.
+    pub fn post_with_image_bytes(&mut self, text: &str, images: Vec<Vec<u8>>) -> Result<PostId> {
+        self.check_image_count(images.len())?;
+        let images = images
+            .into_iter()
+            .enumerate()
+            .map(|(i, bytes)| checked_image(Path::new(&format!("image {}", i + 1)), bytes))
+            .collect::<Result<Vec<_>>>()?;
+        self.post_checked(text, images)
+    }
+
+    fn check_image_count(&self, count: usize) -> Result<()> {
+        if count > limits::IMAGES_PER_POST {
+            return Err(Error::TooManyImages {
+                count,
+                max: limits::IMAGES_PER_POST,
+            });
+        }
+        Ok(())
+    }
+
+    fn post_checked(&mut self, text: &str, images: Vec<(&'static str, Vec<u8>)>) -> Result<PostId> {
         let text = checked_text("post text", text, limits::POST_TEXT)?;
         if text.trim().is_empty() && images.is_empty() {
             return Err(Error::TextLength {
@@ -210,16 +241,6 @@ impl Replica {
                 max: limits::POST_TEXT.1,
             });
         }
-        if images.len() > limits::IMAGES_PER_POST {
-            return Err(Error::TooManyImages {
-                count: images.len(),
-                max: limits::IMAGES_PER_POST,
-            });
-        }
-        let images = images
-            .iter()
-            .map(|p| read_image(p))
-            .collect::<Result<Vec<_>>>()?;
         let id = PostId::new(self.me, &self.env.random_bytes::<10>());
         let created_at = self.env.clock.now_ms();
         self.edit(DocId::User(self.me), |am, conn| {
@@ -237,6 +258,16 @@ impl Replica {
             Ok(())
         })?;
         Ok(id)
+    }
+
+    /// An app setting (free-form text by key), if set.
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        settings::get(self.store.conn(), key)
+    }
+
+    /// Sets an app setting.
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.store.write(|c| settings::set(c, key, value))
     }
 
     /// Deletes one of the user's own posts.
@@ -393,6 +424,16 @@ impl Replica {
     /// A user's profile.
     pub fn profile(&self, uid: UserId) -> Result<ProfileView> {
         queries::profile(self.store.conn(), self.me, uid)
+    }
+
+    /// A user's posts, newest first.
+    pub fn posts_by(&self, author: UserId, limit: usize) -> Result<Vec<FeedItem>> {
+        queries::posts_by(self.store.conn(), self.me, author, limit)
+    }
+
+    /// People this profile holds whose name starts with `prefix`.
+    pub fn people(&self, prefix: &str, limit: usize) -> Result<Vec<queries::PersonHit>> {
+        queries::people(self.store.conn(), self.me, prefix, limit)
     }
 
     /// Full-text search over every post this profile holds.
@@ -797,12 +838,24 @@ fn read_image(path: &Path) -> Result<(&'static str, Vec<u8>)> {
             max: limits::IMAGE_BYTES,
         });
     }
-    let bytes = fs::read(path).map_err(io)?;
+    checked_image(path, fs::read(path).map_err(io)?)
+}
+
+/// Checks an image's size and kind; `name` names it in errors.
+fn checked_image(name: &Path, bytes: Vec<u8>) -> Result<(&'static str, Vec<u8>)> {
+    let size = bytes.len() as u64;
+    if size > limits::IMAGE_BYTES {
+        return Err(Error::ImageTooLarge {
+            path: name.to_owned(),
+            size,
+            max: limits::IMAGE_BYTES,
+        });
+    }
     let mime = infer::get(&bytes)
         .map(|t| t.mime_type())
         .filter(|m| matches!(*m, "image/png" | "image/jpeg" | "image/gif" | "image/webp"))
         .ok_or_else(|| Error::NotAnImage {
-            path: path.to_owned(),
+            path: name.to_owned(),
         })?;
     Ok((mime, bytes))
 }

@@ -241,6 +241,69 @@ fn count(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<u6
     Ok(conn.prepare_cached(sql)?.query_row(args, |r| r.get(0))?)
 }
 
+/// A user's posts, newest first.
+pub fn posts_by(
+    conn: &Connection,
+    viewer: UserId,
+    author: UserId,
+    limit: usize,
+) -> Result<Vec<FeedItem>> {
+    let sql =
+        format!("{ITEM} WHERE p.author = ?2 ORDER BY p.created_at DESC, p.post_id DESC LIMIT ?3");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            viewer.to_string(),
+            author.to_string(),
+            limit.clamp(1, MAX_PAGE)
+        ],
+        item_from_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A person found by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PersonHit {
+    /// The user.
+    pub uid: UserId,
+    /// Their display name.
+    pub name: String,
+    /// Whether the viewer follows them.
+    pub followed_by_me: bool,
+}
+
+/// Users this profile holds whose display name starts with `prefix` (case-insensitive).
+pub fn people(
+    conn: &Connection,
+    viewer: UserId,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<PersonHit>> {
+    let pattern = format!(
+        "{}%",
+        prefix
+            .trim()
+            .trim_start_matches('@')
+            .replace(['%', '_'], "")
+    );
+    let mut stmt = conn.prepare_cached(
+        "SELECT p.uid, p.name, EXISTS (SELECT 1 FROM follows f WHERE f.follower = ?1 AND f.followee = p.uid)
+         FROM profiles p WHERE p.name LIKE ?2 AND p.uid != ?1 ORDER BY p.name COLLATE NOCASE LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![viewer.to_string(), pattern, limit.clamp(1, MAX_PAGE)],
+        |r| {
+            Ok(PersonHit {
+                uid: parse_col(r, 0)?,
+                name: r.get(1)?,
+                followed_by_me: r.get(2)?,
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// Posts whose text matches every word of `query` (the last word as a prefix), best match
 /// first. Searches everything this profile holds, offline too.
 pub fn search(

@@ -1,0 +1,162 @@
+//! Runs the core's sync engine on its own thread and runtime (so no sync work touches the
+//! UI thread), forwards its events to the front end, raises notifications, and keeps the
+//! tray and badge counts and the presence map current.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use social_sync_core::{ConnectionStatus, Event, Replica, SyncEngine, UserId};
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::oneshot;
+
+use crate::AppState;
+
+/// What the UI shows of the connection.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Connecting, online, offline or reconnecting.
+    pub status: ConnectionStatus,
+    /// Local changes not yet on the relay.
+    pub waiting: u64,
+    /// Why it is offline, if known.
+    pub reason: Option<String>,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self {
+            status: ConnectionStatus::Offline,
+            waiting: 0,
+            reason: None,
+        }
+    }
+}
+
+/// A running sync thread; stopped when dropped.
+pub struct BackgroundSync {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BackgroundSync {
+    /// Starts syncing `replica` with the relay at `url`.
+    pub fn start(app: AppHandle, replica: Arc<Mutex<Replica>>, url: String) -> Self {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("sync".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the sync runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let engine = SyncEngine::new(replica, url);
+                    let mut events = engine.subscribe();
+                    let forward = async {
+                        loop {
+                            match events.recv().await {
+                                Ok(event) => on_event(&app, event),
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                            }
+                        }
+                    };
+                    let run = engine.run(async {
+                        let _ = stop_rx.await;
+                    });
+                    tokio::select! {
+                        result = run => {
+                            if let Err(e) = result {
+                                tracing::warn!(error = %e, "sync stopped");
+                                let state = app.state::<AppState>();
+                                *state.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Status {
+                                    status: ConnectionStatus::Offline,
+                                    waiting: 0,
+                                    reason: Some(e.to_string()),
+                                };
+                            }
+                        }
+                        () = forward => {}
+                    }
+                });
+            })
+            .ok();
+        Self {
+            stop: Some(stop),
+            thread,
+        }
+    }
+}
+
+impl Drop for BackgroundSync {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Online devices per followed user.
+pub type Presence = BTreeMap<UserId, BTreeSet<String>>;
+
+fn on_event(app: &AppHandle, event: Event) {
+    let state = app.state::<AppState>();
+    match &event {
+        Event::Connection {
+            status,
+            waiting,
+            reason,
+        } => {
+            *state
+                .status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Status {
+                status: *status,
+                waiting: *waiting,
+                reason: reason.clone(),
+            };
+            if *status != ConnectionStatus::Online {
+                state
+                    .presence
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clear();
+            }
+        }
+        Event::Presence {
+            user,
+            device,
+            online,
+        } => {
+            let mut presence = state
+                .presence
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let devices = presence.entry(*user).or_default();
+            if *online {
+                devices.insert(device.clone());
+            } else {
+                devices.remove(device);
+                if devices.is_empty() {
+                    presence.remove(user);
+                }
+            }
+        }
+        Event::Notification { notification } => {
+            let settings = state.settings();
+            state.notifier().push(notification.clone(), &settings);
+            if let Ok(unread) = state.with_replica(|r| Ok(r.unread_count()?)) {
+                crate::tray::show_unread(app, unread);
+            }
+        }
+        _ => {}
+    }
+    let _ = app.emit("sync-event", &event);
+}

@@ -1,0 +1,283 @@
+//! The commands the front end calls: thin adapters over `social_sync_core::Replica`.
+//! Arguments arrive camelCased from JavaScript; errors leave as `{code, message}`.
+
+use base64::Engine;
+use serde::Serialize;
+use social_sync_core::store::queries::PersonHit;
+use social_sync_core::{
+    CommentId, FeedCursor, FeedItem, FeedPage, Notification, PostId, ProfileView, ThreadView,
+    UserId,
+};
+use tauri::{AppHandle, State};
+
+use crate::AppState;
+use crate::background_sync::Status;
+use crate::error::{CommandError, CommandResult};
+use crate::settings::AppSettings;
+
+/// Who is signed in, and the connection.
+#[derive(Debug, Serialize)]
+pub struct Session {
+    /// The local user, once a profile exists.
+    pub me: Option<Me>,
+    /// The relay address.
+    pub relay: Option<String>,
+    /// The connection.
+    pub status: Status,
+    /// Unread notifications.
+    pub unread: u64,
+}
+
+/// The local user.
+#[derive(Debug, Serialize)]
+pub struct Me {
+    /// User id.
+    pub uid: UserId,
+    /// Display name.
+    pub name: String,
+}
+
+/// The first screen's question: is there a profile, and how is the connection.
+#[tauri::command]
+pub fn session(state: State<'_, AppState>) -> CommandResult<Session> {
+    state.session()
+}
+
+/// Makes the profile (first run): a key pair and a display name; starts syncing.
+#[tauri::command]
+pub fn create_profile(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    name: String,
+    relay: String,
+) -> CommandResult<Session> {
+    state.create_profile(&app, &name, &relay)?;
+    state.session()
+}
+
+/// A page of the feed.
+#[tauri::command]
+pub fn feed(
+    state: State<'_, AppState>,
+    after: Option<FeedCursor>,
+    limit: Option<usize>,
+) -> CommandResult<FeedPage> {
+    state.with_replica(|r| Ok(r.feed(after.as_ref(), limit.unwrap_or(50))?))
+}
+
+/// Posts text with images (base64-encoded bytes from the file picker, a drop or a paste).
+#[tauri::command]
+pub fn create_post(
+    state: State<'_, AppState>,
+    text: String,
+    images: Vec<String>,
+) -> CommandResult<PostId> {
+    let images = images
+        .iter()
+        .map(|b64| base64::engine::general_purpose::STANDARD.decode(b64))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            CommandError::new(
+                "not_an_image",
+                format!("an attached image could not be read ({e}); attach it again"),
+            )
+        })?;
+    state.with_replica(|r| Ok(r.post_with_image_bytes(&text, images)?))
+}
+
+/// Deletes one of the user's posts.
+#[tauri::command]
+pub fn delete_post(state: State<'_, AppState>, post_id: PostId) -> CommandResult<()> {
+    state.with_replica(|r| Ok(r.delete_post(&post_id)?))
+}
+
+/// Likes a post; returns it with the new count.
+#[tauri::command]
+pub fn like(state: State<'_, AppState>, post_id: PostId) -> CommandResult<FeedItem> {
+    state.with_replica(|r| {
+        r.like(&post_id)?;
+        Ok(r.post_view(&post_id)?)
+    })
+}
+
+/// Takes a like back; returns the post with the new count.
+#[tauri::command]
+pub fn unlike(state: State<'_, AppState>, post_id: PostId) -> CommandResult<FeedItem> {
+    state.with_replica(|r| {
+        r.unlike(&post_id)?;
+        Ok(r.post_view(&post_id)?)
+    })
+}
+
+/// A post and its comments.
+#[tauri::command]
+pub fn thread(state: State<'_, AppState>, post_id: PostId) -> CommandResult<ThreadView> {
+    state.with_replica(|r| Ok(r.thread(&post_id)?))
+}
+
+/// Comments on a post; returns the thread.
+#[tauri::command]
+pub fn comment(
+    state: State<'_, AppState>,
+    post_id: PostId,
+    text: String,
+) -> CommandResult<ThreadView> {
+    state.with_replica(|r| {
+        r.comment(&post_id, &text)?;
+        Ok(r.thread(&post_id)?)
+    })
+}
+
+/// Deletes one of the user's comments.
+#[tauri::command]
+pub fn delete_comment(state: State<'_, AppState>, comment_id: CommentId) -> CommandResult<()> {
+    state.with_replica(|r| Ok(r.delete_comment(&comment_id)?))
+}
+
+/// A profile page: the profile, their posts, and whether they are online.
+#[derive(Debug, Serialize)]
+pub struct ProfilePage {
+    /// The profile.
+    pub profile: ProfileView,
+    /// Their posts, newest first.
+    pub posts: Vec<FeedItem>,
+    /// Online now (known for users the local user follows).
+    pub online: bool,
+}
+
+/// A user's profile page (the local user's own if `uid` is absent).
+#[tauri::command]
+pub fn profile(state: State<'_, AppState>, uid: Option<UserId>) -> CommandResult<ProfilePage> {
+    let online = state.online();
+    state.with_replica(|r| {
+        let uid = uid.unwrap_or(r.user_id());
+        Ok(ProfilePage {
+            profile: r.profile(uid)?,
+            posts: r.posts_by(uid, 100)?,
+            online: online.contains_key(&uid),
+        })
+    })
+}
+
+/// Changes the user's name and bio.
+#[tauri::command]
+pub fn update_profile(state: State<'_, AppState>, name: String, bio: String) -> CommandResult<()> {
+    state.with_replica(|r| Ok(r.set_profile(Some(&name), Some(&bio))?))
+}
+
+/// Follows a user.
+#[tauri::command]
+pub fn follow(state: State<'_, AppState>, uid: UserId) -> CommandResult<()> {
+    state.with_replica(|r| Ok(r.follow(uid)?))
+}
+
+/// Stops following a user.
+#[tauri::command]
+pub fn unfollow(state: State<'_, AppState>, uid: UserId) -> CommandResult<()> {
+    state.with_replica(|r| Ok(r.unfollow(uid)?))
+}
+
+/// People by name: those this profile already holds, and the exact name on the relay.
+#[tauri::command]
+pub async fn find_people(
+    state: State<'_, AppState>,
+    name: String,
+) -> CommandResult<Vec<PersonHit>> {
+    let mut hits = state.with_replica(|r| Ok(r.people(&name, 20)?))?;
+    if let Some(engine) = state.engine()? {
+        match engine.lookup_name(&name).await {
+            Ok(Some(uid)) if !hits.iter().any(|h| h.uid == uid) => {
+                let me = state.with_replica(|r| Ok(r.user_id()))?;
+                if uid != me {
+                    let followed = state.with_replica(|r| Ok(r.following()?.contains(&uid)))?;
+                    hits.insert(
+                        0,
+                        PersonHit {
+                            uid,
+                            name: name.trim_start_matches('@').to_owned(),
+                            followed_by_me: followed,
+                        },
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::info!(error = %e, "name lookup on the relay failed; showing local matches only")
+            }
+        }
+    }
+    Ok(hits)
+}
+
+/// Full-text search over every post this profile holds (works offline).
+#[tauri::command]
+pub fn search(state: State<'_, AppState>, text: String) -> CommandResult<Vec<FeedItem>> {
+    state.with_replica(|r| Ok(r.search(&text, 100)?))
+}
+
+/// Notifications, newest first.
+#[tauri::command]
+pub fn notifications(
+    state: State<'_, AppState>,
+    unread_only: bool,
+) -> CommandResult<Vec<Notification>> {
+    state.with_replica(|r| Ok(r.notifications(unread_only, 200)?))
+}
+
+/// Marks one notification read.
+#[tauri::command]
+pub fn mark_read(app: AppHandle, state: State<'_, AppState>, id: String) -> CommandResult<u64> {
+    let unread = state.with_replica(|r| {
+        r.mark_read(&id)?;
+        Ok(r.unread_count()?)
+    })?;
+    crate::tray::show_unread(&app, unread);
+    Ok(unread)
+}
+
+/// Marks every notification read.
+#[tauri::command]
+pub fn mark_all_read(app: AppHandle, state: State<'_, AppState>) -> CommandResult<u64> {
+    state.with_replica(|r| Ok(r.mark_all_read().map(drop)?))?;
+    crate::tray::show_unread(&app, 0);
+    Ok(0)
+}
+
+/// The app's settings.
+#[tauri::command]
+pub fn get_settings(state: State<'_, AppState>) -> CommandResult<AppSettings> {
+    Ok(state.settings())
+}
+
+/// Saves the app's settings (and applies launch-at-login).
+#[tauri::command]
+pub fn set_settings(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    settings: AppSettings,
+) -> CommandResult<AppSettings> {
+    state.with_replica(|r| Ok(settings.save(r)?))?;
+    crate::apply_autostart(&app, settings.launch_at_login);
+    Ok(settings)
+}
+
+/// Points the profile at another relay and reconnects.
+#[tauri::command]
+pub fn set_relay(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    url: String,
+) -> CommandResult<Session> {
+    state.set_relay(&app, &url)?;
+    state.session()
+}
+
+/// Users the local user follows who are online, with their devices.
+#[tauri::command]
+pub fn online(state: State<'_, AppState>) -> CommandResult<Vec<(UserId, Vec<String>)>> {
+    Ok(state
+        .online()
+        .into_iter()
+        .map(|(u, d)| (u, d.into_iter().collect()))
+        .collect())
+}

@@ -1,0 +1,233 @@
+// The real desktop app, twice (Ana and Ben, two profiles), against a real relay, under Xvfb:
+// each instance runs in its own private D-Bus session with a stand-in notification server
+// that records every Notify call. Driven through tauri-driver + WebKitWebDriver.
+//
+// Needs: DISPLAY (run under xvfb-run), and the env vars APP_BIN, RELAY_BIN, TAURI_DRIVER.
+// SCREENSHOTS_DIR, when set, receives a screenshot of every main screen.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { Session, sleep } from './webdriver.mjs';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const APP = process.env.APP_BIN;
+const RELAY = process.env.RELAY_BIN;
+const DRIVER = process.env.TAURI_DRIVER ?? 'tauri-driver';
+const SHOTS = process.env.SCREENSHOTS_DIR;
+const work = mkdtempSync(join(tmpdir(), 'social-sync-desktop-'));
+const children = [];
+
+function run(cmd, args, options = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  children.push(child);
+  child.stderr.on('data', (d) => process.env.DESKTOP_TEST_VERBOSE && process.stderr.write(d));
+  return child;
+}
+
+function firstLine(child, prefix) {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const line = buf.split('\n').find((l) => l.startsWith(prefix));
+      if (line) resolve(line.slice(prefix.length).trim());
+    });
+    child.on('exit', (code) => reject(new Error(`${child.spawnfile} exited (${code}) before printing "${prefix}"`)));
+  });
+}
+
+class Relay {
+  constructor() {
+    this.data = join(work, 'relay');
+    this.port = 0;
+  }
+  async start() {
+    this.proc = run(RELAY, ['--listen', `127.0.0.1:${this.port}`, '--data', this.data, '--log', 'warn']);
+    const addr = await firstLine(this.proc, 'listening on ');
+    this.port = Number(addr.split(':')[1]);
+    this.url = `ws://${addr}`;
+  }
+  stop() {
+    this.proc.kill('SIGKILL');
+  }
+}
+
+/** One app instance: its own profile, D-Bus session, notification log and driver port. */
+async function startApp(name, { sound, port }) {
+  const profile = join(work, `profile-${name}`);
+  const log = join(work, `notifications-${name}.jsonl`);
+  const script = `/usr/bin/python3 '${here}/notify_server.py' '${log}' ${sound ? 'sound' : 'nosound'} &
+    for i in $(seq 100); do [ -f '${log}' ] && break; sleep 0.05; done
+    exec '${DRIVER}' --port ${port} --native-port ${port + 1}`;
+  run('dbus-run-session', ['--', 'bash', '-c', script], {
+    env: { ...process.env, SOCIAL_SYNC_PROFILE: profile, NO_AT_BRIDGE: '1', SOCIAL_SYNC_LOG: 'warn' },
+  });
+  await waitForPort(port);
+  const session = await Session.start(port, APP);
+  await session.waitFor('#app > *');
+  return { name, session, log, notifications: () => readLog(log) };
+}
+
+function readLog(path) {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+async function waitForPort(port) {
+  for (let i = 0; i < 200; i++) {
+    try {
+      await fetch(`http://127.0.0.1:${port}/status`);
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error(`tauri-driver did not listen on ${port}`);
+}
+
+async function waitUntil(what, fn, timeout = 30000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last;
+    await sleep(200);
+  }
+  throw new Error(`timed out: ${what} (last: ${JSON.stringify(last)})`);
+}
+
+async function shot(app, name) {
+  if (!SHOTS) return;
+  mkdirSync(SHOTS, { recursive: true });
+  writeFileSync(join(SHOTS, `${name}.png`), await app.session.screenshot());
+}
+
+async function onboard(app, name, relay) {
+  const s = app.session;
+  await s.waitFor('h1', { text: 'Welcome to Social Sync' });
+  await shot(app, 'onboarding');
+  await s.type('input[name=name]', name);
+  await s.type('input[name=relay]', relay);
+  await s.click('button[type=submit]', 'Start');
+  await s.waitFor('[data-testid=status]', { text: 'Online' });
+}
+
+const nav = (app, label) => app.session.click('button.nav', label);
+
+let relay;
+let ana;
+let ben;
+
+before(async () => {
+  assert.ok(APP && RELAY, 'set APP_BIN and RELAY_BIN');
+  relay = new Relay();
+  await relay.start();
+  ana = await startApp('ana', { sound: true, port: 4444 });
+  ben = await startApp('ben', { sound: false, port: 4450 });
+});
+
+after(async () => {
+  await ana?.session.close();
+  await ben?.session.close();
+  for (const c of children) c.kill('SIGKILL');
+});
+
+test('two people on two real app instances: live feed, counts, threads, one notification per event, offline', async () => {
+  await onboard(ana, 'Ana', relay.url);
+  await onboard(ben, 'Ben', relay.url);
+
+  // Ben finds Ana by name on the relay and follows her.
+  await nav(ben, 'Search');
+  await waitUntil('Ana is known to the relay', async () => {
+    await ben.session.type('#search-input', 'ana');
+    await sleep(600);
+    return (await ben.session.text('[data-testid=person-follow]')) === 'Follow';
+  });
+  await ben.session.click('[data-testid=person-follow]', 'Follow');
+  await ben.session.waitFor('[data-testid=person-follow]', { text: 'Unfollow' });
+
+  // Ana posts; Ben sees it without any refresh.
+  await nav(ana, 'Feed');
+  await ana.session.type('#compose-text', 'Hello from the real app');
+  await ana.session.click('form.compose button[type=submit]', 'Post');
+  await ana.session.waitFor('[data-post-card]', { text: 'Hello from the real app' });
+  await nav(ben, 'Feed');
+  await ben.session.waitFor('[data-post-card]', { text: 'Hello from the real app' });
+
+  // Ben likes; Ana's count follows live.
+  await ben.session.click('[data-post-card] [data-testid=like]');
+  await ana.session.waitFor('[data-post-card] [data-testid=like-count]', { text: '1' });
+  await sleep(1500);
+
+  // Ben comments; Ana has the thread open and it updates live.
+  await ana.session.click('[data-post-card] [data-testid=comments]');
+  await ana.session.waitFor('[data-testid=thread]');
+  await ben.session.click('[data-post-card] [data-testid=comments]');
+  await ben.session.type('#comment-text', 'Looks great!');
+  await ben.session.click('.comment-form button[type=submit]', 'Send');
+  await ana.session.waitFor('[data-testid=thread] [data-testid=comment]', { text: 'Looks great!' });
+  await shot(ana, 'thread');
+
+  // Ana's desktop raised exactly one notification per event, each with the sound hint.
+  const notes = await waitUntil('three notifications for Ana', async () => {
+    const n = ana.notifications();
+    return n.length >= 3 ? n : null;
+  });
+  await sleep(2000);
+  const all = ana.notifications();
+  assert.equal(all.length, 3, JSON.stringify(all, null, 1));
+  const bodies = all.map((n) => n.body).sort();
+  assert.deepEqual(bodies, ['Ben commented on your post', 'Ben followed you', 'Ben liked your post']);
+  for (const n of notes) {
+    assert.equal(n.app, 'Social Sync');
+    assert.equal(n.hints['sound-name'], 'message-new-instant', JSON.stringify(n));
+  }
+  await ana.session.click('[data-testid=thread] button[aria-label="Close comments"]');
+
+  // Ana follows Ben back: Ben's notification server has no "sound" capability, so the app
+  // plays its own sound.
+  await nav(ana, 'Search');
+  await waitUntil('Ben is known to the relay', async () => {
+    await ana.session.type('#search-input', 'ben');
+    await sleep(600);
+    return (await ana.session.text('[data-testid=person-follow]')) === 'Follow';
+  });
+  await ana.session.click('[data-testid=person-follow]', 'Follow');
+  await waitUntil('a follow notification for Ben', async () => ben.notifications().some((n) => n.body === 'Ana followed you'));
+  const benNote = ben.notifications().find((n) => n.body === 'Ana followed you');
+  assert.equal(benNote.hints['sound-name'], undefined, 'no sound hint where the server cannot play it');
+  await waitUntil('the app played its own sound', async () => Number(await ben.session.script('return document.body.dataset.soundsPlayed || "0"')) >= 1);
+
+  // With the relay down, Ben comments; when it returns, Ana receives it.
+  await nav(ana, 'Feed');
+  relay.stop();
+  await ben.session.waitFor('[data-testid=status]', { text: 'Offline' });
+  await ben.session.type('#comment-text', 'Written while the relay was down');
+  await ben.session.click('.comment-form button[type=submit]', 'Send');
+  await ben.session.waitFor('[data-testid=status]', { text: 'waiting', timeout: 10000 });
+  await shot(ben, 'offline');
+  await relay.start();
+  await ana.session.waitFor('[data-post-card] [data-testid=comment-count]', { text: '2', timeout: 60000 });
+  await waitUntil('the offline comment notified Ana', async () => ana.notifications().length === 4);
+
+  // Screens for the README.
+  await shot(ana, 'feed');
+  await nav(ana, 'Notifications');
+  await ana.session.waitFor('[data-testid=notification]');
+  await shot(ana, 'notifications');
+  await nav(ana, 'Profile');
+  await ana.session.waitFor('.profile-head');
+  await shot(ana, 'profile');
+  await nav(ana, 'Search');
+  await ana.session.type('#search-input', 'real app');
+  await ana.session.waitFor('[data-post-card]');
+  await shot(ana, 'search');
+  await nav(ana, 'Settings');
+  await ana.session.waitFor('h1', { text: 'Settings' });
+  await shot(ana, 'settings');
+});

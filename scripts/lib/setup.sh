@@ -54,12 +54,13 @@ ensure_gui_test_deps() {
   ensure_packages xvfb xauth dbus dbus-x11 webkit2gtk-driver python3-dbus python3-gi chromium
 }
 
-# npm packages of ui/, installed from the lock file when missing or out of date.
+# npm packages of ui/, installed (as the lock file pins them) when missing or out of date.
+# (`npm ci` refuses this lock file over the CLI's optional per-platform packages.)
 ensure_node_modules() {
   command -v npm >/dev/null || ensure_packages nodejs npm
   if [ ! -f "$ROOT/ui/node_modules/.package-lock.json" ] || [ "$ROOT/ui/package-lock.json" -nt "$ROOT/ui/node_modules/.package-lock.json" ]; then
     say "installing npm packages (ui/)"
-    (cd "$ROOT/ui" && npm ci --no-audit --no-fund)
+    (cd "$ROOT/ui" && npm install --no-audit --no-fund)
   fi
 }
 

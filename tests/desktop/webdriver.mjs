@@ -61,11 +61,14 @@ export class Session {
     );
   }
 
+  /** Sets a field's value the way typing does: the value, then an `input` event. */
   async type(css, value) {
     await this.waitFor(css);
-    const id = await this.find(css);
-    await this.cmd('POST', `/element/${id}/clear`);
-    await this.cmd('POST', `/element/${id}/value`, { text: value });
+    await this.script(
+      `const el=document.querySelector(arguments[0]); el.focus(); el.value=arguments[1];
+       el.dispatchEvent(new Event('input',{bubbles:true}));`,
+      [css, value],
+    );
   }
 
   async text(css) {
@@ -84,7 +87,7 @@ export class Session {
 
   async close() {
     try {
-      await fetch(`${this.base}/session/${this.id}`, { method: 'DELETE' });
+      await fetch(`${this.base}/session/${this.id}`, { method: 'DELETE', signal: AbortSignal.timeout(5000) });
     } catch {
       // The app may already be gone.
     }
@@ -94,14 +97,14 @@ export class Session {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function post(url, body) {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(60000) });
   const json = await res.json();
   if (!res.ok) throw new WebDriverError(json.value?.error ?? res.status, json.value?.message ?? '');
   return json;
 }
 
 async function get(url) {
-  const res = await fetch(url);
+  const res = await fetch(url, { signal: AbortSignal.timeout(60000) });
   const json = await res.json();
   if (!res.ok) throw new WebDriverError(json.value?.error ?? res.status, json.value?.message ?? '');
   return json;

@@ -23,7 +23,8 @@ const work = mkdtempSync(join(tmpdir(), 'social-sync-desktop-'));
 const children = [];
 
 function run(cmd, args, options = {}) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  // Own process group, so teardown kills everything it started (drivers, webviews, servers).
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options });
   children.push(child);
   child.stderr.on('data', (d) => process.env.DESKTOP_TEST_VERBOSE && process.stderr.write(d));
   return child;
@@ -53,7 +54,7 @@ class Relay {
     this.url = `ws://${addr}`;
   }
   stop() {
-    this.proc.kill('SIGKILL');
+    process.kill(-this.proc.pid, 'SIGKILL');
   }
 }
 
@@ -134,7 +135,13 @@ before(async () => {
 after(async () => {
   await ana?.session.close();
   await ben?.session.close();
-  for (const c of children) c.kill('SIGKILL');
+  for (const c of children) {
+    try {
+      process.kill(-c.pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
 });
 
 test('two people on two real app instances: live feed, counts, threads, one notification per event, offline', async () => {

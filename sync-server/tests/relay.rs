@@ -342,19 +342,7 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
 
     // An oversize frame: a fatal error, then close.
     let _ = raw.send_bytes(vec![0u8; 100_000]).await;
-    let m = raw
-        .until(|m| matches!(m, ServerMessage::Error { .. }))
-        .await;
-    assert!(
-        matches!(
-            m,
-            Some(ServerMessage::Error {
-                code: ErrorCode::TooLarge,
-                ..
-            })
-        ),
-        "{m:?}"
-    );
+    raw.expect_fatal(ErrorCode::TooLarge).await;
 
     // A bad signature.
     let mut raw = Raw::connect(&relay.url()).await;
@@ -460,19 +448,7 @@ async fn presence_never_leaves_a_ghost() {
     // A second connection of the same device replaces the first: one entry.
     let mut first = Raw::login(&relay.url(), &ana, "00000000000000a1").await;
     let _second = Raw::login(&relay.url(), &ana, "00000000000000a1").await;
-    let m = first
-        .until(|m| matches!(m, ServerMessage::Error { .. }))
-        .await;
-    assert!(
-        matches!(
-            m,
-            Some(ServerMessage::Error {
-                code: ErrorCode::Replaced,
-                ..
-            })
-        ),
-        "{m:?}"
-    );
+    first.expect_fatal(ErrorCode::Replaced).await;
     assert_eq!(
         relay.metric("social_sync_relay_presence_entries").await,
         1.0
@@ -525,19 +501,7 @@ async fn names_blobs_health_and_graceful_shutdown() {
     let mut raw = Raw::login(&relay.url(), &ben, "00000000000000b9").await;
     let status = relay.terminate();
     assert!(status.success(), "{status:?}");
-    let m = raw
-        .until(|m| matches!(m, ServerMessage::Error { .. }))
-        .await;
-    assert!(
-        matches!(
-            m,
-            Some(ServerMessage::Error {
-                code: ErrorCode::ShuttingDown,
-                ..
-            })
-        ),
-        "{m:?}"
-    );
+    raw.expect_fatal(ErrorCode::ShuttingDown).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -251,6 +251,17 @@ impl Raw {
         }
     }
 
+    /// Reads until the relay's fatal error; asserts its code and returns its message.
+    pub async fn expect_fatal(&mut self, code: social_sync_protocol::ErrorCode) -> String {
+        match self
+            .until(|m| matches!(m, ServerMessage::Error { .. }))
+            .await
+        {
+            Some(ServerMessage::Error { code: got, message }) if got == code => message,
+            other => panic!("expected a fatal {code:?} error, got {other:?}"),
+        }
+    }
+
     /// Reads until a message matching `pred` (or the end).
     pub async fn until(&mut self, pred: impl Fn(&ServerMessage) -> bool) -> Option<ServerMessage> {
         while let Some(m) = self.recv().await {

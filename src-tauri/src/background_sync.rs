@@ -35,6 +35,7 @@ impl Default for Status {
 
 /// A running sync thread; stopped when dropped.
 pub struct BackgroundSync {
+    engine: Arc<SyncEngine>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -43,6 +44,8 @@ impl BackgroundSync {
     /// Starts syncing `replica` with the relay at `url`.
     pub fn start(app: AppHandle, replica: Arc<Mutex<Replica>>, url: String) -> Self {
         let (stop, stop_rx) = oneshot::channel::<()>();
+        let engine = Arc::new(SyncEngine::new(replica, url));
+        let running = engine.clone();
         let thread = std::thread::Builder::new()
             .name("sync".into())
             .spawn(move || {
@@ -54,7 +57,7 @@ impl BackgroundSync {
                     }
                 };
                 runtime.block_on(async move {
-                    let engine = SyncEngine::new(replica, url);
+                    let engine = running;
                     let mut events = engine.subscribe();
                     let forward = async {
                         loop {
@@ -70,6 +73,10 @@ impl BackgroundSync {
                     });
                     tokio::select! {
                         result = run => {
+                            // The last events (the final status) are still queued.
+                            while let Ok(event) = events.try_recv() {
+                                on_event(&app, event);
+                            }
                             if let Err(e) = result {
                                 tracing::warn!(error = %e, "sync stopped");
                                 let state = app.state::<AppState>();
@@ -86,9 +93,15 @@ impl BackgroundSync {
             })
             .ok();
         Self {
+            engine,
             stop: Some(stop),
             thread,
         }
+    }
+
+    /// The running engine, for one-off questions over its connection (name lookup).
+    pub fn engine(&self) -> Arc<SyncEngine> {
+        self.engine.clone()
     }
 }
 

@@ -184,7 +184,7 @@ pub async fn find_people(
     name: String,
 ) -> CommandResult<Vec<PersonHit>> {
     let mut hits = state.with_replica(|r| Ok(r.people(&name, 20)?))?;
-    if let Some(engine) = state.engine()? {
+    if let Some(engine) = state.engine() {
         match engine.lookup_name(&name).await {
             Ok(Some(uid)) if !hits.iter().any(|h| h.uid == uid) => {
                 let me = state.with_replica(|r| Ok(r.user_id()))?;

@@ -92,13 +92,10 @@ impl AppState {
         lock(&self.presence).clone()
     }
 
-    /// A sync engine for one-off relay requests (name lookup), if a relay is set.
-    pub fn engine(&self) -> CommandResult<Option<SyncEngine>> {
-        let Some(shared) = lock(&self.replica).clone() else {
-            return Ok(None);
-        };
-        let url = lock(&shared).relay_url()?;
-        Ok(url.map(|url| SyncEngine::new(shared, url)))
+    /// The running sync engine, if a relay is set: one-off questions (name lookup) go
+    /// over its one connection, never a second one.
+    pub fn engine(&self) -> Option<Arc<SyncEngine>> {
+        lock(&self.sync).as_ref().map(BackgroundSync::engine)
     }
 
     fn session(&self) -> CommandResult<Session> {

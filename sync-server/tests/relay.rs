@@ -42,6 +42,7 @@ async fn wait_for(
 
 /// A profile staying connected (`SyncEngine::run`) in the background, with its events.
 struct Watch {
+    engine: std::sync::Arc<social_sync_core::SyncEngine>,
     events: tokio::sync::broadcast::Receiver<Event>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), social_sync_core::SyncError>>,
@@ -50,10 +51,15 @@ struct Watch {
 impl Watch {
     /// Starts watching and waits until the connection is online.
     async fn start(profile: &Profile, url: &str) -> Self {
-        let engine = social_sync_core::SyncEngine::new(profile.replica.clone(), url);
+        let engine = std::sync::Arc::new(social_sync_core::SyncEngine::new(
+            profile.replica.clone(),
+            url,
+        ));
         let mut events = engine.subscribe();
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let running = engine.clone();
         let task = tokio::spawn(async move {
+            let engine = running;
             engine
                 .run(async {
                     let _ = stop_rx.await;
@@ -70,7 +76,12 @@ impl Watch {
             )
         })
         .await;
-        Self { events, stop, task }
+        Self {
+            engine,
+            events,
+            stop,
+            task,
+        }
     }
 
     /// Stops; returns the events not read yet.
@@ -112,6 +123,49 @@ async fn a_post_reaches_a_follower_after_sync_and_live() {
             .iter()
             .any(|p| p.post_id == second)
     );
+    watch.stop().await;
+}
+
+/// Regression: the desktop app's "find people" opened a second connection for the name
+/// lookup; the relay took it for the device connecting again and closed the running
+/// connection, and the app stopped syncing (the desktop twin of the seed's duplicate-socket
+/// bug). Questions asked while `run` is going now travel over its one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questions_asked_while_connected_use_the_one_connection() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ana.sync().await;
+    let mut watch = Watch::start(&ben, &relay.url()).await;
+
+    assert_eq!(
+        watch.engine.lookup_name("@ana").await.unwrap(),
+        Some(ana.uid)
+    );
+    assert_eq!(watch.engine.lookup_name("nobody").await.unwrap(), None);
+    ben.r().follow(ana.uid).unwrap();
+    assert!(watch.engine.online().await.unwrap().is_empty());
+    assert_eq!(
+        relay.metric("social_sync_relay_connections").await,
+        1.0,
+        "one connection for Ben"
+    );
+
+    // Still connected: Ana's post arrives live, with no reconnection in between.
+    let post = ana.r().post("still live?", &[]).unwrap();
+    ana.sync().await;
+    wait_for(&mut watch.events, |e| {
+        if let Event::Connection { status, reason, .. } = e {
+            assert_eq!(
+                *status,
+                social_sync_core::ConnectionStatus::Online,
+                "the connection dropped: {reason:?}"
+            );
+        }
+        matches!(e, Event::FeedChanged { user } if *user == ana.uid)
+    })
+    .await;
+    assert!(ben.r().post_view(&post).is_ok());
     watch.stop().await;
 }
 

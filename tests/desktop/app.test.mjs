@@ -145,6 +145,16 @@ after(async () => {
 });
 
 test('two people on two real app instances: live feed, counts, threads, one notification per event, offline', async () => {
+  try {
+    await scenario();
+  } catch (e) {
+    // What each window showed when it failed, to read next to the error.
+    for (const app of [ana, ben]) await shot(app, `failure-${app.name}`).catch(() => {});
+    throw e;
+  }
+});
+
+async function scenario() {
   await onboard(ana, 'Ana', relay.url);
   await onboard(ben, 'Ben', relay.url);
 
@@ -237,4 +247,4 @@ test('two people on two real app instances: live feed, counts, threads, one noti
   await nav(ana, 'Settings');
   await ana.session.waitFor('h1', { text: 'Settings' });
   await shot(ana, 'settings');
-});
+}

@@ -16,7 +16,7 @@
 pub mod event;
 pub mod link;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use serde_bytes::ByteBuf;
 use social_sync_protocol::{
     BlobHash, ClientMessage, DocId, ErrorCode, PresenceEntry, ServerMessage, SyncItem, UserId,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use event::{ConnectionStatus, Event};
 pub use link::Link;
@@ -67,6 +67,12 @@ pub enum SyncError {
         /// The relay's sentence.
         message: String,
     },
+    /// A request for the relay was made while the running engine is between connections.
+    #[error("not connected to the relay right now ({url}); it is retrying, try again in a moment")]
+    NotConnected {
+        /// The relay's address.
+        url: String,
+    },
     /// A local failure.
     #[error(transparent)]
     Local(#[from] Error),
@@ -84,10 +90,26 @@ impl SyncError {
                     | ErrorCode::TooManyConnections
                     | ErrorCode::Internal
             ),
+            Self::NotConnected { .. } => true,
             _ => false,
         }
     }
 }
+
+/// A one-off question for the relay, asked over the running session's connection.
+enum Query {
+    LookupName {
+        name: String,
+        reply: oneshot::Sender<Option<UserId>>,
+    },
+    Presence {
+        users: Vec<UserId>,
+        reply: oneshot::Sender<Vec<PresenceEntry>>,
+    },
+}
+
+/// How long a one-off question waits for its answer.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What one `sync` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -105,10 +127,24 @@ pub struct SyncSummary {
 }
 
 /// The sync engine of one profile.
+///
+/// While [`SyncEngine::run`] is going, one-off questions ([`SyncEngine::lookup_name`],
+/// [`SyncEngine::online`]) travel over its connection: a device never opens a second
+/// connection, which the relay would take as the device connecting again and close the
+/// first (the desktop twin of the seed's duplicate-socket bug). Without a running session
+/// (the CLI's one-shot commands) they open a short connection of their own.
 pub struct SyncEngine {
     replica: Arc<Mutex<Replica>>,
     url: String,
     events: broadcast::Sender<Event>,
+    live: Mutex<Live>,
+}
+
+/// Whether `run` is going, and the way into its current session if connected.
+#[derive(Default)]
+struct Live {
+    running: bool,
+    queries: Option<mpsc::UnboundedSender<Query>>,
 }
 
 impl SyncEngine {
@@ -119,7 +155,40 @@ impl SyncEngine {
             replica,
             url: url.into(),
             events,
+            live: Mutex::new(Live::default()),
         }
+    }
+
+    fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks over the running session, if `run` is going; `None` when it is not.
+    async fn ask<T>(
+        &self,
+        query: impl FnOnce(oneshot::Sender<T>) -> Query,
+    ) -> Option<Result<T, SyncError>> {
+        let not_connected = || SyncError::NotConnected {
+            url: self.url.clone(),
+        };
+        let (reply, answer) = oneshot::channel();
+        {
+            let live = self.live();
+            if !live.running {
+                return None;
+            }
+            let sent = live
+                .queries
+                .as_ref()
+                .is_some_and(|q| q.send(query(reply)).is_ok());
+            if !sent {
+                return Some(Err(not_connected()));
+            }
+        }
+        Some(match tokio::time::timeout(QUERY_TIMEOUT, answer).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_)) | Err(_) => Err(not_connected()),
+        })
     }
 
     /// Gives the replica back.
@@ -164,6 +233,16 @@ impl SyncEngine {
     /// and jitter. Returns early only for errors that retrying cannot fix.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), SyncError> {
         tokio::pin!(shutdown);
+        self.live().running = true;
+        let result = self.run_sessions(&mut shutdown).await;
+        *self.live() = Live::default();
+        result
+    }
+
+    async fn run_sessions(
+        &self,
+        mut shutdown: impl Future<Output = ()> + Unpin,
+    ) -> Result<(), SyncError> {
         let new_backoff = || {
             backon::ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(250))
@@ -185,6 +264,9 @@ impl SyncEngine {
                 let link = self.connect().await?;
                 let mut session = Session::new(self, link);
                 session.start().await?;
+                let (queries, incoming) = mpsc::unbounded_channel();
+                session.queries = Some(incoming);
+                self.live().queries = Some(queries);
                 let waiting = self.replica().changes_waiting()?;
                 self.emit(Event::Connection {
                     status: ConnectionStatus::Online,
@@ -196,6 +278,8 @@ impl SyncEngine {
                 Ok::<(), SyncError>(())
             }
             .await;
+            // Questions asked from now on wait for the next connection's answer no more.
+            self.live().queries = None;
             let waiting = self.replica().changes_waiting()?;
             match result {
                 Ok(()) => {
@@ -241,6 +325,15 @@ impl SyncEngine {
 
     /// Asks the relay who has the display name `name`.
     pub async fn lookup_name(&self, name: &str) -> Result<Option<UserId>, SyncError> {
+        if let Some(answer) = self
+            .ask(|reply| Query::LookupName {
+                name: name.to_owned(),
+                reply,
+            })
+            .await
+        {
+            return answer;
+        }
         let mut link = self.connect().await?;
         link.send(&ClientMessage::LookupName {
             name: name.to_owned(),
@@ -257,6 +350,15 @@ impl SyncEngine {
     /// Which of the users the local user follows are online now.
     pub async fn online(&self) -> Result<Vec<PresenceEntry>, SyncError> {
         let users = self.replica().following()?;
+        if let Some(answer) = self
+            .ask(|reply| Query::Presence {
+                users: users.clone(),
+                reply,
+            })
+            .await
+        {
+            return answer;
+        }
         let mut link = self.connect().await?;
         link.send(&ClientMessage::Presence { users }).await?;
         loop {
@@ -288,6 +390,11 @@ struct Session<'a> {
     max_seq: u64,
     asked_blobs: HashSet<BlobHash>,
     summary: SyncSummary,
+    /// One-off questions from [`SyncEngine::ask`], and who waits for the answers (the
+    /// relay answers a connection's messages in order).
+    queries: Option<mpsc::UnboundedReceiver<Query>>,
+    names_asked: VecDeque<oneshot::Sender<Option<UserId>>>,
+    presence_asked: VecDeque<oneshot::Sender<Vec<PresenceEntry>>>,
 }
 
 impl<'a> Session<'a> {
@@ -303,6 +410,9 @@ impl<'a> Session<'a> {
             max_seq: 0,
             asked_blobs: HashSet::new(),
             summary: SyncSummary::default(),
+            queries: None,
+            names_asked: VecDeque::new(),
+            presence_asked: VecDeque::new(),
         }
     }
 
@@ -423,13 +533,29 @@ impl<'a> Session<'a> {
                     let pending: Vec<DocId> = self.engine.replica().outbox()?.into_iter().map(|(d, _)| d).collect();
                     if !pending.is_empty() {
                         self.offer(pending).await?;
+                        // A follow made while connected: fetch that user's posts now.
+                        self.after_user_doc_changed().await?;
                         self.upload_blobs().await?;
                         if self.awaiting_pong.is_none() {
                             self.ping().await?;
                         }
                     }
                 }
+                Some(query) = next_query(&mut self.queries) => self.ask(query).await?,
                 () = &mut shutdown => return Ok(()),
+            }
+        }
+    }
+
+    async fn ask(&mut self, query: Query) -> Result<(), SyncError> {
+        match query {
+            Query::LookupName { name, reply } => {
+                self.names_asked.push_back(reply);
+                self.link.send(&ClientMessage::LookupName { name }).await
+            }
+            Query::Presence { users, reply } => {
+                self.presence_asked.push_back(reply);
+                self.link.send(&ClientMessage::Presence { users }).await
             }
         }
     }
@@ -486,6 +612,9 @@ impl<'a> Session<'a> {
                 });
             }
             ServerMessage::Presence { online } => {
+                if let Some(reply) = self.presence_asked.pop_front() {
+                    let _ = reply.send(online.clone());
+                }
                 for entry in online {
                     for device in entry.devices {
                         self.engine.emit(Event::Presence {
@@ -516,9 +645,12 @@ impl<'a> Session<'a> {
                 }
                 self.engine.emit(Event::Rejected { code, doc, message });
             }
-            ServerMessage::Name { .. }
-            | ServerMessage::Challenge { .. }
-            | ServerMessage::Welcome { .. } => {}
+            ServerMessage::Name { user, .. } => {
+                if let Some(reply) = self.names_asked.pop_front() {
+                    let _ = reply.send(user);
+                }
+            }
+            ServerMessage::Challenge { .. } | ServerMessage::Welcome { .. } => {}
             ServerMessage::Error { code, message } => {
                 return Err(SyncError::Refused { code, message });
             }
@@ -554,21 +686,25 @@ impl<'a> Session<'a> {
         self.after_user_doc_changed().await
     }
 
-    /// Asks for the threads of followed users' posts never asked for, and images missing
-    /// from the local cache.
+    /// Asks for the documents of users followed since the session started, the threads of
+    /// followed users' posts never asked for, and images missing from the local cache.
     async fn after_user_doc_changed(&mut self) -> Result<(), SyncError> {
-        let (threads, missing) = {
+        let (docs, missing) = {
             let r = self.engine.replica();
-            let mut threads = Vec::new();
+            let mut docs = Vec::new();
             let mut authors = r.following()?;
             authors.push(r.user_id());
             for author in authors {
-                threads.extend(r.threads_never_asked(author)?);
+                let user_doc = DocId::User(author);
+                if !self.states.contains_key(&user_doc) {
+                    docs.push(user_doc);
+                }
+                docs.extend(r.threads_never_asked(author)?);
             }
-            (threads, r.missing_blobs()?)
+            (docs, r.missing_blobs()?)
         };
-        if !threads.is_empty() {
-            self.offer(threads).await?;
+        if !docs.is_empty() {
+            self.offer(docs).await?;
         }
         for hash in missing {
             if self.asked_blobs.insert(hash) {
@@ -620,5 +756,13 @@ impl<'a> Session<'a> {
         let summary = std::mem::take(&mut self.summary);
         self.link.close().await;
         Ok(summary)
+    }
+}
+
+/// The next one-off question, or never when there is no channel (a one-shot sync).
+async fn next_query(queries: &mut Option<mpsc::UnboundedReceiver<Query>>) -> Option<Query> {
+    match queries {
+        Some(q) => q.recv().await,
+        None => std::future::pending().await,
     }
 }

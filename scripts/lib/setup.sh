@@ -51,7 +51,7 @@ ensure_app_build_deps() {
 
 # Headless UI and desktop tests: Xvfb, a private D-Bus, WebKitWebDriver, Chromium for Playwright.
 ensure_gui_test_deps() {
-  ensure_packages xvfb xauth dbus dbus-x11 webkit2gtk-driver python3-dbus python3-gi chromium
+  ensure_packages xvfb xauth xdotool dbus dbus-x11 webkit2gtk-driver python3-dbus python3-gi chromium
 }
 
 # npm packages of ui/, installed (as the lock file pins them) when missing or out of date.

@@ -19,6 +19,8 @@ export interface ToastItem {
 
 export const session = signal<Session | null>(null);
 export const status = signal<Status>({ status: 'offline', waiting: 0, reason: null });
+/** Whether the relay was reached since launch (the first attempt reads "Connecting…"). */
+export const everOnline = signal(false);
 export const unread = signal(0);
 export const route = signal<Route>({ view: 'feed' });
 export const openThread = signal<PostId | null>(null);
@@ -56,6 +58,7 @@ export async function refreshSession() {
   const s = await api.session();
   session.value = s;
   status.value = s.status;
+  if (s.status.status === 'online') everOnline.value = true;
   unread.value = s.unread;
 }
 
@@ -116,6 +119,7 @@ export function applySyncEvent(e: SyncEvent) {
   switch (e.event) {
     case 'connection':
       status.value = { status: e.status, waiting: e.waiting, reason: e.reason };
+      if (e.status === 'online') everOnline.value = true;
       if (e.status !== 'online') online.value = new Set();
       break;
     case 'feed_changed':

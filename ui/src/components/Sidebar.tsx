@@ -1,5 +1,6 @@
 import { Icon, type IconName } from './Icon';
-import { navigate, progress, route, session, status, unread, type Route } from '../store';
+import { everOnline, navigate, progress, route, session, status, unread, type Route } from '../store';
+import { statusLabel } from '../lib/status';
 
 const items: { view: Route['view']; label: string; icon: IconName }[] = [
   { view: 'feed', label: 'Feed', icon: 'home' },
@@ -11,16 +12,7 @@ const items: { view: Route['view']; label: string; icon: IconName }[] = [
 
 export function StatusPill() {
   const s = status.value;
-  const label =
-    s.status === 'online'
-      ? s.waiting > 0
-        ? `Online · sending ${s.waiting}`
-        : 'Online'
-      : s.status === 'reconnecting' || s.status === 'connecting'
-        ? 'Reconnecting…'
-        : s.waiting > 0
-          ? `Offline · ${s.waiting} change${s.waiting === 1 ? '' : 's'} waiting`
-          : 'Offline';
+  const label = statusLabel(s, everOnline.value);
   const p = progress.value;
   return (
     <div class={`status status-${s.status}`} role="status" aria-live="polite" title={s.reason ?? undefined} data-testid="status">

@@ -169,6 +169,6 @@ describe('the desktop UI, with a mocked shell', () => {
     await page.evaluate(() => window.__mock.emit('sync-event', { event: 'connection', status: 'offline', waiting: 3, reason: 'cannot reach the relay' }));
     await page.getByTestId('status').getByText('Offline · 3 changes waiting').waitFor();
     await page.evaluate(() => window.__mock.emit('sync-event', { event: 'connection', status: 'reconnecting', waiting: 3, reason: null }));
-    await page.getByTestId('status').getByText('Reconnecting…').waitFor();
+    await page.getByTestId('status').getByText('Offline · 3 changes waiting · reconnecting…').waitFor();
   });
 });

@@ -170,6 +170,46 @@ async fn questions_asked_while_connected_use_the_one_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_the_inbox_reports_progress_to_the_end() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    let cat = Profile::new("Cat", 3, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    ben.r().follow(cat.uid).unwrap();
+    ben.sync().await;
+    // While Ben is away, both post.
+    for i in 0..3 {
+        ana.r().post(&format!("ana {i}"), &[]).unwrap();
+        cat.r().post(&format!("cat {i}"), &[]).unwrap();
+    }
+    ana.sync().await;
+    cat.sync().await;
+
+    let mut watch = Watch::start(&ben, &relay.url()).await;
+    let mut seen = Vec::new();
+    loop {
+        let event = wait_for(&mut watch.events, |e| matches!(e, Event::Progress { .. })).await;
+        let Event::Progress { done, total } = event else {
+            unreachable!()
+        };
+        seen.push((done, total));
+        if done == total {
+            break;
+        }
+    }
+    assert_eq!(seen[0].0, 0, "{seen:?}");
+    assert!(seen[0].1 >= 2, "Ana's and Cat's documents waited: {seen:?}");
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 == w[1].1),
+        "progress only goes forward: {seen:?}"
+    );
+    assert_eq!(ben.r().feed(None, 10).unwrap().posts.len(), 6);
+    watch.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn likes_and_comments_notify_the_author_exactly_once_even_when_offline() {
     let relay = Relay::start(&[]);
     let ana = Profile::new("Ana", 1, &relay.url());

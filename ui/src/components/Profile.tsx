@@ -55,9 +55,20 @@ export function Profile({ uid }: { uid: string | null }) {
               {shown}
               {(page.online || online.value.has(p.uid)) && !mine && <span class="online-dot big" title="Online" aria-label="online" />}
             </h1>
-            <code class="uid" title="User id">
-              {p.uid}
-            </code>
+            <button
+              type="button"
+              class="uid"
+              title={`User id ${p.uid} (click to copy)`}
+              aria-label="Copy user id"
+              onClick={() =>
+                navigator.clipboard.writeText(p.uid).then(
+                  () => toast('Copied', 'The user id is on the clipboard.'),
+                  () => toast('Could not copy', p.uid, 'error'),
+                )
+              }
+            >
+              {p.uid.slice(0, 10)}…{p.uid.slice(-6)}
+            </button>
             {p.bio && <p>{p.bio}</p>}
             <p class="counts">
               <span>

@@ -17,7 +17,7 @@ export function StatusPill() {
   return (
     <div class={`status status-${s.status}`} role="status" aria-live="polite" title={s.reason ?? undefined} data-testid="status">
       <span class="dot" aria-hidden="true" />
-      <span>{label}</span>
+      <span class="label">{label}</span>
       {p && (
         <span class="progress">
           <progress max={p.total} value={p.done} aria-label="Sync progress" /> {p.done}/{p.total}

@@ -29,7 +29,8 @@ describe('groupNotifications', () => {
 
   it('counts a person once however many times they acted', () => {
     const groups = groupNotifications([n('a', 'comment', 'u1', 'Ana', 'p1', 1), n('b', 'comment', 'u1', 'Ana', 'p1', 2)]);
-    expect(groupText(groups[0])).toBe('Ana commented on your post');
+    expect(groupText(groups[0])).toBe('Ana commented on your post (2 comments)');
+    expect(groups[0].ids).toHaveLength(2);
   });
 
   it('falls back to the start of the user id without a name', () => {

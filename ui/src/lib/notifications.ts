@@ -38,10 +38,12 @@ export function groupNotifications(list: AppNotification[]): NotificationGroup[]
   return [...groups.values()];
 }
 
-/** "Ana", "Ana and Ben", "Ana and 4 others", then the verb. */
-export function groupText(g: Pick<NotificationGroup, 'actors' | 'kind'>): string {
+/** "Ana", "Ana and Ben", "Ana and 4 others", then the verb; "(3 comments)" when more
+ * comments than people. */
+export function groupText(g: Pick<NotificationGroup, 'actors' | 'kind' | 'ids'>): string {
   const names = g.actors.map((a) => a.name);
   const who =
     names.length === 1 ? names[0] : names.length === 2 ? `${names[0]} and ${names[1]}` : `${names[0]} and ${names.length - 1} others`;
-  return `${who} ${verbs[g.kind]}`;
+  const count = g.kind === 'comment' && g.ids.length > g.actors.length ? ` (${g.ids.length} comments)` : '';
+  return `${who} ${verbs[g.kind]}${count}`;
 }

@@ -395,6 +395,8 @@ struct Session<'a> {
     queries: Option<mpsc::UnboundedReceiver<Query>>,
     names_asked: VecDeque<oneshot::Sender<Option<UserId>>>,
     presence_asked: VecDeque<oneshot::Sender<Vec<PresenceEntry>>>,
+    /// While the inbox is being caught up: documents that received changes, of how many.
+    catch_up: Option<(HashSet<DocId>, u64)>,
 }
 
 impl<'a> Session<'a> {
@@ -413,6 +415,7 @@ impl<'a> Session<'a> {
             queries: None,
             names_asked: VecDeque::new(),
             presence_asked: VecDeque::new(),
+            catch_up: None,
         }
     }
 
@@ -585,10 +588,13 @@ impl<'a> Session<'a> {
             }
             ServerMessage::InboxSent { seq, docs } => {
                 self.inbox_seq = Some(seq);
-                self.engine.emit(Event::Progress {
-                    done: 0,
-                    total: u64::from(docs),
-                });
+                if docs > 0 {
+                    self.catch_up = Some((HashSet::new(), u64::from(docs)));
+                    self.engine.emit(Event::Progress {
+                        done: 0,
+                        total: u64::from(docs),
+                    });
+                }
             }
             ServerMessage::Pong { id } => {
                 if self.awaiting_pong == Some(id) {
@@ -682,6 +688,7 @@ impl<'a> Session<'a> {
                 touched.push(item.doc);
             }
         }
+        self.report_progress();
         self.offer(touched).await?;
         self.after_user_doc_changed().await
     }
@@ -715,8 +722,22 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// Tells how far the inbox catch-up is (documents that received changes, of the
+    /// inbox's count; the round's end completes it).
+    fn report_progress(&self) {
+        if let Some((done, total)) = &self.catch_up {
+            self.engine.emit(Event::Progress {
+                done: (done.len() as u64).min(total.saturating_sub(1)),
+                total: *total,
+            });
+        }
+    }
+
     fn report(&mut self, doc: &DocId, outcome: crate::MergeOutcome) {
         if outcome.applied > 0 {
+            if let Some((done, _)) = &mut self.catch_up {
+                done.insert(doc.clone());
+            }
             self.summary.received += outcome.applied;
             self.engine.emit(Event::changed(doc));
         }
@@ -741,6 +762,9 @@ impl<'a> Session<'a> {
         if let Some(seq) = self.inbox_seq {
             let seq = seq.max(self.max_seq);
             self.link.send(&ClientMessage::InboxAck { seq }).await?;
+        }
+        if let Some((_, total)) = self.catch_up.take() {
+            self.engine.emit(Event::Progress { done: total, total });
         }
         let waiting = self.engine.replica().changes_waiting()?;
         self.engine.emit(Event::Connection {

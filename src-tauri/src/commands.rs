@@ -55,6 +55,60 @@ pub fn create_profile(
     state.session()
 }
 
+/// A second device: makes the profile from a key backup exported on the first, then
+/// syncs the user's posts, follows and name from the relay.
+#[tauri::command]
+pub fn restore_profile(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    backup: String,
+    passphrase: String,
+    relay: String,
+) -> CommandResult<Session> {
+    state.restore_profile(&app, &backup, &passphrase, &relay)?;
+    state.session()
+}
+
+/// Saves the key, protected by `passphrase`, as a `.pem` file in the Downloads folder (or
+/// the home folder); returns the file's path.
+#[tauri::command]
+pub fn export_key(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    passphrase: String,
+) -> CommandResult<String> {
+    use tauri::Manager;
+    let (pem, uid) = state.with_replica(|r| Ok((r.export_key(&passphrase)?, r.user_id())))?;
+    let folder = app
+        .path()
+        .download_dir()
+        .or_else(|_| app.path().home_dir())
+        .map_err(|e| {
+            CommandError::new(
+                "no_folder",
+                format!("cannot find a Downloads or home folder to save the key in ({e})"),
+            )
+        })?;
+    let stem = format!("social-sync-key-{}", &uid.to_string()[..8]);
+    let path = (1..)
+        .map(|n| match n {
+            1 => folder.join(format!("{stem}.pem")),
+            n => folder.join(format!("{stem}-{n}.pem")),
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| folder.join(format!("{stem}.pem")));
+    std::fs::write(&path, pem).map_err(|e| {
+        CommandError::new(
+            "io",
+            format!(
+                "cannot write the key backup to {} ({e}): check that the folder is writable",
+                path.display()
+            ),
+        )
+    })?;
+    Ok(path.display().to_string())
+}
+
 /// A page of the feed.
 #[tauri::command]
 pub fn feed(
@@ -175,6 +229,66 @@ pub fn follow(state: State<'_, AppState>, uid: UserId) -> CommandResult<()> {
 #[tauri::command]
 pub fn unfollow(state: State<'_, AppState>, uid: UserId) -> CommandResult<()> {
     state.with_replica(|r| Ok(r.unfollow(uid)?))
+}
+
+/// Blocks a user: unfollows them; their likes, comments and follows never notify and are
+/// hidden. Returns the notifications' new unread count (theirs no longer count).
+#[tauri::command]
+pub fn block(app: AppHandle, state: State<'_, AppState>, uid: UserId) -> CommandResult<u64> {
+    let unread = state.with_replica(|r| {
+        r.block(uid)?;
+        Ok(r.unread_count()?)
+    })?;
+    crate::tray::show_unread(&app, unread);
+    Ok(unread)
+}
+
+/// Unblocks a user. Returns the new unread count.
+#[tauri::command]
+pub fn unblock(app: AppHandle, state: State<'_, AppState>, uid: UserId) -> CommandResult<u64> {
+    let unread = state.with_replica(|r| {
+        r.unblock(uid)?;
+        Ok(r.unread_count()?)
+    })?;
+    crate::tray::show_unread(&app, unread);
+    Ok(unread)
+}
+
+/// Someone the user blocked.
+#[derive(Debug, Serialize)]
+pub struct BlockedPerson {
+    /// Their id.
+    pub uid: UserId,
+    /// Their display name, if known.
+    pub name: Option<String>,
+}
+
+/// The people the user blocked, most recent first.
+#[tauri::command]
+pub fn blocked(state: State<'_, AppState>) -> CommandResult<Vec<BlockedPerson>> {
+    state.with_replica(|r| {
+        Ok(r.blocked()?
+            .into_iter()
+            .map(|(uid, name)| BlockedPerson { uid, name })
+            .collect())
+    })
+}
+
+/// Mutes (or unmutes) the notifications of one post; returns the thread as it is now.
+#[tauri::command]
+pub fn set_post_muted(
+    state: State<'_, AppState>,
+    post_id: PostId,
+    muted: bool,
+) -> CommandResult<ThreadView> {
+    state.with_replica(|r| {
+        if muted {
+            r.mute_post(&post_id)?;
+        } else {
+            r.unmute_post(&post_id)?;
+        }
+        Ok(r.thread(&post_id)?)
+    })
 }
 
 /// People by name: those this profile already holds, and the exact name on the relay.

@@ -139,6 +139,25 @@ impl AppState {
         Ok(())
     }
 
+    fn restore_profile(
+        &self,
+        app: &AppHandle,
+        backup: &str,
+        passphrase: &str,
+        relay: &str,
+    ) -> CommandResult<()> {
+        check_relay(relay)?;
+        let replica = Replica::create_from_backup(
+            &self.profile_dir,
+            backup,
+            passphrase,
+            Some(relay),
+            Env::system(),
+        )?;
+        self.adopt(app, replica);
+        Ok(())
+    }
+
     fn set_relay(&self, app: &AppHandle, url: &str) -> CommandResult<()> {
         check_relay(url)?;
         self.with_replica(|r| Ok(r.set_relay_url(url)?))?;
@@ -247,6 +266,8 @@ pub fn run() {
         .invoke_handler(tauri::generate_handler![
             commands::session,
             commands::create_profile,
+            commands::restore_profile,
+            commands::export_key,
             commands::feed,
             commands::create_post,
             commands::delete_post,
@@ -259,6 +280,10 @@ pub fn run() {
             commands::update_profile,
             commands::follow,
             commands::unfollow,
+            commands::block,
+            commands::unblock,
+            commands::blocked,
+            commands::set_post_muted,
             commands::find_people,
             commands::search,
             commands::notifications,

@@ -40,6 +40,7 @@ export interface CommentView {
 export interface ThreadView {
   post: FeedItem;
   comments: CommentView[];
+  muted: boolean;
 }
 
 export interface ProfileView {
@@ -52,6 +53,7 @@ export interface ProfileView {
   following: number;
   followed_by_me: boolean;
   follows_me: boolean;
+  blocked_by_me: boolean;
 }
 
 export interface ProfilePage {
@@ -152,6 +154,9 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
 export const api = {
   session: () => call<Session>('session'),
   createProfile: (name: string, relay: string) => call<Session>('create_profile', { name, relay }),
+  restoreProfile: (backup: string, passphrase: string, relay: string) => call<Session>('restore_profile', { backup, passphrase, relay }),
+  /** Returns the path of the saved key backup. */
+  exportKey: (passphrase: string) => call<string>('export_key', { passphrase }),
   feed: (after: FeedCursor | null, limit = 50) => call<FeedPage>('feed', { after, limit }),
   createPost: (text: string, images: string[]) => call<PostId>('create_post', { text, images }),
   deletePost: (postId: PostId) => call<void>('delete_post', { postId }),
@@ -164,6 +169,11 @@ export const api = {
   updateProfile: (name: string, bio: string) => call<void>('update_profile', { name, bio }),
   follow: (uid: UserId) => call<void>('follow', { uid }),
   unfollow: (uid: UserId) => call<void>('unfollow', { uid }),
+  /** Returns the new unread count. */
+  block: (uid: UserId) => call<number>('block', { uid }),
+  unblock: (uid: UserId) => call<number>('unblock', { uid }),
+  blocked: () => call<{ uid: UserId; name: string | null }[]>('blocked'),
+  setPostMuted: (postId: PostId, muted: boolean) => call<ThreadView>('set_post_muted', { postId, muted }),
   findPeople: (name: string) => call<PersonHit[]>('find_people', { name }),
   search: (text: string) => call<FeedItem[]>('search', { text }),
   notifications: (unreadOnly: boolean) => call<AppNotification[]>('notifications', { unreadOnly }),

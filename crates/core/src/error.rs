@@ -45,6 +45,27 @@ pub enum Error {
         /// What the parser said.
         detail: String,
     },
+    /// A key backup's passphrase is too short.
+    #[error("the passphrase is {len} characters; use at least {min} to protect your key")]
+    WeakPassphrase {
+        /// Its length.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
+    /// The text given is not a Social Sync key backup.
+    #[error(
+        "this is not a key backup ({detail}): choose the .pem file exported from your other device"
+    )]
+    BadKeyBackup {
+        /// What the parser said.
+        detail: String,
+    },
+    /// The passphrase does not open the key backup.
+    #[error(
+        "the passphrase does not open this key backup: type the one chosen when it was exported"
+    )]
+    WrongPassphrase,
     /// The SQLite file is not a database, or is damaged.
     #[error(
         "the profile database {path} is damaged ({detail}): restore it from a backup, or move it away and import an export or sync again to rebuild it"
@@ -115,6 +136,9 @@ pub enum Error {
     /// Following oneself.
     #[error("you cannot follow yourself")]
     FollowSelf,
+    /// Blocking oneself.
+    #[error("you cannot block yourself")]
+    BlockSelf,
     /// Text over a limit, or empty where content is required.
     #[error("{what} is {len} characters; it must be between {min} and {max}")]
     TextLength {
@@ -170,6 +194,9 @@ impl Error {
             Self::ProfileExists { .. } => "profile_exists",
             Self::Io { .. } => "io",
             Self::BadKeyFile { .. } => "bad_key_file",
+            Self::WeakPassphrase { .. } => "weak_passphrase",
+            Self::BadKeyBackup { .. } => "bad_key_backup",
+            Self::WrongPassphrase => "wrong_passphrase",
             Self::DamagedDatabase { .. } => "damaged_database",
             Self::NewerDatabase { .. } => "newer_database",
             Self::DamagedDocument { .. } => "damaged_document",
@@ -181,6 +208,7 @@ impl Error {
             Self::NotYours { .. } => "not_yours",
             Self::UnknownNotification(_) => "unknown_notification",
             Self::FollowSelf => "follow_self",
+            Self::BlockSelf => "block_self",
             Self::TextLength { .. } => "text_length",
             Self::TooManyImages { .. } => "too_many_images",
             Self::NotAnImage { .. } => "not_an_image",

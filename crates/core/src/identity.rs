@@ -14,6 +14,16 @@ use crate::{Env, Error, Result};
 /// The key file's name inside a profile folder.
 pub const KEY_FILE: &str = "identity.pem";
 
+/// Shortest passphrase a key backup accepts.
+pub const MIN_PASSPHRASE: usize = 8;
+
+/// PEM label of a key backup.
+const BACKUP_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+
+/// scrypt cost: 2^15 rounds, 32 MiB of memory (OWASP's recommended minimum); a fraction of
+/// a second in a release build, and the same again for each guess of an attacker.
+const SCRYPT_LOG_N: u8 = 15;
+
 /// A user's signing key.
 #[derive(Clone)]
 pub struct Identity {
@@ -72,6 +82,56 @@ impl Identity {
         file.write_all(pem.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
         Ok(())
+    }
+
+    /// The key as a passphrase-protected backup, to carry to another device: a PEM
+    /// "ENCRYPTED PRIVATE KEY" (PKCS#8 with PBES2: scrypt, then AES-256-CBC), which
+    /// OpenSSL reads too. Salt and IV come from `env`.
+    pub fn export_protected(&self, passphrase: &str, env: &mut Env) -> Result<String> {
+        let len = passphrase.chars().count();
+        if len < MIN_PASSPHRASE {
+            return Err(Error::WeakPassphrase {
+                len,
+                min: MIN_PASSPHRASE,
+            });
+        }
+        let failed = |detail: String| Error::BadKeyBackup { detail };
+        let der = self.key.to_pkcs8_der().map_err(|e| failed(e.to_string()))?;
+        let info =
+            pkcs8::PrivateKeyInfo::try_from(der.as_bytes()).map_err(|e| failed(e.to_string()))?;
+        let salt = env.random_bytes::<16>();
+        let iv = env.random_bytes::<16>();
+        let params = pkcs8::pkcs5::scrypt::Params::new(SCRYPT_LOG_N, 8, 1, 32)
+            .map_err(|e| failed(e.to_string()))?;
+        let pbes2 = pkcs8::pkcs5::pbes2::Parameters::scrypt_aes256cbc(params, &salt, &iv)
+            .map_err(|e| failed(e.to_string()))?;
+        let encrypted = info
+            .encrypt_with_params(pbes2, passphrase.as_bytes())
+            .map_err(|e| failed(e.to_string()))?;
+        let pem = encrypted
+            .to_pem(BACKUP_LABEL, LineEnding::LF)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(pem.to_string())
+    }
+
+    /// Opens a backup made by [`Identity::export_protected`].
+    pub fn import_protected(backup: &str, passphrase: &str) -> Result<Self> {
+        let failed = |detail: String| Error::BadKeyBackup { detail };
+        let (label, doc) =
+            pkcs8::SecretDocument::from_pem(backup.trim()).map_err(|e| failed(e.to_string()))?;
+        if label != BACKUP_LABEL {
+            return Err(failed(format!(
+                "it holds a {label:?}, not an {BACKUP_LABEL:?}"
+            )));
+        }
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+            .map_err(|e| failed(e.to_string()))?;
+        let plain = info
+            .decrypt(passphrase.as_bytes())
+            .map_err(|_| Error::WrongPassphrase)?;
+        let key =
+            SigningKey::from_pkcs8_der(plain.as_bytes()).map_err(|e| failed(e.to_string()))?;
+        Ok(Self { key })
     }
 
     /// Where the key file of `dir` lives.
@@ -133,6 +193,36 @@ mod tests {
             matches!(id.save_new(dir.path()), Err(Error::Io { .. })),
             "never overwrites a key"
         );
+    }
+
+    #[test]
+    fn a_key_backup_opens_with_its_passphrase_only() {
+        let mut env = Env::deterministic(3, 0);
+        let id = Identity::generate(&mut env);
+        let backup = id.export_protected("correct horse", &mut env).unwrap();
+        assert!(backup.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let back = Identity::import_protected(&backup, "correct horse").unwrap();
+        assert_eq!(back.user_id(), id.user_id());
+        assert_eq!(
+            Identity::import_protected(&backup, "wrong horse")
+                .unwrap_err()
+                .code(),
+            "wrong_passphrase"
+        );
+        assert_eq!(
+            id.export_protected("short", &mut env).unwrap_err().code(),
+            "weak_passphrase"
+        );
+        let plain = id.key.to_pkcs8_pem(LineEnding::LF).unwrap();
+        for not_a_backup in ["", "hello", plain.as_str(), &backup[..backup.len() / 2]] {
+            assert_eq!(
+                Identity::import_protected(not_a_backup, "correct horse")
+                    .unwrap_err()
+                    .code(),
+                "bad_key_backup",
+                "{not_a_backup:?}"
+            );
+        }
     }
 
     #[cfg(unix)]

@@ -17,7 +17,7 @@ use crate::model::{self, CommentEntry, PostEntry, ProfileFields, ThreadDoc, User
 use crate::store::blobs::{self, Blob};
 use crate::store::index::{self, RebuildReport};
 use crate::store::queries::{self, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
-use crate::store::{Store, documents, notifications, settings};
+use crate::store::{Store, blocks, documents, mutes, notifications, settings};
 use crate::{Env, Error, Notification, Result};
 
 /// Limits on what a user can write.
@@ -83,6 +83,41 @@ impl Replica {
         }
         replica.set_profile(Some(name), None)?;
         Ok(replica)
+    }
+
+    /// Makes a profile in `dir` for an existing user, from a key backup exported on
+    /// another device ([`Replica::export_key`]). The user's name, posts and follows arrive
+    /// with the first sync.
+    pub fn create_from_backup(
+        dir: &Path,
+        backup: &str,
+        passphrase: &str,
+        relay_url: Option<&str>,
+        env: Env,
+    ) -> Result<Self> {
+        if dir.join(KEY_FILE).exists() {
+            return Err(Error::ProfileExists {
+                path: dir.to_owned(),
+            });
+        }
+        let identity = Identity::import_protected(backup, passphrase)?;
+        fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+        identity.save_new(dir)?;
+        let mut replica = Self::with_identity(dir, identity, env)?;
+        if let Some(url) = relay_url {
+            replica
+                .store
+                .write(|c| settings::set(c, settings::RELAY_URL, url))?;
+        }
+        Ok(replica)
+    }
+
+    /// The user's key as a passphrase-protected backup (PEM text), for another device.
+    pub fn export_key(&mut self, passphrase: &str) -> Result<String> {
+        self.identity.export_protected(passphrase, &mut self.env)
     }
 
     /// Opens the profile in `dir`.
@@ -366,6 +401,41 @@ impl Replica {
         self.edit(DocId::User(self.me), |am, _| {
             Ok(UserDoc::unfollow(am, uid).map(drop)?)
         })
+    }
+
+    /// Blocks a user: stops following them; from now on their likes, comments and follows
+    /// never notify, and they are left out of the feed, threads, counts, search and the
+    /// notifications list. Private to this profile: nothing is synced.
+    pub fn block(&mut self, uid: UserId) -> Result<()> {
+        if uid == self.me {
+            return Err(Error::BlockSelf);
+        }
+        self.unfollow(uid)?;
+        let now = self.env.clock.now_ms();
+        self.store.write(|c| blocks::block(c, uid, now)).map(drop)
+    }
+
+    /// Unblocks a user (nothing happens if not blocked). Following them again is up to the
+    /// user.
+    pub fn unblock(&mut self, uid: UserId) -> Result<()> {
+        self.store.write(|c| blocks::unblock(c, uid)).map(drop)
+    }
+
+    /// Blocked users with their display names when known, most recent first.
+    pub fn blocked(&self) -> Result<Vec<(UserId, Option<String>)>> {
+        blocks::list(self.store.conn())
+    }
+
+    /// Mutes the notifications of a post: its likes and comments no longer notify.
+    pub fn mute_post(&mut self, post: &PostId) -> Result<()> {
+        self.require_post(post)?;
+        let now = self.env.clock.now_ms();
+        self.store.write(|c| mutes::mute(c, post, now)).map(drop)
+    }
+
+    /// Lets a muted post notify again.
+    pub fn unmute_post(&mut self, post: &PostId) -> Result<()> {
+        self.store.write(|c| mutes::unmute(c, post)).map(drop)
     }
 
     /// Runs `f` on document `doc` and, if it changed anything, stores the new change,

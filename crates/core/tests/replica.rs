@@ -106,6 +106,138 @@ fn likes_comments_and_follows_reach_the_author_once() {
 }
 
 #[test]
+fn a_blocked_person_never_notifies_and_is_hidden_everywhere() {
+    let mut ana = profile("Ana", 1);
+    let mut ben = profile("Ben", 2);
+    let mut cat = profile("Cat", 3);
+    let ben_id = ben.replica.user_id();
+    let post = ana.replica.post("sunset at the pier", &[]).unwrap();
+    send(&ana.replica, &mut ben.replica);
+    send(&ana.replica, &mut cat.replica);
+
+    // Ben acted before the block: one notification, then hidden once blocked.
+    ben.replica.like(&post).unwrap();
+    assert_eq!(
+        send(&ben.replica, &mut ana.replica),
+        vec![NotificationKind::Like]
+    );
+    ana.replica.follow(ben_id).unwrap();
+    ana.replica.block(ben_id).unwrap();
+    assert_eq!(ana.replica.unread_count().unwrap(), 0);
+    assert!(ana.replica.notifications(false, 50).unwrap().is_empty());
+    assert!(
+        !ana.replica.following().unwrap().contains(&ben_id),
+        "blocking unfollows"
+    );
+    assert_eq!(
+        ana.replica.blocked().unwrap(),
+        vec![(ben_id, Some("Ben".to_owned()))]
+    );
+
+    // After the block: his comment and follow notify nothing and show nowhere.
+    ben.replica.comment(&post, "hello?").unwrap();
+    ben.replica.follow(ana.replica.user_id()).unwrap();
+    ben.replica.post("sunset, my take", &[]).unwrap();
+    assert!(send(&ben.replica, &mut ana.replica).is_empty());
+    let thread = ana.replica.thread(&post).unwrap();
+    assert_eq!((thread.post.likes, thread.post.comments), (0, 0));
+    assert!(thread.comments.is_empty());
+    assert!(
+        ana.replica
+            .search("sunset", 10)
+            .unwrap()
+            .iter()
+            .all(|p| p.author != ben_id)
+    );
+    let me = ana.replica.profile(ana.replica.user_id()).unwrap();
+    assert_eq!(me.followers, 0);
+    assert!(ana.replica.profile(ben_id).unwrap().blocked_by_me);
+    assert!(ana.replica.posts_by(ben_id, 10).unwrap().is_empty());
+
+    // Others still notify; a muted post does not.
+    cat.replica.like(&post).unwrap();
+    assert_eq!(
+        send(&cat.replica, &mut ana.replica),
+        vec![NotificationKind::Like]
+    );
+    ana.replica.mute_post(&post).unwrap();
+    assert!(ana.replica.thread(&post).unwrap().muted);
+    cat.replica.comment(&post, "lovely").unwrap();
+    assert!(send(&cat.replica, &mut ana.replica).is_empty(), "muted");
+    assert_eq!(
+        ana.replica.thread(&post).unwrap().comments.len(),
+        1,
+        "muted still shows"
+    );
+    ana.replica.unmute_post(&post).unwrap();
+    cat.replica.comment(&post, "again").unwrap();
+    assert_eq!(
+        send(&cat.replica, &mut ana.replica),
+        vec![NotificationKind::Comment]
+    );
+
+    // Unblocking shows Ben's likes and comments again; it does not follow him back.
+    ana.replica.unblock(ben_id).unwrap();
+    let thread = ana.replica.thread(&post).unwrap();
+    assert_eq!((thread.post.likes, thread.post.comments), (2, 3));
+    assert!(!ana.replica.following().unwrap().contains(&ben_id));
+    assert_eq!(
+        ana.replica.block(ana.replica.user_id()).unwrap_err().code(),
+        "block_self"
+    );
+}
+
+#[test]
+fn a_second_device_opens_the_key_backup_and_catches_up() {
+    let mut ana = profile("Ana", 1);
+    let post = ana.replica.post("from the laptop", &[]).unwrap();
+    let backup = ana.replica.export_key("harbour lights").unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = Replica::create_from_backup(
+        dir.path(),
+        &backup,
+        "harbour light",
+        None,
+        Env::deterministic(7, 0),
+    );
+    assert_eq!(wrong.err().map(|e| e.code()), Some("wrong_passphrase"));
+    assert!(
+        !dir.path().join("identity.pem").exists(),
+        "nothing written on a wrong passphrase"
+    );
+
+    let mut desk = Replica::create_from_backup(
+        dir.path(),
+        &backup,
+        "harbour lights",
+        Some("ws://127.0.0.1:8787"),
+        Env::deterministic(7, 1_700_000_000_000),
+    )
+    .unwrap();
+    assert_eq!(desk.user_id(), ana.replica.user_id());
+    assert_ne!(desk.device(), ana.replica.device(), "a device of its own");
+    send(&ana.replica, &mut desk);
+    assert_eq!(
+        desk.profile(desk.user_id()).unwrap().name.as_deref(),
+        Some("Ana")
+    );
+    assert_eq!(desk.feed(None, 10).unwrap().posts[0].post_id, post);
+    assert_eq!(
+        Replica::create_from_backup(
+            dir.path(),
+            &backup,
+            "harbour lights",
+            None,
+            Env::deterministic(8, 0)
+        )
+        .err()
+        .map(|e| e.code()),
+        Some("profile_exists")
+    );
+}
+
+#[test]
 fn own_actions_never_notify() {
     let mut ana = profile("Ana", 1);
     let post = ana.replica.post("hello", &[]).unwrap();

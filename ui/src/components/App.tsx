@@ -46,7 +46,13 @@ export function App() {
   useShortcuts();
 
   if (s === null) return <div class="splash" aria-busy="true">Opening your feed…</div>;
-  if (!s.me) return <Onboarding />;
+  if (!s.me)
+    return (
+      <>
+        <Onboarding />
+        <Toasts />
+      </>
+    );
 
   const r = route.value;
   return (

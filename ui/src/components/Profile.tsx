@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type ProfilePage } from '../api';
 import { displayName } from '../lib/notifications';
-import { online, refreshFeed, refreshSession, revision, session, showError, toast } from '../store';
+import { online, refreshFeed, refreshSession, revision, session, showError, toast, unread } from '../store';
 import { Avatar, PostCard } from './PostCard';
 
 export function Profile({ uid }: { uid: string | null }) {
@@ -24,6 +24,22 @@ export function Profile({ uid }: { uid: string | null }) {
     try {
       if (p.followed_by_me) await api.unfollow(p.uid);
       else await api.follow(p.uid);
+      await load();
+      void refreshFeed();
+    } catch (e) {
+      showError(e);
+    }
+  };
+
+  const toggleBlock = async () => {
+    try {
+      if (p.blocked_by_me) {
+        unread.value = await api.unblock(p.uid);
+        toast(`${shown} is unblocked`, 'Their likes, comments and follows show again. Follow them again if you like.');
+      } else {
+        unread.value = await api.block(p.uid);
+        toast(`${shown} is blocked`, 'They are unfollowed; their likes, comments and follows no longer notify you or show.');
+      }
       await load();
       void refreshFeed();
     } catch (e) {
@@ -94,9 +110,16 @@ export function Profile({ uid }: { uid: string | null }) {
               Edit profile
             </button>
           ) : (
-            <button class={p.followed_by_me ? '' : 'primary'} onClick={toggleFollow} data-testid="follow">
-              {p.followed_by_me ? 'Unfollow' : 'Follow'}
-            </button>
+            <div class="profile-actions">
+              {!p.blocked_by_me && (
+                <button class={p.followed_by_me ? '' : 'primary'} onClick={toggleFollow} data-testid="follow">
+                  {p.followed_by_me ? 'Unfollow' : 'Follow'}
+                </button>
+              )}
+              <button class="subtle danger" onClick={toggleBlock} data-testid="block">
+                {p.blocked_by_me ? 'Unblock' : 'Block'}
+              </button>
+            </div>
           )}
         </section>
         {editing && (

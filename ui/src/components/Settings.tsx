@@ -1,4 +1,6 @@
 import { useState } from 'preact/hooks';
+import { BlockedPeople } from './BlockedPeople';
+import { KeyBackup } from './KeyBackup';
 import { api, type AppSettings } from '../api';
 import { refreshSession, session, settings, showError, toast } from '../store';
 
@@ -70,6 +72,8 @@ export function Settings() {
           </label>
           {toggle('launch_at_login', 'Launch at login')}
         </section>
+        <KeyBackup />
+        <BlockedPeople />
         <section class="card muted small">
           <p>
             Keyboard: <kbd>n</kbd> new post · <kbd>/</kbd> search · <kbd>j</kbd>/<kbd>k</kbd> next/previous post · <kbd>Esc</kbd> close comments

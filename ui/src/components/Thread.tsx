@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type ThreadView } from '../api';
 import { displayName } from '../lib/notifications';
 import { fullTime, relativeTime } from '../lib/time';
-import { openThread, replacePost, revision, session, showError } from '../store';
+import { openThread, replacePost, revision, session, showError, toast } from '../store';
 import { Avatar, PostCard } from './PostCard';
 
 /** A post with its comments, in a side panel that updates live. */
@@ -52,11 +52,27 @@ export function Thread({ postId }: { postId: string }) {
     }
   };
 
+  const toggleMute = async () => {
+    if (!thread) return;
+    try {
+      const t = await api.setPostMuted(postId, !thread.muted);
+      setThread(t);
+      toast(t.muted ? 'Notifications muted' : 'Notifications on', t.muted ? 'Likes and comments on this post no longer notify you.' : 'Likes and comments on this post notify you again.');
+    } catch (err) {
+      showError(err);
+    }
+  };
+
   const now = Date.now();
   return (
     <section class="thread-panel" role="dialog" aria-modal="false" aria-label="Comments" tabIndex={-1} ref={panel} data-testid="thread">
       <div class="thread-head">
         <h2>Comments</h2>
+        {thread && thread.post.author === me && (
+          <button class="subtle small" onClick={toggleMute} aria-pressed={thread.muted} data-testid="mute">
+            <Icon name="bell" size={14} /> {thread.muted ? 'Unmute notifications' : 'Mute notifications'}
+          </button>
+        )}
         <button class="subtle" aria-label="Close comments" onClick={() => (openThread.value = null)}>
           <Icon name="close" size={16} />
         </button>

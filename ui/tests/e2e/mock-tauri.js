@@ -12,6 +12,8 @@
     status: { status: 'online', waiting: 0, reason: null },
     profiles: { [ME]: { name: 'Ana', bio: 'Photos of harbours' }, [BEN]: { name: 'Ben', bio: '' }, [CARA]: { name: 'Cara', bio: '' } },
     follows: new Set([BEN]),
+    blocked: new Set(),
+    muted: new Set(),
     followers: { [ME]: new Set([BEN]) },
     posts: [],
     comments: {},
@@ -34,22 +36,28 @@
     likes: p.likes.size, liked_by_me: p.likes.has(ME), comments: (state.comments[p.post_id] ?? []).length,
   });
   const note = (n) => ({ ...n, actor_name: name(n.actor) });
-  const feedPosts = () => state.posts.filter((p) => p.author === ME || state.follows.has(p.author)).sort((a, b) => b.created_at - a.created_at || (a.post_id < b.post_id ? 1 : -1));
+  const visibleNotes = () => state.notifications.filter((n) => !state.blocked.has(n.actor));
+  const unread = () => visibleNotes().filter((n) => !n.read).length;
+  const feedPosts = () => state.posts.filter((p) => (p.author === ME || state.follows.has(p.author)) && !state.blocked.has(p.author)).sort((a, b) => b.created_at - a.created_at || (a.post_id < b.post_id ? 1 : -1));
   const fail = (code, message) => {
     throw { code, message };
   };
   const find = (id) => state.posts.find((p) => p.post_id === id) ?? fail('unknown_post', `post ${id} is not in this profile`);
-  const session = () => ({ me: state.me, relay: state.relay, status: state.status, unread: state.notifications.filter((n) => !n.read).length });
-  const thread = (id) => ({ post: item(find(id)), comments: (state.comments[id] ?? []).map((c) => ({ ...c, author_name: name(c.author) })) });
+  const session = () => ({ me: state.me, relay: state.relay, status: state.status, unread: unread() });
+  const thread = (id) => ({
+    post: item(find(id)),
+    comments: (state.comments[id] ?? []).filter((c) => !state.blocked.has(c.author)).map((c) => ({ ...c, author_name: name(c.author) })),
+    muted: state.muted.has(id),
+  });
   const profilePage = (uid) => ({
     profile: {
       uid, name: name(uid), bio: state.profiles[uid]?.bio ?? '', avatar: null,
       posts: state.posts.filter((p) => p.author === uid).length,
       followers: (state.followers[uid] ?? new Set()).size + (uid !== ME && state.follows.has(uid) ? 1 : 0),
       following: uid === ME ? state.follows.size : 0,
-      followed_by_me: state.follows.has(uid), follows_me: uid === BEN,
+      followed_by_me: state.follows.has(uid), follows_me: uid === BEN, blocked_by_me: state.blocked.has(uid),
     },
-    posts: state.posts.filter((p) => p.author === uid).map(item),
+    posts: state.posts.filter((p) => p.author === uid && !state.blocked.has(uid)).map(item),
     online: uid === BEN,
   });
 
@@ -98,12 +106,27 @@
     },
     follow: ({ uid }) => void state.follows.add(uid),
     unfollow: ({ uid }) => void state.follows.delete(uid),
+    restore_profile: ({ backup, passphrase, relay }) => {
+      if (!backup.includes('BEGIN ENCRYPTED PRIVATE KEY')) fail('bad_key_backup', 'this is not a key backup (no PEM): choose the .pem file exported from your other device');
+      if (passphrase !== 'harbour lights') fail('wrong_passphrase', 'the passphrase does not open this key backup: type the one chosen when it was exported');
+      state.me = { uid: ME, name: 'Ana' };
+      state.relay = relay;
+      return session();
+    },
+    export_key: ({ passphrase }) => {
+      if (passphrase.length < 8) fail('weak_passphrase', `the passphrase is ${passphrase.length} characters; use at least 8 to protect your key`);
+      return '/home/ana/Downloads/social-sync-key-mmmmmmmm.pem';
+    },
+    block: ({ uid }) => (uid === ME && fail('block_self', 'you cannot block yourself'), state.follows.delete(uid), state.blocked.add(uid), unread()),
+    unblock: ({ uid }) => (state.blocked.delete(uid), unread()),
+    blocked: () => [...state.blocked].map((uid) => ({ uid, name: name(uid) })),
+    set_post_muted: ({ postId, muted }) => (find(postId), muted ? state.muted.add(postId) : state.muted.delete(postId), thread(postId)),
     find_people: ({ name: q }) => {
       const query = q.replace(/^@/, '').toLowerCase();
       return Object.entries(state.profiles).filter(([uid, p]) => uid !== ME && p.name.toLowerCase().startsWith(query)).map(([uid, p]) => ({ uid, name: p.name, followed_by_me: state.follows.has(uid) }));
     },
     search: ({ text }) => state.posts.filter((p) => p.text.toLowerCase().includes(text.toLowerCase())).map(item),
-    notifications: ({ unreadOnly }) => state.notifications.filter((n) => !unreadOnly || !n.read).map(note),
+    notifications: ({ unreadOnly }) => visibleNotes().filter((n) => !unreadOnly || !n.read).map(note),
     mark_read: ({ id }) => {
       const n = state.notifications.find((x) => x.id === id) ?? fail('unknown_notification', `there is no notification ${id}`);
       n.read = true;

@@ -55,6 +55,33 @@ describe('the desktop UI, with a mocked shell', () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a second device opens the account from a key backup and its passphrase', async () => {
+    const { page, errors } = await open({ newUser: true });
+    await page.getByTestId('restore-mode').click();
+    await page.getByLabel(/Key backup/).setInputFiles({ name: 'social-sync-key.pem', mimeType: 'text/plain', buffer: Buffer.from('-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n') });
+    await page.getByText('Chosen: social-sync-key.pem').waitFor();
+    await page.getByLabel('Passphrase').fill('wrong one');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await page.getByText('the passphrase does not open this key backup').waitFor();
+    await page.getByLabel('Passphrase').fill('harbour lights');
+    await page.getByRole('button', { name: 'Start' }).click();
+    await page.getByRole('feed').waitFor();
+    assert.deepEqual(errors, []);
+  });
+
+  it('exports the key only with a passphrase typed twice alike', async () => {
+    const { page } = await open();
+    await page.locator('button.nav', { hasText: 'Settings' }).click();
+    const exportButton = page.getByTestId('export-key');
+    await page.getByLabel('Passphrase (at least 8 characters)').fill('harbour lights');
+    await page.getByLabel('Passphrase again').fill('harbour light');
+    await page.getByText('The two passphrases differ.').waitFor();
+    assert.ok(await exportButton.isDisabled());
+    await page.getByLabel('Passphrase again').fill('harbour lights');
+    await exportButton.click();
+    await page.getByTestId('export-path').getByText('social-sync-key-mmmmmmmm.pem').waitFor();
+  });
+
   it('composes a post that appears at once', async () => {
     const { page } = await open();
     await page.getByLabel("What's happening?").fill('A new post from the test');
@@ -135,6 +162,36 @@ describe('the desktop UI, with a mocked shell', () => {
     await page.getByTestId('follow').click();
     await page.getByTestId('follow').getByText('Follow', { exact: true }).waitFor();
     await page.screenshot({ path: `${shots}/profile.png` });
+  });
+
+  it('blocks a person: their posts and notifications go, and unblocking brings them back', async () => {
+    const { page } = await open();
+    await page.getByRole('button', { name: 'Notifications' }).first().waitFor();
+    assert.equal(await page.getByTestId('unread-badge').textContent(), '1');
+    await page.locator('[data-post-card]').nth(1).locator('.author').click();
+    await page.getByRole('heading', { name: /Ben/ }).waitFor();
+    await page.getByTestId('block').click();
+    await page.getByTestId('block').getByText('Unblock').waitFor();
+    assert.equal(await page.getByTestId('follow').count(), 0, 'no follow button while blocked');
+    assert.equal(await page.locator('[data-post-card]').count(), 0, 'their posts are hidden');
+    assert.equal(await page.getByTestId('unread-badge').count(), 0, "Ben's like no longer counts as unread");
+    await page.locator('button.nav', { hasText: 'Feed' }).click();
+    await page.getByRole('feed').waitFor();
+    assert.equal(await page.locator('[data-post-card]', { hasText: 'Ben' }).count(), 0);
+    await page.locator('button.nav', { hasText: 'Settings' }).click();
+    await page.getByTestId('blocked-person').getByText('Ben').waitFor();
+    await page.getByTestId('blocked-person').getByRole('button', { name: 'Unblock' }).click();
+    await page.getByText('You have not blocked anyone.').waitFor();
+  });
+
+  it('mutes the notifications of one of my posts', async () => {
+    const { page } = await open();
+    await page.locator('[data-post-card]').first().getByTestId('comments').click();
+    await page.getByTestId('mute').getByText('Mute notifications').click();
+    await page.getByTestId('mute').getByText('Unmute notifications').waitFor();
+    assert.equal(await page.getByTestId('mute').getAttribute('aria-pressed'), 'true');
+    const calls = await page.evaluate(() => window.__mock.calls('set_post_muted'));
+    assert.deepEqual(calls.map((c) => c.args.muted), [true]);
   });
 
   it('saves settings and refuses a bad relay address with a clear error', async () => {

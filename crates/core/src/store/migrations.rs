@@ -121,6 +121,19 @@ const STEPS: &[M<'static>] = &[
     );
     "#,
     ),
+    M::up(
+        r#"
+    -- The user's own choices, private to this profile (never synced, kept by reindex).
+    CREATE TABLE blocked (
+        uid        TEXT PRIMARY KEY,
+        since      INTEGER NOT NULL
+    );
+    CREATE TABLE muted_posts (
+        post_id    TEXT PRIMARY KEY,
+        since      INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 #[cfg(test)]

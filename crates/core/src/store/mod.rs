@@ -11,14 +11,18 @@
 //! - [`queries`]: feed pages, threads, profiles, search.
 //! - [`blobs`]: images by SHA-256.
 //! - [`settings`]: small key/value preferences of this profile.
+//! - [`blocks`]: people the user blocked (private, never synced).
+//! - [`mutes`]: posts whose notifications the user muted (private, never synced).
 //!
 //! Every function takes a `&Connection`, so a caller can run several of them in one
 //! transaction: a merge writes the changes, the index and the notifications atomically.
 
 pub mod blobs;
+pub mod blocks;
 pub mod documents;
 pub mod index;
 mod migrations;
+pub mod mutes;
 pub mod notifications;
 pub mod queries;
 pub mod settings;

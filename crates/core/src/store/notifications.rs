@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use social_sync_protocol::{CommentId, PostId, UserId};
 
+use super::blocks::not_blocked;
 use crate::{Error, Result};
 
 /// What happened.
@@ -95,7 +96,16 @@ pub struct Notification {
 }
 
 /// Stores the notification for `event` unless it exists already; returns it only if new.
+/// Nothing is stored for a blocked actor, nor for a like or comment on a muted post.
 pub fn record(conn: &Connection, event: &Event) -> Result<Option<Notification>> {
+    if super::blocks::is_blocked(conn, event.actor)? {
+        return Ok(None);
+    }
+    if let Some(post) = &event.post_id
+        && super::mutes::is_muted(conn, post)?
+    {
+        return Ok(None);
+    }
     let id = event.id();
     let inserted = conn.execute(
         "INSERT OR IGNORE INTO notifications (id, kind, actor, post_id, comment_id, created_at)
@@ -125,10 +135,12 @@ fn get(conn: &Connection, id: &str) -> Result<Option<Notification>> {
         .optional()?)
 }
 
-/// Notifications, newest first; only unread ones if `unread_only`.
+/// Notifications, newest first; only unread ones if `unread_only`. Those of people
+/// blocked since are left out.
 pub fn list(conn: &Connection, unread_only: bool, limit: usize) -> Result<Vec<Notification>> {
     let sql = format!(
-        "{SELECT} WHERE (?1 = 0 OR n.read = 0) ORDER BY n.created_at DESC, n.id DESC LIMIT ?2"
+        "{SELECT} WHERE (?1 = 0 OR n.read = 0) AND {} ORDER BY n.created_at DESC, n.id DESC LIMIT ?2",
+        not_blocked!("n.actor")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![unread_only, limit], from_row)?;
@@ -138,7 +150,10 @@ pub fn list(conn: &Connection, unread_only: bool, limit: usize) -> Result<Vec<No
 /// How many are unread.
 pub fn unread_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row(
-        "SELECT COUNT(*) FROM notifications WHERE read = 0",
+        concat!(
+            "SELECT COUNT(*) FROM notifications WHERE read = 0 AND ",
+            not_blocked!("actor")
+        ),
         [],
         |r| r.get(0),
     )?)

@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use social_sync_protocol::{BlobHash, CommentId, IdError, PostId, UserId};
 
+use super::blocks::not_blocked;
 use crate::{Error, Result};
 
 /// One post as the feed shows it.
@@ -71,6 +72,8 @@ pub struct ThreadView {
     pub post: FeedItem,
     /// Its comments.
     pub comments: Vec<CommentView>,
+    /// Whether the viewer muted its notifications.
+    pub muted: bool,
 }
 
 /// A user's profile page.
@@ -94,15 +97,23 @@ pub struct ProfileView {
     pub followed_by_me: bool,
     /// Whether they follow the viewer.
     pub follows_me: bool,
+    /// Whether the viewer blocked them (their posts are then left out).
+    pub blocked_by_me: bool,
 }
 
 /// The columns of a [`FeedItem`] of `posts p` joined with `profiles pr`; `?1` is the viewer.
 macro_rules! item_columns {
     () => {
-        "SELECT p.post_id, p.author, pr.name, p.text, p.media, p.created_at,
-            (SELECT COUNT(*) FROM likes l WHERE l.post_id = p.post_id),
+        concat!(
+            "SELECT p.post_id, p.author, pr.name, p.text, p.media, p.created_at,
+            (SELECT COUNT(*) FROM likes l WHERE l.post_id = p.post_id AND ",
+            not_blocked!("l.uid"),
+            "),
             EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.post_id AND l.uid = ?1),
-            (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.post_id)"
+            (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.post_id AND ",
+            not_blocked!("c.author"),
+            ")"
+        )
     };
 }
 
@@ -127,15 +138,18 @@ pub fn feed(
     limit: usize,
 ) -> Result<FeedPage> {
     let limit = limit.clamp(1, MAX_PAGE);
-    let from = "FROM timeline t JOIN posts p ON p.post_id = t.post_id
-                LEFT JOIN profiles pr ON pr.uid = p.author";
+    let from = concat!(
+        "FROM timeline t JOIN posts p ON p.post_id = t.post_id
+                LEFT JOIN profiles pr ON pr.uid = p.author WHERE ",
+        not_blocked!("p.author")
+    );
     let order = "ORDER BY t.created_at DESC, t.post_id DESC LIMIT ?4";
     // Two statements rather than `?2 IS NULL OR ...`, so that SQLite seeks straight to
     // the cursor in the timeline's key.
     let sql = match after {
-        None => format!("{ITEM_COLUMNS} {from} WHERE ?2 IS NULL AND ?3 IS NULL {order}"),
+        None => format!("{ITEM_COLUMNS} {from} AND ?2 IS NULL AND ?3 IS NULL {order}"),
         Some(_) => {
-            format!("{ITEM_COLUMNS} {from} WHERE (t.created_at, t.post_id) < (?2, ?3) {order}")
+            format!("{ITEM_COLUMNS} {from} AND (t.created_at, t.post_id) < (?2, ?3) {order}")
         }
     };
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -180,7 +194,8 @@ pub fn thread(conn: &Connection, viewer: UserId, post_id: &PostId) -> Result<Thr
     let mut stmt = conn.prepare_cached(
         "SELECT c.comment_id, c.author, pr.name, c.text, c.created_at
          FROM comments c LEFT JOIN profiles pr ON pr.uid = c.author
-         WHERE c.post_id = ?1 ORDER BY c.created_at, c.comment_id",
+         WHERE c.post_id = ?1 AND c.author NOT IN (SELECT uid FROM blocked)
+         ORDER BY c.created_at, c.comment_id",
     )?;
     let comments = stmt
         .query_map([post_id.as_str()], |r| {
@@ -193,7 +208,11 @@ pub fn thread(conn: &Connection, viewer: UserId, post_id: &PostId) -> Result<Thr
             })
         })?
         .collect::<Result<_, _>>()?;
-    Ok(ThreadView { post, comments })
+    Ok(ThreadView {
+        post,
+        comments,
+        muted: super::mutes::is_muted(conn, post_id)?,
+    })
 }
 
 /// A user's profile as the viewer sees it. Users this profile has heard nothing of get an
@@ -216,7 +235,10 @@ pub fn profile(conn: &Connection, viewer: UserId, uid: UserId) -> Result<Profile
         posts: count(conn, "SELECT COUNT(*) FROM posts WHERE author = ?1", [&u])?,
         followers: count(
             conn,
-            "SELECT COUNT(*) FROM follows WHERE followee = ?1",
+            concat!(
+                "SELECT COUNT(*) FROM follows WHERE followee = ?1 AND ",
+                not_blocked!("follower")
+            ),
             [&u],
         )?,
         following: count(
@@ -234,6 +256,7 @@ pub fn profile(conn: &Connection, viewer: UserId, uid: UserId) -> Result<Profile
             "SELECT COUNT(*) FROM follows WHERE follower = ?1 AND followee = ?2",
             [&u, &v],
         )? > 0,
+        blocked_by_me: super::blocks::is_blocked(conn, uid)?,
     })
 }
 
@@ -248,8 +271,10 @@ pub fn posts_by(
     author: UserId,
     limit: usize,
 ) -> Result<Vec<FeedItem>> {
-    let sql =
-        format!("{ITEM} WHERE p.author = ?2 ORDER BY p.created_at DESC, p.post_id DESC LIMIT ?3");
+    let sql = format!(
+        "{ITEM} WHERE p.author = ?2 AND {} ORDER BY p.created_at DESC, p.post_id DESC LIMIT ?3",
+        not_blocked!("p.author")
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(
         params![
@@ -317,7 +342,8 @@ pub fn search(
     };
     let sql = format!(
         "{ITEM} JOIN posts_fts f ON f.rowid = p.rowid
-         WHERE posts_fts MATCH ?2 ORDER BY f.rank, p.created_at DESC LIMIT ?3"
+         WHERE posts_fts MATCH ?2 AND {} ORDER BY f.rank, p.created_at DESC LIMIT ?3",
+        not_blocked!("p.author")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(

@@ -43,6 +43,14 @@ pub fn session(state: State<'_, AppState>) -> CommandResult<Session> {
     state.session()
 }
 
+/// The UI painted its first feed page: logged once (`first feed paint`) with the time since
+/// start, which `scripts/bench-app` reads.
+#[tauri::command]
+pub fn first_paint(posts: usize) {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| tracing::info!(ms = crate::uptime_ms(), posts, "first feed paint"));
+}
+
 /// Makes the profile (first run): a key pair and a display name; starts syncing.
 #[tauri::command]
 pub fn create_profile(

@@ -36,6 +36,14 @@ use error::{CommandError, CommandResult};
 use notifier::Notifier;
 use settings::AppSettings;
 
+/// When `run` began: the first feed paint is measured from here.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Milliseconds since the app started.
+pub fn uptime_ms() -> u128 {
+    STARTED.get().map_or(0, |t| t.elapsed().as_millis())
+}
+
 /// The app's state, shared by commands and the sync thread.
 pub struct AppState {
     profile_dir: PathBuf,
@@ -228,6 +236,7 @@ fn profile_dir(app: &AppHandle) -> tauri::Result<PathBuf> {
 
 /// Starts the app.
 pub fn run() {
+    let _ = STARTED.set(std::time::Instant::now());
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -265,6 +274,7 @@ pub fn run() {
         })
         .invoke_handler(tauri::generate_handler![
             commands::session,
+            commands::first_paint,
             commands::create_profile,
             commands::restore_profile,
             commands::export_key,

@@ -153,6 +153,8 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
 
 export const api = {
   session: () => call<Session>('session'),
+  /** Tells the shell the first feed page is on screen (start-up time, for the benchmark). */
+  firstPaint: (posts: number) => call<void>('first_paint', { posts }),
   createProfile: (name: string, relay: string) => call<Session>('create_profile', { name, relay }),
   restoreProfile: (backup: string, passphrase: string, relay: string) => call<Session>('restore_profile', { backup, passphrase, relay }),
   /** Returns the path of the saved key backup. */

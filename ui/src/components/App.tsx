@@ -1,6 +1,6 @@
 import { useEffect } from 'preact/hooks';
 import { api, onOpen, onPlaySound, onSyncEvent, onToast } from '../api';
-import { applySyncEvent, loadFeed, openThread, openTarget, refreshSession, route, session, settings, showError, toast } from '../store';
+import { applySyncEvent, feed, loadFeed, openThread, openTarget, refreshSession, route, session, settings, showError, toast } from '../store';
 import { Feed } from './Feed';
 import { Notifications } from './Notifications';
 import { Onboarding } from './Onboarding';
@@ -32,7 +32,10 @@ export function App() {
   const s = session.value;
   useEffect(() => {
     if (s?.me) {
-      void loadFeed(true);
+      void loadFeed(true).then(() =>
+        // Two frames: the page is laid out and painted.
+        requestAnimationFrame(() => requestAnimationFrame(() => void api.firstPaint(feed.value.length).catch(() => undefined))),
+      );
       api.getSettings().then((v) => (settings.value = v)).catch(showError);
     }
   }, [s?.me?.uid]);

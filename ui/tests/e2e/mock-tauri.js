@@ -63,6 +63,7 @@
 
   const commands = {
     session: () => session(),
+    first_paint: () => undefined,
     create_profile: ({ name: n, relay }) => {
       if (!n.trim()) fail('text_length', 'name is 0 characters; it must be between 1 and 64');
       state.me = { uid: ME, name: n };

@@ -75,6 +75,23 @@ pub async fn run(
             return;
         }
     };
+    // Welcome is queued before the connection joins the hub: from then on other
+    // connections' fan-out (presence, live changes) reaches this queue, and a client must
+    // see Welcome first. (Queued after, a presence change could slip in between: the
+    // client's handshake then failed with "unexpected message during the handshake".)
+    let welcome = wire::encode(&ServerMessage::Welcome {
+        user: session.user,
+        limits: limits(shared),
+    });
+    if out
+        .send(Message::Binary(Bytes::from(welcome)))
+        .await
+        .is_err()
+    {
+        drop(out);
+        let _ = writer.await;
+        return;
+    }
     let (kick_tx, kick_rx) = oneshot::channel();
     let (id, was_online) = shared
         .hub
@@ -90,10 +107,6 @@ pub async fn run(
         out,
         states: HashMap::new(),
     };
-    conn.send(&ServerMessage::Welcome {
-        user: conn.session.user,
-        limits: limits(shared),
-    });
     conn.offer_inbox().await;
     let end = conn.serve(&mut source, kick_rx, stop).await;
 

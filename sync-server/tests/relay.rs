@@ -552,6 +552,38 @@ async fn presence_never_leaves_a_ghost() {
     assert_eq!(online[0].devices, vec!["00000000000000a1".to_owned()]);
 }
 
+/// Regression: the relay used to queue Welcome after joining the connection to the hub, so a
+/// follower's presence change could reach a client before its Welcome, and the client's
+/// handshake failed with "unexpected message during the handshake" (seen in CI as a flaky
+/// `edits_made_while_the_relay_is_down_converge_when_it_returns`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn welcome_comes_first_while_followed_people_come_and_go() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    ben.sync().await;
+
+    let url = relay.url();
+    let (identity, user) = (ana.r().identity().clone(), ana.uid);
+    let flapping = tokio::spawn(async move {
+        for _ in 0..300 {
+            let mut raw = Raw::login_as(&url, &identity, user, "00000000000000a1").await;
+            raw.ws.close(None).await.unwrap();
+        }
+    });
+    let mut handshakes = 0;
+    while !flapping.is_finished() {
+        // Raw::login asserts that the frame after Auth is Welcome.
+        let mut raw = Raw::login(&relay.url(), &ben, "00000000000000b1").await;
+        raw.ws.close(None).await.unwrap();
+        ben.sync().await;
+        handshakes += 2;
+    }
+    flapping.await.unwrap();
+    assert!(handshakes > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_blobs_health_and_graceful_shutdown() {
     let mut relay = Relay::start(&[]);

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use social_sync_core::{Env, Replica, SyncEngine};
+use social_sync_core::{Env, Identity, Replica, SyncEngine};
 use social_sync_protocol::wire::{self, auth_payload};
 use social_sync_protocol::{ClientMessage, PROTOCOL_VERSION, ServerMessage, UserId};
 use tempfile::TempDir;
@@ -201,6 +201,12 @@ impl Raw {
             let r = profile.r();
             (r.identity().clone(), r.user_id())
         };
+        Self::login_as(url, &identity, user, device).await
+    }
+
+    /// Connects and authenticates as `user` with `identity`; panics unless the frame after
+    /// Auth is Welcome.
+    pub async fn login_as(url: &str, identity: &Identity, user: UserId, device: &str) -> Self {
         let mut raw = Self::connect(url).await;
         raw.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION,
@@ -217,9 +223,10 @@ impl Raw {
             signature: ByteBuf::from(sig.to_vec()),
         })
         .await;
-        let ServerMessage::Welcome { .. } = raw.recv().await.unwrap() else {
-            panic!("no welcome")
-        };
+        match raw.recv().await {
+            Some(ServerMessage::Welcome { .. }) => {}
+            other => panic!("expected Welcome after Auth, got {other:?}"),
+        }
         raw
     }
 

@@ -213,6 +213,8 @@ async function scenario() {
   await ben.session.type('#comment-text', 'Looks great!');
   await ben.session.click('.comment-form button[type=submit]', 'Send');
   await ana.session.waitFor('[data-testid=thread] [data-testid=comment]', { text: 'Looks great!' });
+  // The feed card behind the thread counts it too.
+  await ana.session.waitFor('[data-testid=feed] [data-post-card] [data-testid=comment-count]', { text: '1' });
   await shot(ana, 'thread');
 
   // Ana's desktop raised exactly one notification per event, each with the sound hint.
@@ -253,7 +255,7 @@ async function scenario() {
   await ben.session.waitFor('[data-testid=status]', { text: 'waiting', timeout: 10000 });
   await shot(ben, 'offline');
   await relay.start();
-  await ana.session.waitFor('[data-post-card] [data-testid=comment-count]', { text: '2', timeout: 60000 });
+  await ana.session.waitFor('[data-testid=feed] [data-post-card] [data-testid=comment-count]', { text: '2', timeout: 60000 });
   await waitUntil('the offline comment notified Ana', async () => ana.notifications().length === 4);
 
   // Screens for the README.

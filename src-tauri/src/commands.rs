@@ -5,8 +5,8 @@ use base64::Engine;
 use serde::Serialize;
 use social_sync_core::store::queries::PersonHit;
 use social_sync_core::{
-    CommentId, FeedCursor, FeedItem, FeedPage, Notification, PostId, ProfileView, ThreadView,
-    UserId,
+    BlobHash, CommentId, FeedCursor, FeedItem, FeedPage, Notification, PostId, ProfileView,
+    ThreadView, UserId,
 };
 use tauri::{AppHandle, State};
 
@@ -136,15 +136,21 @@ pub fn create_post(
 ) -> CommandResult<PostId> {
     let images = images
         .iter()
-        .map(|b64| base64::engine::general_purpose::STANDARD.decode(b64))
-        .collect::<Result<Vec<_>, _>>()
+        .map(|b64| decode_image(b64))
+        .collect::<Result<Vec<_>, _>>()?;
+    state.with_replica(|r| Ok(r.post_with_image_bytes(&text, images)?))
+}
+
+/// The bytes of an image the UI sent as base64.
+fn decode_image(b64: &str) -> CommandResult<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
         .map_err(|e| {
             CommandError::new(
                 "not_an_image",
                 format!("an attached image could not be read ({e}); attach it again"),
             )
-        })?;
-    state.with_replica(|r| Ok(r.post_with_image_bytes(&text, images)?))
+        })
 }
 
 /// Deletes one of the user's posts.
@@ -225,6 +231,25 @@ pub fn profile(state: State<'_, AppState>, uid: Option<UserId>) -> CommandResult
 #[tauri::command]
 pub fn update_profile(state: State<'_, AppState>, name: String, bio: String) -> CommandResult<()> {
     state.with_replica(|r| Ok(r.set_profile(Some(&name), Some(&bio))?))
+}
+
+/// Sets the user's avatar from an image (base64, from the file picker), or removes it when
+/// `image` is absent; returns the new image's hash.
+#[tauri::command]
+pub fn set_avatar(
+    state: State<'_, AppState>,
+    image: Option<String>,
+) -> CommandResult<Option<BlobHash>> {
+    match image {
+        Some(b64) => {
+            let bytes = decode_image(&b64)?;
+            state.with_replica(|r| Ok(Some(r.set_avatar_bytes(bytes)?)))
+        }
+        None => state.with_replica(|r| {
+            r.remove_avatar()?;
+            Ok(None)
+        }),
+    }
 }
 
 /// Follows a user.
@@ -317,6 +342,8 @@ pub async fn find_people(
                         PersonHit {
                             uid,
                             name: name.trim_start_matches('@').to_owned(),
+                            // Known once their profile document arrives.
+                            avatar: None,
                             followed_by_me: followed,
                         },
                     );

@@ -288,6 +288,7 @@ pub fn run() {
             commands::delete_comment,
             commands::profile,
             commands::update_profile,
+            commands::set_avatar,
             commands::follow,
             commands::unfollow,
             commands::block,

@@ -11,6 +11,7 @@ export interface FeedItem {
   post_id: PostId;
   author: UserId;
   author_name: string | null;
+  author_avatar: string | null;
   text: string;
   media: string[];
   created_at: number;
@@ -33,6 +34,7 @@ export interface CommentView {
   comment_id: CommentId;
   author: UserId;
   author_name: string | null;
+  author_avatar: string | null;
   text: string;
   created_at: number;
 }
@@ -93,6 +95,7 @@ export interface Session {
 export interface PersonHit {
   uid: UserId;
   name: string;
+  avatar: string | null;
   followed_by_me: boolean;
 }
 
@@ -169,6 +172,8 @@ export const api = {
   deleteComment: (commentId: CommentId) => call<void>('delete_comment', { commentId }),
   profile: (uid: UserId | null) => call<ProfilePage>('profile', { uid }),
   updateProfile: (name: string, bio: string) => call<void>('update_profile', { name, bio }),
+  /** Sets the avatar from a base64 image, or removes it (null); returns the image's hash. */
+  setAvatar: (image: string | null) => call<string | null>('set_avatar', { image }),
   follow: (uid: UserId) => call<void>('follow', { uid }),
   unfollow: (uid: UserId) => call<void>('unfollow', { uid }),
   /** Returns the new unread count. */

@@ -223,6 +223,28 @@ impl Replica {
     /// Sets the avatar from an image file.
     pub fn set_avatar(&mut self, image: &Path) -> Result<BlobHash> {
         let (mime, bytes) = read_image(image)?;
+        self.set_avatar_checked(mime, bytes)
+    }
+
+    /// Sets the avatar from an image's bytes (a file picked in the desktop app).
+    pub fn set_avatar_bytes(&mut self, bytes: Vec<u8>) -> Result<BlobHash> {
+        let (mime, bytes) = checked_image(Path::new("avatar image"), bytes)?;
+        self.set_avatar_checked(mime, bytes)
+    }
+
+    /// Removes the avatar: others see the initial of the name again.
+    pub fn remove_avatar(&mut self) -> Result<()> {
+        self.edit(DocId::User(self.me), |am, _| {
+            let fields = ProfileFields {
+                avatar: None,
+                ..UserDoc(am).profile()
+            };
+            UserDoc::set_profile(am, &fields)?;
+            Ok(())
+        })
+    }
+
+    fn set_avatar_checked(&mut self, mime: &'static str, bytes: Vec<u8>) -> Result<BlobHash> {
         self.edit(DocId::User(self.me), |am, conn| {
             let hash = blobs::put(conn, mime, &bytes)?;
             let fields = ProfileFields {

@@ -412,6 +412,44 @@ fn images_are_stored_by_hash_and_non_images_refused() {
 }
 
 #[test]
+fn an_avatar_shows_on_posts_comments_and_the_profile_of_followers() {
+    let mut ana = profile("Ana", 1);
+    let mut ben = profile("Ben", 2);
+    ben.replica.follow(ana.replica.user_id()).unwrap();
+    let post = ana.replica.post("hello", &[]).unwrap();
+    ana.replica.comment(&post, "first!").unwrap();
+
+    let err = ana
+        .replica
+        .set_avatar_bytes(b"not an image".to_vec())
+        .unwrap_err();
+    assert_eq!(err.code(), "not_an_image");
+    assert!(err.to_string().contains("avatar image"), "{err}");
+    let hash = ana.replica.set_avatar_bytes(PNG.to_vec()).unwrap();
+
+    send(&ana.replica, &mut ben.replica);
+    let item = &ben.replica.feed(None, 10).unwrap().posts[0];
+    assert_eq!(item.author_avatar, Some(hash));
+    let thread = ben.replica.thread(&post).unwrap();
+    assert_eq!(thread.comments[0].author_avatar, Some(hash));
+    let uid = ana.replica.user_id();
+    assert_eq!(ben.replica.profile(uid).unwrap().avatar, Some(hash));
+    assert_eq!(
+        ben.replica.missing_blobs().unwrap(),
+        vec![hash],
+        "the image itself is fetched from the relay"
+    );
+
+    ana.replica.remove_avatar().unwrap();
+    send(&ana.replica, &mut ben.replica);
+    assert_eq!(
+        ben.replica.feed(None, 10).unwrap().posts[0].author_avatar,
+        None
+    );
+    assert_eq!(ben.replica.profile(uid).unwrap().avatar, None);
+}
+
+#[test]
 fn a_like_in_someone_elses_name_is_refused_and_nothing_is_stored() {
     let mut ana = profile("Ana", 1);
     let ben = profile("Ben", 2);

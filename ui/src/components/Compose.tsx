@@ -2,15 +2,9 @@ import { useRef, useState } from 'preact/hooks';
 import { api } from '../api';
 import { Icon } from './Icon';
 import { loadFeed, showError, status } from '../store';
+import { toBase64 } from '../lib/files';
 
 const MAX_IMAGES = 8;
-
-async function toBase64(file: Blob): Promise<string> {
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  let binary = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
-}
 
 interface Attached {
   file: File;

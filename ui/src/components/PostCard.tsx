@@ -9,7 +9,11 @@ export function imageUrl(hash: string): string {
   return convertFileSrc(hash, 'ssimg');
 }
 
-export function Avatar({ name, uid, size = 40 }: { name: string; uid: string; size?: number }) {
+/** A person's picture: their avatar image when they set one, else their initial. */
+export function Avatar({ name, uid, image, size = 40 }: { name: string; uid: string; image?: string | null; size?: number }) {
+  if (image) {
+    return <img class="avatar" src={imageUrl(image)} alt="" style={{ width: `${size}px`, height: `${size}px` }} data-testid="avatar-image" />;
+  }
   const hue = parseInt(uid.slice(0, 6), 36) % 360;
   return (
     <span class="avatar" style={{ width: `${size}px`, height: `${size}px`, background: `hsl(${hue} 55% 52%)`, fontSize: `${Math.round(size * 0.42)}px` }} aria-hidden="true">
@@ -41,7 +45,7 @@ export function PostCard({ post, now }: { post: FeedItem; now: number }) {
     <article class="card post" tabIndex={0} data-post-card data-post-id={post.post_id} aria-label={`Post by ${name}`}>
       <header>
         <button class="author" onClick={() => navigate({ view: 'profile', uid: post.author })}>
-          <Avatar name={name} uid={post.author} />
+          <Avatar name={name} uid={post.author} image={post.author_avatar} />
           <span class="author-name">{name}</span>
           {online.value.has(post.author) && <span class="online-dot" title="Online" aria-label="online" />}
         </button>

@@ -1,14 +1,16 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type ProfilePage } from '../api';
 import { displayName } from '../lib/notifications';
 import { online, refreshFeed, refreshSession, revision, session, showError, toast, unread } from '../store';
 import { Avatar, PostCard } from './PostCard';
+import { toBase64 } from '../lib/files';
 
 export function Profile({ uid }: { uid: string | null }) {
   const [page, setPage] = useState<ProfilePage | null>(null);
   const [editing, setEditing] = useState(false);
   const [name, setName] = useState('');
   const [bio, setBio] = useState('');
+  const avatarPicker = useRef<HTMLInputElement>(null);
 
   const load = () => api.profile(uid).then(setPage).catch(showError);
   useEffect(() => {
@@ -60,12 +62,23 @@ export function Profile({ uid }: { uid: string | null }) {
     }
   };
 
+  const changeAvatar = async (file: File | null) => {
+    try {
+      await api.setAvatar(file ? await toBase64(file) : null);
+      await load();
+      void refreshFeed();
+      toast(file ? 'Photo changed' : 'Photo removed', 'Your followers see it after the next sync.');
+    } catch (err) {
+      showError(err);
+    }
+  };
+
   const now = Date.now();
   return (
     <div class="page">
       <div class="column">
         <section class="card profile-head" aria-label="Profile">
-          <Avatar name={shown} uid={p.uid} size={72} />
+          <Avatar name={shown} uid={p.uid} image={p.avatar} size={72} />
           <div class="profile-main">
             <h1>
               {shown}
@@ -132,6 +145,29 @@ export function Profile({ uid }: { uid: string | null }) {
               Bio
               <textarea value={bio} maxLength={500} rows={3} onInput={(e) => setBio(e.currentTarget.value)} />
             </label>
+            <div class="row avatar-row">
+              <Avatar name={shown} uid={p.uid} image={p.avatar} size={48} />
+              <input
+                ref={avatarPicker}
+                type="file"
+                accept="image/png,image/jpeg,image/gif,image/webp"
+                hidden
+                data-testid="avatar-input"
+                onChange={(e) => {
+                  const file = e.currentTarget.files?.[0] ?? null;
+                  e.currentTarget.value = '';
+                  if (file) void changeAvatar(file);
+                }}
+              />
+              <button type="button" onClick={() => avatarPicker.current?.click()}>
+                {p.avatar ? 'Change photo' : 'Add a photo'}
+              </button>
+              {p.avatar && (
+                <button type="button" class="subtle" onClick={() => void changeAvatar(null)}>
+                  Remove photo
+                </button>
+              )}
+            </div>
             <div class="row">
               <button type="button" onClick={() => setEditing(false)}>
                 Cancel

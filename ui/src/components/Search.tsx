@@ -50,7 +50,7 @@ export function Search() {
               {people.map((hit) => (
                 <li key={hit.uid} class="card person">
                   <button class="author" onClick={() => navigate({ view: 'profile', uid: hit.uid })}>
-                    <Avatar name={hit.name} uid={hit.uid} size={34} />
+                    <Avatar name={hit.name} uid={hit.uid} image={hit.avatar} size={34} />
                     <span>{hit.name}</span>
                   </button>
                   <button class={hit.followed_by_me ? '' : 'primary'} onClick={() => follow(hit)} data-testid="person-follow">

@@ -85,7 +85,7 @@ export function Thread({ postId }: { postId: string }) {
               const name = displayName(c.author_name, c.author);
               return (
                 <li key={c.comment_id} class="comment" data-testid="comment">
-                  <Avatar name={name} uid={c.author} size={30} />
+                  <Avatar name={name} uid={c.author} image={c.author_avatar} size={30} />
                   <div>
                     <div class="comment-head">
                       <strong>{name}</strong>

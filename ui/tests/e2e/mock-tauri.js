@@ -31,8 +31,9 @@
   state.notifications.push({ id: 'n2', kind: 'follow', actor: CARA, post_id: null, comment_id: null, created_at: start - 9000, read: true });
 
   const name = (uid) => state.profiles[uid]?.name ?? null;
+  const avatar = (uid) => state.profiles[uid]?.avatar ?? null;
   const item = (p) => ({
-    post_id: p.post_id, author: p.author, author_name: name(p.author), text: p.text, media: p.media, created_at: p.created_at,
+    post_id: p.post_id, author: p.author, author_name: name(p.author), author_avatar: avatar(p.author), text: p.text, media: p.media, created_at: p.created_at,
     likes: p.likes.size, liked_by_me: p.likes.has(ME), comments: (state.comments[p.post_id] ?? []).length,
   });
   const note = (n) => ({ ...n, actor_name: name(n.actor) });
@@ -46,12 +47,12 @@
   const session = () => ({ me: state.me, relay: state.relay, status: state.status, unread: unread() });
   const thread = (id) => ({
     post: item(find(id)),
-    comments: (state.comments[id] ?? []).filter((c) => !state.blocked.has(c.author)).map((c) => ({ ...c, author_name: name(c.author) })),
+    comments: (state.comments[id] ?? []).filter((c) => !state.blocked.has(c.author)).map((c) => ({ ...c, author_name: name(c.author), author_avatar: avatar(c.author) })),
     muted: state.muted.has(id),
   });
   const profilePage = (uid) => ({
     profile: {
-      uid, name: name(uid), bio: state.profiles[uid]?.bio ?? '', avatar: null,
+      uid, name: name(uid), bio: state.profiles[uid]?.bio ?? '', avatar: avatar(uid),
       posts: state.posts.filter((p) => p.author === uid).length,
       followers: (state.followers[uid] ?? new Set()).size + (uid !== ME && state.follows.has(uid) ? 1 : 0),
       following: uid === ME ? state.follows.size : 0,
@@ -102,8 +103,13 @@
     },
     profile: ({ uid }) => profilePage(uid ?? ME),
     update_profile: ({ name: n, bio }) => {
-      state.profiles[ME] = { name: n, bio };
+      state.profiles[ME] = { ...state.profiles[ME], name: n, bio };
       state.me = { uid: ME, name: n };
+    },
+    set_avatar: ({ image }) => {
+      if (image !== null && !atob(image).startsWith('\x89PNG')) fail('not_an_image', 'avatar image is not a PNG, JPEG, GIF or WebP image: choose a picture');
+      state.profiles[ME].avatar = image === null ? null : `avatar${++state.seq}`;
+      return state.profiles[ME].avatar;
     },
     follow: ({ uid }) => void state.follows.add(uid),
     unfollow: ({ uid }) => void state.follows.delete(uid),
@@ -124,7 +130,7 @@
     set_post_muted: ({ postId, muted }) => (find(postId), muted ? state.muted.add(postId) : state.muted.delete(postId), thread(postId)),
     find_people: ({ name: q }) => {
       const query = q.replace(/^@/, '').toLowerCase();
-      return Object.entries(state.profiles).filter(([uid, p]) => uid !== ME && p.name.toLowerCase().startsWith(query)).map(([uid, p]) => ({ uid, name: p.name, followed_by_me: state.follows.has(uid) }));
+      return Object.entries(state.profiles).filter(([uid, p]) => uid !== ME && p.name.toLowerCase().startsWith(query)).map(([uid, p]) => ({ uid, name: p.name, avatar: p.avatar ?? null, followed_by_me: state.follows.has(uid) }));
     },
     search: ({ text }) => state.posts.filter((p) => p.text.toLowerCase().includes(text.toLowerCase())).map(item),
     notifications: ({ unreadOnly }) => visibleNotes().filter((n) => !unreadOnly || !n.read).map(note),

@@ -164,6 +164,28 @@ describe('the desktop UI, with a mocked shell', () => {
     await page.screenshot({ path: `${shots}/profile.png` });
   });
 
+  it('sets a profile photo that shows on my posts, refuses a non-image, and removes it', async () => {
+    const { page } = await open();
+    await page.locator('button.nav', { hasText: 'Profile' }).click();
+    await page.getByRole('button', { name: 'Edit profile' }).click();
+    const png = Buffer.from('89504e470d0a1a0a0000000d4948445200000001000000010806000000', 'hex');
+    await page.getByTestId('avatar-input').setInputFiles({ name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('just text') });
+    await page.getByText('avatar image is not a PNG, JPEG, GIF or WebP image: choose a picture').waitFor();
+    assert.equal(await page.getByTestId('avatar-image').count(), 0);
+    await page.getByTestId('avatar-input').setInputFiles({ name: 'me.png', mimeType: 'image/png', buffer: png });
+    await page.getByRole('button', { name: 'Change photo' }).waitFor();
+    const head = page.locator('.profile-head').getByTestId('avatar-image');
+    assert.match(await head.getAttribute('src'), /^ssimg:\/\/localhost\/avatar\d+$/);
+    await page.locator('[data-post-card]').first().getByTestId('avatar-image').waitFor();
+    await page.locator('button.nav', { hasText: 'Feed' }).click();
+    await page.locator('[data-post-card]', { hasText: 'Sunset at the pier' }).getByTestId('avatar-image').waitFor();
+    await page.locator('button.nav', { hasText: 'Profile' }).click();
+    await page.getByRole('button', { name: 'Edit profile' }).click();
+    await page.getByRole('button', { name: 'Remove photo' }).click();
+    await page.getByRole('button', { name: 'Add a photo' }).waitFor();
+    assert.equal(await page.locator('.profile-head').getByTestId('avatar-image').count(), 0);
+  });
+
   it('blocks a person: their posts and notifications go, and unblocking brings them back', async () => {
     const { page } = await open();
     await page.getByRole('button', { name: 'Notifications' }).first().waitFor();

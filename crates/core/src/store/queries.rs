@@ -18,6 +18,8 @@ pub struct FeedItem {
     pub author: UserId,
     /// The author's display name, if their profile has arrived.
     pub author_name: Option<String>,
+    /// The author's avatar image, if they set one.
+    pub author_avatar: Option<BlobHash>,
     /// The text.
     pub text: String,
     /// Attached images.
@@ -59,6 +61,8 @@ pub struct CommentView {
     pub author: UserId,
     /// The author's display name, if known.
     pub author_name: Option<String>,
+    /// The author's avatar image, if they set one.
+    pub author_avatar: Option<BlobHash>,
     /// The text.
     pub text: String,
     /// When it was written, ms since the Unix epoch.
@@ -112,7 +116,7 @@ macro_rules! item_columns {
             EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.post_id AND l.uid = ?1),
             (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.post_id AND ",
             not_blocked!("c.author"),
-            ")"
+            "), pr.avatar"
         )
     };
 }
@@ -192,7 +196,7 @@ pub fn post(conn: &Connection, viewer: UserId, post_id: &PostId) -> Result<FeedI
 pub fn thread(conn: &Connection, viewer: UserId, post_id: &PostId) -> Result<ThreadView> {
     let post = post(conn, viewer, post_id)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT c.comment_id, c.author, pr.name, c.text, c.created_at
+        "SELECT c.comment_id, c.author, pr.name, c.text, c.created_at, pr.avatar
          FROM comments c LEFT JOIN profiles pr ON pr.uid = c.author
          WHERE c.post_id = ?1 AND c.author NOT IN (SELECT uid FROM blocked)
          ORDER BY c.created_at, c.comment_id",
@@ -205,6 +209,7 @@ pub fn thread(conn: &Connection, viewer: UserId, post_id: &PostId) -> Result<Thr
                 author_name: r.get(2)?,
                 text: r.get(3)?,
                 created_at: r.get(4)?,
+                author_avatar: avatar_col(r, 5)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -294,6 +299,8 @@ pub struct PersonHit {
     pub uid: UserId,
     /// Their display name.
     pub name: String,
+    /// Their avatar image, if they set one and it is known here.
+    pub avatar: Option<BlobHash>,
     /// Whether the viewer follows them.
     pub followed_by_me: bool,
 }
@@ -313,7 +320,7 @@ pub fn people(
             .replace(['%', '_'], "")
     );
     let mut stmt = conn.prepare_cached(
-        "SELECT p.uid, p.name, EXISTS (SELECT 1 FROM follows f WHERE f.follower = ?1 AND f.followee = p.uid)
+        "SELECT p.uid, p.name, EXISTS (SELECT 1 FROM follows f WHERE f.follower = ?1 AND f.followee = p.uid), p.avatar
          FROM profiles p WHERE p.name LIKE ?2 AND p.uid != ?1 ORDER BY p.name COLLATE NOCASE LIMIT ?3",
     )?;
     let rows = stmt.query_map(
@@ -323,6 +330,7 @@ pub fn people(
                 uid: parse_col(r, 0)?,
                 name: r.get(1)?,
                 followed_by_me: r.get(2)?,
+                avatar: avatar_col(r, 3)?,
             })
         },
     )?;
@@ -385,7 +393,14 @@ fn item_from_row(r: &Row<'_>) -> rusqlite::Result<FeedItem> {
         likes: r.get(6)?,
         liked_by_me: r.get(7)?,
         comments: r.get(8)?,
+        author_avatar: avatar_col(r, 9)?,
     })
+}
+
+/// Reads an avatar column: a hash, or nothing (an unparsable one counts as nothing, so a
+/// bad avatar never hides the post or comment it decorates).
+fn avatar_col(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<BlobHash>> {
+    Ok(r.get::<_, Option<String>>(i)?.and_then(|h| h.parse().ok()))
 }
 
 /// Reads a text column and parses it as an id.

@@ -258,6 +258,22 @@ async function scenario() {
   await ana.session.waitFor('[data-testid=feed] [data-post-card] [data-testid=comment-count]', { text: '2', timeout: 60000 });
   await waitUntil('the offline comment notified Ana', async () => ana.notifications().length === 4);
 
+  // Ana picks a profile photo; Ben's app fetches the image from the relay and shows it on
+  // her post (served from his local cache through the app's image protocol).
+  await nav(ana, 'Profile');
+  await ana.session.click('.profile-head button', 'Edit profile');
+  await ana.session.attach('[data-testid=avatar-input]', 'ana.png', 'image/png', readFileSync(join(here, '../../icons/128x128.png')));
+  await ana.session.waitFor('.profile-head [data-testid=avatar-image]');
+  await ana.session.click('.edit-profile button', 'Cancel');
+  await ana.session.click('.toasts button[aria-label=Dismiss]');
+  const photoShown = (app) => app.session.script(
+    `const img=document.querySelector('[data-testid=feed] [data-post-card] [data-testid=avatar-image]');
+     return !!img && img.complete && img.naturalWidth > 0;`);
+  await nav(ben, 'Feed');
+  await waitUntil("Ben's app shows Ana's photo", () => photoShown(ben));
+  await nav(ana, 'Feed');
+  await waitUntil("Ana's feed shows her photo", () => photoShown(ana));
+
   // Screens for the README.
   await shot(ana, 'feed');
   await nav(ana, 'Notifications');

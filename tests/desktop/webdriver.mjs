@@ -71,6 +71,18 @@ export class Session {
     );
   }
 
+  /** Puts a file into a file input the way a picker does: its `files`, then `change`. */
+  async attach(css, name, mime, bytes) {
+    await this.waitFor(css);
+    await this.script(
+      `const el=document.querySelector(arguments[0]);
+       const bytes=Uint8Array.from(atob(arguments[3]), (c) => c.charCodeAt(0));
+       const dt=new DataTransfer(); dt.items.add(new File([bytes], arguments[1], { type: arguments[2] }));
+       el.files=dt.files; el.dispatchEvent(new Event('change',{bubbles:true}));`,
+      [css, name, mime, Buffer.from(bytes).toString('base64')],
+    );
+  }
+
   async text(css) {
     return this.script(`const e=document.querySelector(arguments[0]); return e? e.textContent : null;`, [css]);
   }

@@ -1,24 +1,28 @@
-import { convertFileSrc } from '@tauri-apps/api/core';
 import { api, type FeedItem } from '../api';
 import { displayName } from '../lib/notifications';
 import { fullTime, relativeTime } from '../lib/time';
+import { CachedImage } from './CachedImage';
 import { Icon } from './Icon';
 import { feed, navigate, online, openThread, replacePost, session, showError } from '../store';
 
-export function imageUrl(hash: string): string {
-  return convertFileSrc(hash, 'ssimg');
-}
-
 /** A person's picture: their avatar image when they set one, else their initial. */
 export function Avatar({ name, uid, image, size = 40 }: { name: string; uid: string; image?: string | null; size?: number }) {
-  if (image) {
-    return <img class="avatar" src={imageUrl(image)} alt="" style={{ width: `${size}px`, height: `${size}px` }} data-testid="avatar-image" />;
-  }
   const hue = parseInt(uid.slice(0, 6), 36) % 360;
-  return (
+  const initial = (
     <span class="avatar" style={{ width: `${size}px`, height: `${size}px`, background: `hsl(${hue} 55% 52%)`, fontSize: `${Math.round(size * 0.42)}px` }} aria-hidden="true">
       {name.slice(0, 1).toUpperCase()}
     </span>
+  );
+  if (!image) return initial;
+  return (
+    <CachedImage
+      hash={image}
+      class="avatar"
+      alt=""
+      style={{ width: `${size}px`, height: `${size}px` }}
+      data-testid="avatar-image"
+      fallback={initial}
+    />
   );
 }
 
@@ -57,7 +61,7 @@ export function PostCard({ post, now }: { post: FeedItem; now: number }) {
       {post.media.length > 0 && (
         <div class={`media media-${Math.min(post.media.length, 4)}`}>
           {post.media.map((h) => (
-            <img key={h} src={imageUrl(h)} alt="Attached image" loading="lazy" />
+            <CachedImage key={h} hash={h} alt="Attached image" loading="lazy" fallback={<span class="image-missing">Image on its way…</span>} />
           ))}
         </div>
       )}

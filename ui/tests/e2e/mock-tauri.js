@@ -164,7 +164,8 @@
       return id;
     },
     unregisterCallback: (id) => callbacks.delete(id),
-    convertFileSrc: (path, protocol) => `${protocol}://localhost/${path}`,
+    // The shell serves cached images at ssimg://; here the test's route handler does.
+    convertFileSrc: (path) => `/__mock_images/${path}`,
     async invoke(cmd, args) {
       state.calls.push({ cmd, args });
       if (cmd === 'plugin:event|listen') {

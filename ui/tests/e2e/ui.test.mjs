@@ -9,6 +9,7 @@ import { preview } from 'vite';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const mock = readFileSync(`${here}/mock-tauri.js`, 'utf8');
+const png = readFileSync(`${here}/../../../icons/32x32.png`);
 const shots = process.env.UI_SCREENSHOTS ?? `${here}/../../test-results`;
 mkdirSync(shots, { recursive: true });
 
@@ -38,8 +39,16 @@ async function open(options = {}) {
   page.on('pageerror', (e) => errors.push(e.message));
   await page.addInitScript(`window.__MOCK_NEW_USER__ = ${Boolean(options.newUser)}; window.__MOCK_POSTS__ = ${options.posts ?? 3};`);
   await page.addInitScript(mock);
+  // The local image cache: every image is there except those named `late…`, until the
+  // test says they arrived.
+  const arrived = new Set();
+  await context.route('**/__mock_images/**', (route) => {
+    const hash = new URL(route.request().url()).pathname.split('/').pop();
+    if (hash.startsWith('late') && !arrived.has(hash)) return route.fulfill({ status: 404, body: '' });
+    return route.fulfill({ status: 200, contentType: 'image/png', body: png });
+  });
   await page.goto(url);
-  return { page, errors };
+  return { page, errors, arrived };
 }
 
 describe('the desktop UI, with a mocked shell', () => {
@@ -175,7 +184,7 @@ describe('the desktop UI, with a mocked shell', () => {
     await page.getByTestId('avatar-input').setInputFiles({ name: 'me.png', mimeType: 'image/png', buffer: png });
     await page.getByRole('button', { name: 'Change photo' }).waitFor();
     const head = page.locator('.profile-head').getByTestId('avatar-image');
-    assert.match(await head.getAttribute('src'), /^ssimg:\/\/localhost\/avatar\d+$/);
+    assert.match(await head.getAttribute('src'), /^\/__mock_images\/avatar\d+$/);
     await page.locator('[data-post-card]').first().getByTestId('avatar-image').waitFor();
     await page.locator('button.nav', { hasText: 'Feed' }).click();
     await page.locator('[data-post-card]', { hasText: 'Sunset at the pier' }).getByTestId('avatar-image').waitFor();
@@ -184,6 +193,24 @@ describe('the desktop UI, with a mocked shell', () => {
     await page.getByRole('button', { name: 'Remove photo' }).click();
     await page.getByRole('button', { name: 'Add a photo' }).waitFor();
     assert.equal(await page.locator('.profile-head').getByTestId('avatar-image').count(), 0);
+  });
+
+  it('shows an image that arrives after its post once it is synced', async () => {
+    const { page, arrived } = await open();
+    await page.getByRole('feed').waitFor();
+    await page.evaluate(() => {
+      const { state, ids } = window.__mock;
+      state.posts.unshift({ post_id: `${ids.BEN}-late`, author: ids.BEN, text: 'Look at this boat', media: ['late1'], created_at: Date.now(), likes: new Set(), comments: 0 });
+      window.__mock.emit('sync-event', { event: 'feed_changed', user: ids.BEN });
+    });
+    const card = page.locator('[data-post-card]', { hasText: 'Look at this boat' });
+    await card.getByText('Image on its way…').waitFor();
+    arrived.add('late1');
+    await page.evaluate(() => window.__mock.emit('sync-event', { event: 'feed_changed', user: window.__mock.ids.ME }));
+    const img = card.getByAltText('Attached image');
+    await img.waitFor();
+    await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle());
+    assert.equal(await card.getByText('Image on its way…').count(), 0);
   });
 
   it('blocks a person: their posts and notifications go, and unblocking brings them back', async () => {

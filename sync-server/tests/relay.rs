@@ -552,6 +552,55 @@ async fn presence_never_leaves_a_ghost() {
     assert_eq!(online[0].devices, vec!["00000000000000a1".to_owned()]);
 }
 
+/// Regression: a client sent a document before the images it names, so a live follower
+/// asked for an image the relay did not hold yet, was told `not_found`, never asked again,
+/// and showed the post without its image (seen in the real-app test with a profile photo).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_reach_live_followers_with_the_posts_that_name_them() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    ana.sync().await;
+    ben.sync().await;
+    let ben_live = Watch::start(&ben, &relay.url()).await;
+    let ana_live = Watch::start(&ana, &relay.url()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..5u8 {
+        let png = dir.path().join(format!("{i}.png"));
+        std::fs::write(&png, [b"\x89PNG\r\n\x1a\n".as_slice(), &[i; 64]].concat()).unwrap();
+        ana.r().post(&format!("picture {i}"), &[png]).unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (posts, missing) = {
+            let r = ben.r();
+            (
+                r.feed(None, 10).unwrap().posts.len(),
+                r.missing_blobs().unwrap(),
+            )
+        };
+        if posts == 5 && missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Ben has {posts} of 5 posts and lacks {} images",
+            missing.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ana_live.stop().await;
+    let mut events = ben_live.stop().await;
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(e, Event::Rejected { .. }),
+            "the relay refused something of Ben's: {e:?}"
+        );
+    }
+}
+
 /// Regression: the relay used to queue Welcome after joining the connection to the hub, so a
 /// follower's presence change could reach a client before its Welcome, and the client's
 /// handshake failed with "unexpected message during the handshake" (seen in CI as a flaky

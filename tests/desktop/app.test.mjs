@@ -22,12 +22,26 @@ const SHOTS = process.env.SCREENSHOTS_DIR;
 const work = mkdtempSync(join(tmpdir(), 'social-sync-desktop-'));
 const children = [];
 
-function run(cmd, args, options = {}) {
+/** Each child's stderr, kept whole so that a failure can show what every process said. */
+const logs = new Map();
+
+function run(label, cmd, args, options = {}) {
   // Own process group, so teardown kills everything it started (drivers, webviews, servers).
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true, ...options });
   children.push(child);
-  child.stderr.on('data', (d) => process.env.DESKTOP_TEST_VERBOSE && process.stderr.write(d));
+  const log = logs.get(label) ?? logs.set(label, []).get(label);
+  child.stderr.on('data', (d) => {
+    log.push(String(d));
+    if (process.env.DESKTOP_TEST_VERBOSE) process.stderr.write(d);
+  });
   return child;
+}
+
+/** The last lines each process wrote to stderr (apps and relay log at info). */
+function logTails(lines = 40) {
+  return [...logs]
+    .map(([label, chunks]) => `--- ${label} ---\n${chunks.join('').replace(/\x1b\[[0-9;]*m/g, '').split('\n').slice(-lines).join('\n')}`)
+    .join('\n');
 }
 
 function firstLine(child, prefix) {
@@ -48,7 +62,7 @@ class Relay {
     this.port = 0;
   }
   async start() {
-    this.proc = run(RELAY, ['--listen', `127.0.0.1:${this.port}`, '--data', this.data, '--log', 'warn']);
+    this.proc = run('relay', RELAY, ['--listen', `127.0.0.1:${this.port}`, '--data', this.data, '--log', 'info']);
     const addr = await firstLine(this.proc, 'listening on ');
     this.port = Number(addr.split(':')[1]);
     this.url = `ws://${addr}`;
@@ -65,8 +79,8 @@ async function startApp(name, { sound, port }) {
   const script = `/usr/bin/python3 '${here}/notify_server.py' '${log}' ${sound ? 'sound' : 'nosound'} &
     for i in $(seq 100); do [ -f '${log}' ] && break; sleep 0.05; done
     exec '${DRIVER}' --port ${port} --native-port ${port + 1}`;
-  run('dbus-run-session', ['--', 'bash', '-c', script], {
-    env: { ...process.env, SOCIAL_SYNC_PROFILE: profile, NO_AT_BRIDGE: '1', SOCIAL_SYNC_LOG: 'warn' },
+  run(name, 'dbus-run-session', ['--', 'bash', '-c', script], {
+    env: { ...process.env, SOCIAL_SYNC_PROFILE: profile, NO_AT_BRIDGE: '1', SOCIAL_SYNC_LOG: 'info' },
   });
   await waitForPort(port);
   const session = await Session.start(port, APP);
@@ -172,6 +186,11 @@ test('two people on two real app instances: live feed, counts, threads, one noti
   } catch (e) {
     // What each window showed when it failed, to read next to the error.
     for (const app of [ana, ben]) await shot(app, `failure-${app.name}`).catch(() => {});
+    for (const app of [ana, ben]) {
+      const status = await app.session.script(`return window.__TAURI_INTERNALS__.invoke('session').then((s) => JSON.stringify(s.status))`).catch((err) => String(err));
+      console.error(`${app.name}'s connection: ${status}`);
+    }
+    console.error(logTails());
     throw e;
   }
 });

@@ -110,6 +110,8 @@ enum Query {
 
 /// How long a one-off question waits for its answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long to wait before asking again for images the relay did not have.
+const BLOB_RETRY: Duration = Duration::from_secs(5);
 
 /// What one `sync` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -389,6 +391,11 @@ struct Session<'a> {
     inbox_seq: Option<u64>,
     max_seq: u64,
     asked_blobs: HashSet<BlobHash>,
+    /// Images sent to the relay and not confirmed yet.
+    uploading: HashSet<BlobHash>,
+    /// When to ask again for images the relay did not have (their author has not uploaded
+    /// them yet).
+    blobs_retry: Option<tokio::time::Instant>,
     summary: SyncSummary,
     /// One-off questions from [`SyncEngine::ask`], and who waits for the answers (the
     /// relay answers a connection's messages in order).
@@ -411,6 +418,8 @@ impl<'a> Session<'a> {
             inbox_seq: None,
             max_seq: 0,
             asked_blobs: HashSet::new(),
+            uploading: HashSet::new(),
+            blobs_retry: None,
             summary: SyncSummary::default(),
             queries: None,
             names_asked: VecDeque::new(),
@@ -433,12 +442,13 @@ impl<'a> Session<'a> {
         };
         self.summary.documents = docs.len();
         self.offer(docs).await?;
-        self.upload_blobs().await?;
         self.ping().await
     }
 
     /// Sends sync messages for `docs` (those with something to say), batched.
     async fn offer(&mut self, docs: Vec<DocId>) -> Result<(), SyncError> {
+        let me = DocId::User(self.engine.replica().user_id());
+        let names_images = docs.contains(&me);
         let items = {
             let mut r = self.engine.replica();
             let mut items = Vec::new();
@@ -459,6 +469,12 @@ impl<'a> Session<'a> {
             }
             items
         };
+        if names_images {
+            // An image is stored with the edit that names it, so every image these messages
+            // name is in the cache now. It goes first: the relay then holds it before a
+            // follower sees the post and asks for it.
+            self.upload_blobs().await?;
+        }
         self.send_items(items).await
     }
 
@@ -494,6 +510,9 @@ impl<'a> Session<'a> {
     async fn upload_blobs(&mut self) -> Result<(), SyncError> {
         let hashes = self.engine.replica().blobs_to_upload()?;
         for hash in hashes {
+            if !self.uploading.insert(hash) {
+                continue; // sent; the relay's BlobStored is on its way
+            }
             let blob = self.engine.replica().blob(&hash)?;
             if let Some(blob) = blob {
                 self.link
@@ -538,10 +557,13 @@ impl<'a> Session<'a> {
                         self.offer(pending).await?;
                         // A follow made while connected: fetch that user's posts now.
                         self.after_user_doc_changed().await?;
-                        self.upload_blobs().await?;
                         if self.awaiting_pong.is_none() {
                             self.ping().await?;
                         }
+                    }
+                    if self.blobs_retry.is_some_and(|at| tokio::time::Instant::now() >= at) {
+                        self.blobs_retry = None;
+                        self.ask_missing_blobs().await?;
                     }
                 }
                 Some(query) = next_query(&mut self.queries) => self.ask(query).await?,
@@ -640,8 +662,20 @@ impl<'a> Session<'a> {
                 }
             }
             ServerMessage::BlobStored { hash } => {
+                self.uploading.remove(&hash);
                 self.engine.replica().blob_uploaded(&hash)?;
                 self.summary.images += 1;
+            }
+            ServerMessage::Rejected {
+                code: ErrorCode::NotFound,
+                doc: None,
+                message,
+            } => {
+                // An image asked for that its author has not uploaded yet: not the user's
+                // concern. Every missing image is asked for again a little later.
+                tracing::info!("{message}; asking again in {} s", BLOB_RETRY.as_secs());
+                self.asked_blobs.clear();
+                self.blobs_retry = Some(tokio::time::Instant::now() + BLOB_RETRY);
             }
             ServerMessage::Rejected { code, doc, message } => {
                 tracing::warn!(code = code.as_str(), ?doc, "the relay refused: {message}");
@@ -696,7 +730,7 @@ impl<'a> Session<'a> {
     /// Asks for the documents of users followed since the session started, the threads of
     /// followed users' posts never asked for, and images missing from the local cache.
     async fn after_user_doc_changed(&mut self) -> Result<(), SyncError> {
-        let (docs, missing) = {
+        let docs = {
             let r = self.engine.replica();
             let mut docs = Vec::new();
             let mut authors = r.following()?;
@@ -708,11 +742,18 @@ impl<'a> Session<'a> {
                 }
                 docs.extend(r.threads_never_asked(author)?);
             }
-            (docs, r.missing_blobs()?)
+            docs
         };
         if !docs.is_empty() {
             self.offer(docs).await?;
         }
+        self.ask_missing_blobs().await
+    }
+
+    /// Asks the relay for the images missing from the local cache (each once a session,
+    /// until the relay says it has not got one).
+    async fn ask_missing_blobs(&mut self) -> Result<(), SyncError> {
+        let missing = self.engine.replica().missing_blobs()?;
         for hash in missing {
             if self.asked_blobs.insert(hash) {
                 self.link.send(&ClientMessage::GetBlob { hash }).await?;

@@ -151,7 +151,11 @@ async function onboard(app, name, relay) {
   await s.type('input[name=name]', name);
   await s.type('input[name=relay]', relay);
   await s.click('button[type=submit]', 'Start');
-  await s.waitFor('[data-testid=status]', { text: 'Online' });
+  const used = await waitUntil(`${name}'s profile is made`, () =>
+    s.script(`return window.__TAURI_INTERNALS__.invoke('session').then((s) => (s.me ? s.relay : null))`));
+  assert.equal(used, relay, `${name}'s app uses another relay than the one typed`);
+  // The first connection of a new profile; generous, since two WebKit instances share 2 cores.
+  await s.waitFor('[data-testid=status]', { text: 'Online', timeout: 45000 });
 }
 
 const nav = (app, label) => app.session.click('button.nav', label);

@@ -85,7 +85,7 @@ async function startApp(name, { sound, port }) {
   await waitForPort(port);
   const session = await Session.start(port, APP);
   await session.waitFor('#app > *');
-  return { name, session, log, profile, notifications: () => readLog(log) };
+  return { name, session, log, profile, notifications: () => readLog(log), click: (id) => writeFileSync(`${log}.click`, String(id)) };
 }
 
 /**
@@ -251,6 +251,12 @@ async function scenario() {
     assert.equal(n.app, 'Social Sync');
     assert.equal(n.hints['sound-name'], 'message-new-instant', JSON.stringify(n));
   }
+  await ana.session.click('[data-testid=thread] button[aria-label="Close comments"]');
+
+  // A click on the comment's notification brings Ana's app to that post's comments.
+  await nav(ana, 'Settings');
+  ana.click(all.find((n) => n.body === 'Ben commented on your post').id);
+  await ana.session.waitFor('[data-testid=thread] [data-testid=comment]', { text: 'Looks great!' });
   await ana.session.click('[data-testid=thread] button[aria-label="Close comments"]');
 
   // Ana follows Ben back: Ben's notification server has no "sound" capability, so the app

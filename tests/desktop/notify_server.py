@@ -3,12 +3,15 @@
 
 Claims org.freedesktop.Notifications on the session bus, answers GetCapabilities (with the
 "sound" capability or without, so both of the app's paths can be tested) and
-GetServerInformation, and appends every Notify call as one JSON line to LOG.
+GetServerInformation, and appends every Notify call as one JSON line to LOG (with the id it
+returned). A person's click is played by writing a notification id to LOG.click: the server
+emits ActionInvoked(id, "default") for it, as a desktop does when the notification is clicked.
 
 Usage: notify_server.py LOG sound|nosound      (run with Debian's /usr/bin/python3)
 """
 
 import json
+import os
 import sys
 
 import dbus
@@ -36,7 +39,10 @@ class Server(dbus.service.Object):
 
     @dbus.service.method(IFACE, in_signature="susssasa{sv}i", out_signature="u")
     def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout):
+        nid = self.next_id
+        self.next_id += 1
         record = {
+            "id": nid,
             "app": str(app),
             "summary": str(summary),
             "body": str(body),
@@ -45,8 +51,6 @@ class Server(dbus.service.Object):
         }
         with open(LOG, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
-        nid = self.next_id
-        self.next_id += 1
         return dbus.UInt32(nid)
 
     @dbus.service.method(IFACE, in_signature="u")
@@ -62,8 +66,21 @@ class Server(dbus.service.Object):
         pass
 
 
+def play_clicks():
+    """Clicks the notification whose id the test wrote to LOG.click, if any."""
+    try:
+        with open(LOG + ".click", encoding="utf-8") as f:
+            nid = int(f.read().strip())
+        os.remove(LOG + ".click")
+        server.ActionInvoked(dbus.UInt32(nid), "default")
+    except (FileNotFoundError, ValueError):
+        pass
+    return True
+
+
 DBusGMainLoop(set_as_default=True)
 server = Server(dbus.SessionBus())
+GLib.timeout_add(100, play_clicks)
 open(LOG, "a", encoding="utf-8").close()
 print("ready", flush=True)
 GLib.MainLoop().run()

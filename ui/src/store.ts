@@ -54,12 +54,22 @@ export function showError(e: unknown): string {
   return err.code;
 }
 
+/**
+ * How many connection and notification events have been applied. Events and command answers
+ * travel apart: a session snapshot taken before an event can arrive after it, and must not
+ * undo it (the pill stayed at "Connecting…" on a connected app).
+ */
+const applied = { connection: 0, notification: 0 };
+
 export async function refreshSession() {
+  const before = { ...applied };
   const s = await api.session();
   session.value = s;
-  status.value = s.status;
-  if (s.status.status === 'online') everOnline.value = true;
-  unread.value = s.unread;
+  if (applied.connection === before.connection) {
+    status.value = s.status;
+    if (s.status.status === 'online') everOnline.value = true;
+  }
+  if (applied.notification === before.notification) unread.value = s.unread;
 }
 
 export async function loadFeed(reset: boolean) {
@@ -118,6 +128,7 @@ let refreshTimer: ReturnType<typeof setTimeout> | null = null;
 export function applySyncEvent(e: SyncEvent) {
   switch (e.event) {
     case 'connection':
+      applied.connection++;
       status.value = { status: e.status, waiting: e.waiting, reason: e.reason };
       if (e.status === 'online') everOnline.value = true;
       if (e.status !== 'online') online.value = new Set();
@@ -133,6 +144,7 @@ export function applySyncEvent(e: SyncEvent) {
       }, 150);
       break;
     case 'notification':
+      applied.notification++;
       unread.value += 1;
       revision.value++;
       break;

@@ -63,7 +63,12 @@
   });
 
   const commands = {
-    session: () => session(),
+    session: async () => {
+      // The answer is what the shell knew when asked, however late it arrives.
+      const snapshot = session();
+      if (state.sessionDelay) await new Promise((r) => setTimeout(r, state.sessionDelay));
+      return snapshot;
+    },
     first_paint: () => undefined,
     create_profile: ({ name: n, relay }) => {
       if (!n.trim()) fail('text_length', 'name is 0 characters; it must be between 1 and 64');
@@ -175,7 +180,7 @@
       if (cmd === 'plugin:event|unlisten') return null;
       const handler = commands[cmd];
       if (!handler) throw { code: 'unknown_command', message: `no mock for ${cmd}` };
-      return structuredClone(handler(args ?? {}));
+      return structuredClone(await handler(args ?? {}));
     },
   };
   window.__TAURI_EVENT_PLUGIN_INTERNALS__ = { unregisterListener: () => undefined };

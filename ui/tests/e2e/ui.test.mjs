@@ -269,6 +269,25 @@ describe('the desktop UI, with a mocked shell', () => {
     assert.ok(loaded >= 2, 'scrolling loaded more pages');
   });
 
+  it('a session answer older than a connection event does not undo it', async () => {
+    const { page } = await open({ newUser: true });
+    await page.evaluate(() => {
+      window.__mock.state.status = { status: 'connecting', waiting: 1, reason: null };
+      window.__mock.state.sessionDelay = 400;
+    });
+    await page.getByLabel('Display name').fill('Ana');
+    await page.getByRole('button', { name: 'Start' }).click();
+    // The engine connects while the app's question about the session is on its way.
+    await page.waitForTimeout(100);
+    await page.evaluate(() => {
+      window.__mock.state.status = { status: 'online', waiting: 0, reason: null };
+      window.__mock.emit('sync-event', { event: 'connection', status: 'online', waiting: 0, reason: null });
+    });
+    await page.getByTestId('status').getByText('Online').waitFor();
+    await page.waitForTimeout(600);
+    assert.equal(await page.getByTestId('status').textContent(), 'Online');
+  });
+
   it('shows the connection status, with changes waiting offline', async () => {
     const { page } = await open();
     await page.getByTestId('status').getByText('Online').waitFor();

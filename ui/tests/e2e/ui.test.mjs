@@ -211,6 +211,11 @@ describe('the desktop UI, with a mocked shell', () => {
     await img.waitFor();
     await page.waitForFunction((el) => el.complete && el.naturalWidth > 0, await img.elementHandle());
     assert.equal(await card.getByText('Image on its way…').count(), 0);
+    // Once shown, it is not fetched again at every later sync change.
+    const src = await img.getAttribute('src');
+    await page.evaluate(() => window.__mock.emit('sync-event', { event: 'feed_changed', user: window.__mock.ids.BEN }));
+    await page.waitForTimeout(400);
+    assert.equal(await img.getAttribute('src'), src);
   });
 
   it('blocks a person: their posts and notifications go, and unblocking brings them back', async () => {

@@ -447,10 +447,9 @@ impl<'a> Session<'a> {
 
     /// Sends sync messages for `docs` (those with something to say), batched.
     async fn offer(&mut self, docs: Vec<DocId>) -> Result<(), SyncError> {
-        let me = DocId::User(self.engine.replica().user_id());
-        let names_images = docs.contains(&me);
-        let items = {
+        let (items, names_images) = {
             let mut r = self.engine.replica();
+            let names_images = docs.contains(&DocId::User(r.user_id()));
             let mut items = Vec::new();
             for doc in docs {
                 let state = match self.states.remove(&doc) {
@@ -467,7 +466,7 @@ impl<'a> Session<'a> {
                 }
                 self.states.insert(doc, state);
             }
-            items
+            (items, names_images)
         };
         if names_images {
             // An image is stored with the edit that names it, so every image these messages

@@ -113,6 +113,10 @@ pub enum Error {
     /// A change breaks the write rules.
     #[error("{0}; nothing was merged")]
     Forbidden(#[from] RuleViolation),
+    /// Input from elsewhere refused before it reached a document (see
+    /// [`crate::model::vetting`]).
+    #[error("{0}; nothing was merged")]
+    Unvetted(crate::model::vetting::Unvetted),
     /// A malformed id.
     #[error(transparent)]
     InvalidId(#[from] IdError),
@@ -202,6 +206,8 @@ impl Error {
             Self::DamagedDocument { .. } => "damaged_document",
             Self::InvalidChange { .. } => "invalid_change",
             Self::Forbidden(_) => "forbidden",
+            Self::Unvetted(crate::model::vetting::Unvetted::Rule(_)) => "forbidden",
+            Self::Unvetted(_) => "invalid_change",
             Self::InvalidId(_) => "invalid_id",
             Self::UnknownPost(_) => "unknown_post",
             Self::UnknownComment(_) => "unknown_comment",
@@ -216,6 +222,15 @@ impl Error {
             Self::Export(_) => "export",
             Self::Edit(_) => "edit",
             Self::Database(_) => "database",
+        }
+    }
+}
+
+impl From<crate::model::vetting::Unvetted> for Error {
+    fn from(e: crate::model::vetting::Unvetted) -> Self {
+        match e {
+            crate::model::vetting::Unvetted::Rule(violation) => Self::Forbidden(violation),
+            other => Self::Unvetted(other),
         }
     }
 }

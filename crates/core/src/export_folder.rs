@@ -4,31 +4,43 @@
 //! ```text
 //! DIR/
 //!   manifest.json            format, version, who exported, and every file with its SHA-256
-//!   documents/NNNNNN.automerge   one full Automerge save per document
+//!   documents/NNNNNN.automerge   one document's changes: uncompressed change chunks, end to end
 //!   blobs/<sha-256>          one file per image
 //! ```
 //!
 //! The manifest is written last, so a folder whose export was interrupted has none and is
-//! refused. Reading checks the whole folder (manifest, checksums, documents, write rules)
-//! before anything is merged.
+//! refused. Reading checks the whole folder (manifest, checksums, sizes, every change
+//! vetted as if it came from the network, images sniffed) before anything is merged.
+//!
+//! Version 2 holds change chunks, not `Automerge::save` documents (version 1): a document's
+//! columns may be DEFLATE-compressed, and a few hostile kilobytes then inflate to
+//! gigabytes inside Automerge before any check can run. Version 1 folders are refused with
+//! a message to export again.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use automerge::{AutoCommit, Change};
+use automerge::Change;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
+use crate::model::vetting;
 use crate::store::{blobs, documents};
 use crate::{Error, Notification, Result};
 
 /// The `format` field of every manifest.
 pub const FORMAT: &str = "social-sync-export";
 /// The newest manifest version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest manifest version this build reads.
+pub const OLDEST_VERSION: u32 = 2;
 const MANIFEST: &str = "manifest.json";
+/// The largest manifest read.
+pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest document file read.
+pub const MAX_DOCUMENT_BYTES: u64 = 256 * 1024 * 1024;
 
 /// What can be wrong with an export folder. Nothing is changed when one of these is
 /// reported.
@@ -68,6 +80,40 @@ pub enum ExportError {
         /// The newest known.
         known: u32,
     },
+    /// Written by an older version, in a format this one no longer trusts.
+    #[error(
+        "the export in {path} has format version {found}, which this program no longer reads (it reads {oldest} and newer): export the data again with this version"
+    )]
+    OlderVersion {
+        /// The folder.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+        /// The oldest read.
+        oldest: u32,
+    },
+    /// A file larger than any export writes.
+    #[error(
+        "{path} is {size} bytes; at most {max} are read: it is not a file this program exported"
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// An image file that is not an allowed image.
+    #[error(
+        "{path} is not a PNG, JPEG, GIF or WebP image of at most {max} bytes: the folder was not imported"
+    )]
+    BadImage {
+        /// The file.
+        path: PathBuf,
+        /// The size cap.
+        max: u64,
+    },
     /// A listed file is missing or unreadable.
     #[error(
         "{path}, listed in the manifest, cannot be read ({detail}): copy the whole export folder again"
@@ -86,14 +132,14 @@ pub enum ExportError {
         /// The file.
         path: PathBuf,
     },
-    /// A document file is not an Automerge document.
-    #[error("{path} ({doc}) is not a valid Automerge document ({detail}): export again")]
+    /// A document file holds something else than valid changes.
+    #[error("{path} ({doc}) is not a valid export of that document ({detail}): export again")]
     BadDocument {
         /// The file.
         path: PathBuf,
         /// The document it claims to be.
         doc: DocId,
-        /// What Automerge said.
+        /// What was wrong.
         detail: String,
     },
     /// A document breaks the write rules.
@@ -199,7 +245,11 @@ pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<Exp
             }
             Err(e) => return Err(e),
         };
-        let bytes = am.save();
+        let bytes: Vec<u8> = am
+            .get_changes(&[])
+            .iter()
+            .flat_map(|c| c.raw_bytes().iter().copied())
+            .collect();
         let file = format!("documents/{:06}.automerge", manifest.documents.len());
         let path = dir.join(&file);
         fs::write(&path, &bytes).map_err(io(&path))?;
@@ -238,13 +288,17 @@ pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<Exp
 /// Reads and checks an export folder in full.
 pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
     let manifest_path = dir.join(MANIFEST);
-    let text = fs::read_to_string(&manifest_path).map_err(|_| ExportError::NoManifest {
-        path: dir.to_owned(),
-    })?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| ExportError::BadManifest {
-        path: manifest_path.clone(),
-        detail: e.to_string(),
-    })?;
+    if !manifest_path.is_file() {
+        return Err(ExportError::NoManifest {
+            path: dir.to_owned(),
+        });
+    }
+    let text = read_file(&manifest_path, MAX_MANIFEST_BYTES)?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| ExportError::BadManifest {
+            path: manifest_path.clone(),
+            detail: e.to_string(),
+        })?;
     if manifest.format != FORMAT {
         return Err(ExportError::BadManifest {
             path: manifest_path,
@@ -258,38 +312,46 @@ pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
             known: VERSION,
         });
     }
+    if manifest.version < OLDEST_VERSION {
+        return Err(ExportError::OlderVersion {
+            path: dir.to_owned(),
+            found: manifest.version,
+            oldest: OLDEST_VERSION,
+        });
+    }
     let mut documents = Vec::with_capacity(manifest.documents.len());
     for entry in manifest.documents {
         let path = inside(dir, &entry.file, &manifest_path)?;
-        let bytes = read_file(&path)?;
+        let bytes = read_file(&path, MAX_DOCUMENT_BYTES)?;
         if sha256_hex(&bytes) != entry.sha256 {
             return Err(ExportError::Checksum { path });
         }
-        let mut am = AutoCommit::load(&bytes).map_err(|e| ExportError::BadDocument {
-            path: path.clone(),
-            doc: entry.id.clone(),
-            detail: e.to_string(),
-        })?;
-        let changes = am.get_changes(&[]);
-        for change in &changes {
-            crate::model::rules::check_change(&entry.id, change).map_err(|violation| {
-                ExportError::Forbidden {
+        let changes =
+            vetting::vet_changes_concatenated(&entry.id, &bytes).map_err(|e| match e {
+                vetting::Unvetted::Rule(violation) => ExportError::Forbidden {
                     path: path.clone(),
                     violation,
-                }
+                },
+                other => ExportError::BadDocument {
+                    path: path.clone(),
+                    doc: entry.id.clone(),
+                    detail: other.to_string(),
+                },
             })?;
-        }
         documents.push((entry.id, changes));
     }
     let mut blob_list = Vec::with_capacity(manifest.blobs.len());
     for entry in manifest.blobs {
         let path = inside(dir, &entry.file, &manifest_path)?;
-        let bytes = read_file(&path)?;
+        let max = crate::replica::limits::IMAGE_BYTES;
+        let bytes = read_file(&path, max)?;
         if blobs::hash_of(&bytes) != entry.hash {
             return Err(ExportError::Checksum { path });
         }
+        // The type is sniffed from the bytes; the manifest's word for it is not trusted.
+        let mime = blobs::sniff_image(&bytes).ok_or(ExportError::BadImage { path, max })?;
         blob_list.push(blobs::Blob {
-            mime: entry.mime,
+            mime: mime.to_owned(),
             bytes,
         });
     }
@@ -314,11 +376,32 @@ fn inside(dir: &Path, file: &str, manifest: &Path) -> Result<PathBuf, ExportErro
     Ok(dir.join(relative))
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, ExportError> {
-    fs::read(path).map_err(|e| ExportError::MissingFile {
+/// Reads a file of at most `max` bytes (checked before reading, and while reading, in
+/// case it grows).
+fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, ExportError> {
+    use std::io::Read;
+    let missing = |e: std::io::Error| ExportError::MissingFile {
         path: path.to_owned(),
         detail: e.to_string(),
-    })
+    };
+    let file = fs::File::open(path).map_err(missing)?;
+    let size = file.metadata().map_err(missing)?.len();
+    let too_large = |size| ExportError::TooLarge {
+        path: path.to_owned(),
+        size,
+        max,
+    };
+    if size > max {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(missing)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -13,7 +13,7 @@ use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};
 
 use crate::export_folder::{self, ExportSummary, ImportSummary};
 use crate::identity::{Identity, KEY_FILE};
-use crate::model::{self, CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, rules};
+use crate::model::{self, CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, vetting};
 use crate::store::blobs::{self, Blob};
 use crate::store::index::{self, RebuildReport};
 use crate::store::queries::{self, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
@@ -591,7 +591,10 @@ impl Replica {
     pub fn merge(&mut self, doc: &DocId, changes: &[Vec<u8>]) -> Result<MergeOutcome> {
         let changes = decode_checked(doc, changes)?;
         let me = self.me;
-        self.store.write(|conn| merge_in(conn, me, doc, changes))
+        // A panic inside (Automerge on input no check foresaw) rolls the transaction back
+        // and becomes an error naming the document.
+        let store = &mut self.store;
+        vetting::contained(doc, || store.write(|conn| merge_in(conn, me, doc, changes)))?
     }
 
     /// The saved sync state with the relay for `doc` (a fresh one if none).
@@ -619,10 +622,9 @@ impl Replica {
         state: &mut SyncState,
     ) -> Result<Option<Vec<u8>>> {
         let mut am = documents::load(self.store.conn(), doc)?.unwrap_or_default();
-        Ok(am
-            .sync()
-            .generate_sync_message(state)
-            .map(automerge::sync::Message::encode))
+        let message = vetting::contained(doc, || am.sync().generate_sync_message(state))
+            .inspect_err(|_| *state = SyncState::new())?;
+        Ok(message.map(vetting::encode_outgoing))
     }
 
     /// Takes a sync message from the relay for `doc`: applies its changes, checks each
@@ -635,31 +637,33 @@ impl Replica {
         state: &mut SyncState,
         message: &[u8],
     ) -> Result<MergeOutcome> {
-        let invalid = |detail: String| Error::InvalidChange {
-            doc: doc.clone(),
-            index: 0,
-            detail,
-        };
-        let message =
-            automerge::sync::Message::decode(message).map_err(|e| invalid(e.to_string()))?;
+        // Every change in the message is vetted (chunk kind, size, write rules), whether or
+        // not it can apply yet; Automerge's own panics are contained.
+        let vetted = vetting::vet_sync_message(doc, message)?;
         let me = self.me;
-        self.store.write(|conn| {
-            let mut am = documents::load(conn, doc)?.unwrap_or_default();
-            let before = am.get_heads();
-            am.sync()
-                .receive_sync_message(state, message)
-                .map_err(|e| invalid(e.to_string()))?;
-            for change in am.get_changes(&before) {
-                rules::check_change(doc, &change)?;
-            }
-            let outcome = settle(conn, me, doc, &mut am, &before)?;
-            conn.execute(
-                "INSERT INTO sync_states (doc_id, state) VALUES (?1, ?2)
+        let store = &mut self.store;
+        vetting::contained(doc, || {
+            store.write(|conn| {
+                let mut am = documents::load(conn, doc)?.unwrap_or_default();
+                vetting::check_op_order_before(doc, &mut am, &vetted.changes)?;
+                let before = am.get_heads();
+                vetting::contained(doc, || {
+                    am.sync().receive_sync_message(state, vetted.message)
+                })?
+                .map_err(|e| Error::InvalidChange {
+                    doc: doc.clone(),
+                    index: 0,
+                    detail: e.to_string(),
+                })?;
+                let outcome = settle(conn, me, doc, &mut am, &before)?;
+                conn.execute(
+                    "INSERT INTO sync_states (doc_id, state) VALUES (?1, ?2)
                  ON CONFLICT (doc_id) DO UPDATE SET state = excluded.state",
-                rusqlite::params![doc.to_string(), state.encode()],
-            )?;
-            Ok(outcome)
-        })
+                    rusqlite::params![doc.to_string(), state.encode()],
+                )?;
+                Ok(outcome)
+            })
+        })?
     }
 
     /// Saves the sync state of `doc` (also marks a document asked for, so it is not asked
@@ -829,20 +833,12 @@ impl Replica {
     }
 }
 
-/// Decodes encoded changes and checks each against the write rules of `doc`.
+/// Decodes encoded changes and vets each (chunk kind, write rules) for `doc`.
 pub(crate) fn decode_checked(doc: &DocId, changes: &[Vec<u8>]) -> Result<Vec<Change>> {
     changes
         .iter()
         .enumerate()
-        .map(|(index, bytes)| {
-            let change = Change::try_from(&bytes[..]).map_err(|e| Error::InvalidChange {
-                doc: doc.clone(),
-                index,
-                detail: e.to_string(),
-            })?;
-            rules::check_change(doc, &change)?;
-            Ok(change)
-        })
+        .map(|(index, bytes)| Ok(vetting::vet_change(doc, index, bytes)?))
         .collect()
 }
 
@@ -862,12 +858,14 @@ fn merge_in(
     if fresh.is_empty() {
         return Ok(MergeOutcome::default());
     }
-    am.apply_changes(fresh.clone())
-        .map_err(|e| Error::InvalidChange {
+    vetting::check_op_order_before(doc, &mut am, &fresh)?;
+    vetting::contained(doc, || am.apply_changes(fresh.clone()))?.map_err(|e| {
+        Error::InvalidChange {
             doc: doc.clone(),
             index: 0,
             detail: e.to_string(),
-        })?;
+        }
+    })?;
     // Changes still waiting for a dependency are stored too, so none is lost.
     documents::append(conn, doc, &fresh)?;
     let mut outcome = settle(conn, me, doc, &mut am, &before)?;
@@ -888,6 +886,7 @@ fn settle(
     if applied.is_empty() {
         return Ok(MergeOutcome::default());
     }
+    vetting::check_op_order_after(doc, am, &applied)?;
     documents::append(conn, doc, &applied)?;
     let notifications = index::update(conn, me, doc, am, before)?;
     documents::compact_if_due(conn, doc, am)?;
@@ -943,11 +942,8 @@ fn checked_image(name: &Path, bytes: Vec<u8>) -> Result<(&'static str, Vec<u8>)>
             max: limits::IMAGE_BYTES,
         });
     }
-    let mime = infer::get(&bytes)
-        .map(|t| t.mime_type())
-        .filter(|m| matches!(*m, "image/png" | "image/jpeg" | "image/gif" | "image/webp"))
-        .ok_or_else(|| Error::NotAnImage {
-            path: name.to_owned(),
-        })?;
+    let mime = blobs::sniff_image(&bytes).ok_or_else(|| Error::NotAnImage {
+        path: name.to_owned(),
+    })?;
     Ok((mime, bytes))
 }

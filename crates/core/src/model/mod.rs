@@ -24,6 +24,7 @@
 pub mod rules;
 pub mod thread;
 pub mod user;
+pub mod vetting;
 
 use automerge::{
     ActorId, AutoCommit, ObjId, ReadDoc, ScalarValue, Value, transaction::Transactable,

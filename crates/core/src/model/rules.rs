@@ -11,8 +11,8 @@
 //! through it either.
 
 use automerge::{
-    Change,
-    legacy::{Key, ObjectId},
+    Change, ObjType, ScalarValue,
+    legacy::{Key, ObjectId, Op, OpType},
 };
 use social_sync_protocol::{DocId, UserId};
 
@@ -57,6 +57,38 @@ pub enum RuleViolation {
         /// The offending key.
         key: String,
     },
+    /// A string longer than its field allows (the app's own limits, enforced on receipt).
+    #[error(
+        "change {hash} by {author} writes {len} characters into '{key}' of {doc}; at most {max} are allowed: shorten it"
+    )]
+    TooLong {
+        /// The document.
+        doc: DocId,
+        /// The change's hash.
+        hash: String,
+        /// Who made the change.
+        author: UserId,
+        /// The field.
+        key: String,
+        /// Characters written.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An operation the schema never makes (text objects, marks, counters).
+    #[error(
+        "change {hash} by {author} makes a {what} in {doc}, which Social Sync documents never hold"
+    )]
+    OutsideSchema {
+        /// The document.
+        doc: DocId,
+        /// The change's hash.
+        hash: String,
+        /// Who made the change.
+        author: UserId,
+        /// What it made.
+        what: &'static str,
+    },
     /// An edit inside an object another user created.
     #[error("change {hash} by {author} edits an object of {doc} that another user created")]
     ForeignObject {
@@ -95,6 +127,7 @@ pub fn check_change(doc: &DocId, change: &Change) -> Result<(), RuleViolation> {
         key,
     };
     for op in change.decode().operations {
+        check_value(doc, &hash, author, &op)?;
         match (&op.obj, &op.key) {
             (ObjectId::Root, Key::Map(key)) => {
                 let allowed = match doc {
@@ -123,6 +156,63 @@ pub fn check_change(doc: &DocId, change: &Change) -> Result<(), RuleViolation> {
     }
     Ok(())
 }
+
+/// Checks what one op writes: only maps, lists and scalars, strings within their limits.
+fn check_value(doc: &DocId, hash: &str, author: UserId, op: &Op) -> Result<(), RuleViolation> {
+    let outside = |what| RuleViolation::OutsideSchema {
+        doc: doc.clone(),
+        hash: hash.to_owned(),
+        author,
+        what,
+    };
+    match &op.action {
+        OpType::Make(ObjType::Map | ObjType::List) => Ok(()),
+        // Automerge's own deletes always name what they delete; one that names nothing
+        // panicked inside Automerge when it applied.
+        OpType::Delete if op.pred.is_empty() => Err(outside("delete that names nothing")),
+        OpType::Delete => Ok(()),
+        OpType::Make(_) => Err(outside("text or table object")),
+        OpType::MarkBegin(_) | OpType::MarkEnd(_) => Err(outside("mark")),
+        OpType::Increment(_) => Err(outside("counter increment")),
+        OpType::Put(ScalarValue::Counter(_)) => Err(outside("counter")),
+        OpType::Put(ScalarValue::Str(text)) => {
+            let key = match &op.key {
+                Key::Map(key) => key.as_str(),
+                Key::Seq(_) => "<list item>",
+            };
+            let max = max_chars(doc, matches!(op.obj, ObjectId::Root), key);
+            let len = text.chars().count();
+            if len > max {
+                return Err(RuleViolation::TooLong {
+                    doc: doc.clone(),
+                    hash: hash.to_owned(),
+                    author,
+                    key: key.to_owned(),
+                    len,
+                    max,
+                });
+            }
+            Ok(())
+        }
+        OpType::Put(_) => Ok(()),
+    }
+}
+
+/// The longest string a field may hold, in characters: the app's limits
+/// ([`crate::replica::limits`]); ids, hashes and other short fields get [`SHORT_FIELD`].
+fn max_chars(doc: &DocId, at_root: bool, key: &str) -> usize {
+    use crate::replica::limits;
+    match (doc, at_root, key) {
+        (DocId::User(_), true, "name") => limits::NAME.1,
+        (DocId::User(_), true, "bio") => limits::BIO.1,
+        (DocId::User(_), false, "text") => limits::POST_TEXT.1,
+        (DocId::Thread(_), false, "text") => limits::COMMENT.1,
+        _ => SHORT_FIELD,
+    }
+}
+
+/// The longest value of a field that holds an id, a hash or a media type.
+pub const SHORT_FIELD: usize = 256;
 
 #[cfg(test)]
 mod tests {

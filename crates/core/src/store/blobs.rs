@@ -12,6 +12,17 @@ pub fn hash_of(bytes: &[u8]) -> BlobHash {
     BlobHash::from_digest(Sha256::digest(bytes).into())
 }
 
+/// The image types Social Sync stores and shows.
+pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// The media type of an image, sniffed from its bytes; `None` unless it is one of
+/// [`IMAGE_TYPES`]. What a sender claims the type is never counts.
+pub fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
+    infer::get(bytes)
+        .map(|t| t.mime_type())
+        .filter(|m| IMAGE_TYPES.contains(m))
+}
+
 /// Stores a blob (a no-op if it is already there) and returns its hash.
 pub fn put(conn: &Connection, mime: &str, bytes: &[u8]) -> Result<BlobHash> {
     let hash = hash_of(bytes);

@@ -5,7 +5,7 @@
 //! Changes that wait for a missing dependency stay as rows until the dependency arrives, so
 //! nothing received is lost to compaction.
 
-use automerge::{AutoCommit, Change, ChangeHash};
+use automerge::{AutoCommit, Change, ChangeHash, SaveOptions};
 use rusqlite::{Connection, OptionalExtension, params};
 use social_sync_protocol::DocId;
 
@@ -104,11 +104,28 @@ pub fn compact_if_due(conn: &Connection, doc: &DocId, am: &mut AutoCommit) -> Re
 }
 
 /// Writes a new snapshot and drops the change rows it contains.
+///
+/// The snapshot holds only applied changes (no orphans waiting for a dependency: their
+/// rows stay), and is loaded back before it replaces the old one: a snapshot Automerge
+/// cannot load again would brick the document for every reader, so when that happens the
+/// rows are kept, the document stays readable from them, and the failure is logged.
 pub fn compact(conn: &Connection, doc: &DocId, am: &mut AutoCommit) -> Result<()> {
     let key = doc.to_string();
+    let snapshot = am.save_with_options(SaveOptions {
+        retain_orphans: false,
+        ..SaveOptions::default()
+    });
+    let heads = am.get_heads();
+    let reloads = std::panic::catch_unwind(|| {
+        AutoCommit::load(&snapshot).map(|mut back| back.get_heads() == heads)
+    });
+    if !matches!(reloads, Ok(Ok(true))) {
+        tracing::warn!(%doc, "a new snapshot did not load back; keeping the document's change rows instead");
+        return Ok(());
+    }
     conn.execute(
         "UPDATE documents SET snapshot = ?2 WHERE doc_id = ?1",
-        params![key, am.save()],
+        params![key, snapshot],
     )?;
     let hashes: Vec<Vec<u8>> = conn
         .prepare_cached("SELECT hash FROM document_changes WHERE doc_id = ?1")?
@@ -188,6 +205,58 @@ mod tests {
         let loaded = load(store.conn(), &doc).unwrap().unwrap();
         assert_eq!(ThreadDoc(&loaded).likers().count(), COMPACT_AFTER + 3);
         assert_eq!(list(store.conn()).unwrap(), vec![doc]);
+    }
+
+    /// Regression (issue 9, "a thread anyone can brick"): 64 empty changes whose op
+    /// counters skip about made a snapshot that Automerge could not load back
+    /// (`InvalidMaxOp`), and compaction wrote it over the good state. The network now
+    /// refuses such changes (`vetting`); compaction also checks a snapshot loads before it
+    /// replaces anything.
+    #[test]
+    fn compaction_never_writes_a_snapshot_that_does_not_load_back() {
+        use automerge::ExpandedChange;
+        use std::num::NonZeroU64;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path(), true).unwrap();
+        let doc = thread();
+        let mut am = AutoCommit::new().with_actor(actor_id(UserId::from_bytes([2; 32]), [0; 8]));
+        ThreadDoc::like(&mut am, UserId::from_bytes([2; 32]), 1).unwrap();
+        am.commit();
+        let eve = actor_id(UserId::from_bytes([3; 32]), [0; 8]);
+        let mut deps = am.get_heads();
+        let mut changes = am.get_changes(&[]);
+        for i in 0..COMPACT_AFTER as u64 {
+            let change = Change::from(ExpandedChange {
+                operations: Vec::new(),
+                actor_id: eve.clone(),
+                hash: None,
+                seq: i + 1,
+                // Back and forth: op counters that go back behind the previous change.
+                start_op: NonZeroU64::new(2 + (i % 2) * 1_000).unwrap(),
+                time: 0,
+                message: None,
+                deps: deps.clone(),
+                extra_bytes: Vec::new(),
+                author: None,
+            });
+            deps = vec![change.hash()];
+            changes.push(change);
+        }
+        am.apply_changes(changes.clone()).unwrap();
+        assert!(
+            AutoCommit::load(&am.save()).is_err(),
+            "the brick: Automerge saves what it cannot load"
+        );
+        store
+            .write(|c| {
+                append(c, &doc, &changes)?;
+                compact_if_due(c, &doc, &mut am)?;
+                Ok(())
+            })
+            .unwrap();
+        let mut loaded = load(store.conn(), &doc).unwrap().unwrap();
+        assert_eq!(loaded.get_heads(), am.get_heads());
+        assert_eq!(ThreadDoc(&loaded).likers().count(), 1);
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub use event::{ConnectionStatus, Event};
 pub use link::Link;
 
 use crate::{Error, Replica};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 
 /// Why syncing failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,10 @@ pub enum SyncError {
     /// A local failure.
     #[error(transparent)]
     Local(#[from] Error),
+    /// The session panicked (hostile input that got past the checks, or a bug); the
+    /// engine drops the connection and starts a new one.
+    #[error("the sync session failed unexpectedly ({0}); it restarts by itself")]
+    Crashed(String),
 }
 
 impl SyncError {
@@ -90,7 +96,7 @@ impl SyncError {
                     | ErrorCode::TooManyConnections
                     | ErrorCode::Internal
             ),
-            Self::NotConnected { .. } => true,
+            Self::NotConnected { .. } | Self::Crashed(_) => true,
             _ => false,
         }
     }
@@ -221,14 +227,19 @@ impl SyncEngine {
 
     /// Connects, syncs until both sides hold the same documents, and disconnects.
     pub async fn sync_once(&self) -> Result<SyncSummary, SyncError> {
-        let link = self.connect().await?;
-        let mut session = Session::new(self, link);
-        session.start().await?;
-        session
-            .run(Mode::UntilSettled, std::future::pending())
-            .await?;
-        let summary = session.finish().await?;
-        Ok(summary)
+        let once = async {
+            let link = self.connect().await?;
+            let mut session = Session::new(self, link);
+            session.start().await?;
+            session
+                .run(Mode::UntilSettled, std::future::pending())
+                .await?;
+            session.finish().await
+        };
+        AssertUnwindSafe(once)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(crashed(panic.as_ref())))
     }
 
     /// Stays connected until `shutdown`, reconnecting by itself with exponential backoff
@@ -262,7 +273,7 @@ impl SyncEngine {
                 reason: None,
             });
             let started = Instant::now();
-            let result = async {
+            let session = async {
                 let link = self.connect().await?;
                 let mut session = Session::new(self, link);
                 session.start().await?;
@@ -278,8 +289,13 @@ impl SyncEngine {
                 session.run(Mode::Forever, &mut shutdown).await?;
                 session.link.close().await;
                 Ok::<(), SyncError>(())
-            }
-            .await;
+            };
+            // A panic inside a session (Automerge on input the checks did not foresee) ends
+            // that session, not the engine: it reconnects like after a lost connection.
+            let result = match AssertUnwindSafe(session).catch_unwind().await {
+                Ok(result) => result,
+                Err(panic) => Err(crashed(panic.as_ref())),
+            };
             // Questions asked from now on wait for the next connection's answer no more.
             self.live().queries = None;
             let waiting = self.replica().changes_waiting()?;
@@ -824,6 +840,17 @@ impl<'a> Session<'a> {
 }
 
 /// The next one-off question, or never when there is no channel (a one-shot sync).
+/// The error for a session that panicked, logged.
+fn crashed(panic: &(dyn std::any::Any + Send)) -> SyncError {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned());
+    tracing::error!("sync session panicked: {detail}");
+    SyncError::Crashed(detail)
+}
+
 async fn next_query(queries: &mut Option<mpsc::UnboundedReceiver<Query>>) -> Option<Query> {
     match queries {
         Some(q) => q.recv().await,

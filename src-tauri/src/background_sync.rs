@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use social_sync_core::{ConnectionStatus, Event, Replica, SyncEngine, UserId};
 use tauri::{AppHandle, Emitter, Manager};
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::AppState;
 
@@ -36,65 +36,59 @@ impl Default for Status {
 /// A running sync thread; stopped when dropped.
 pub struct BackgroundSync {
     engine: Arc<SyncEngine>,
-    stop: Option<oneshot::Sender<()>>,
+    stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// How long the supervisor waits before it restarts a sync run that panicked.
+const RESTART_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl BackgroundSync {
-    /// Starts syncing `replica` with the relay at `url`.
+    /// Starts syncing `replica` with the relay at `url`. A supervisor restarts the run if it
+    /// ever panics (the engine contains panics inside a session; this is the last line),
+    /// so the sync thread is never silently dead: the status says so while it restarts.
     pub fn start(app: AppHandle, replica: Arc<Mutex<Replica>>, url: String) -> Self {
-        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (stop, stop_rx) = watch::channel(false);
         let engine = Arc::new(SyncEngine::new(replica, url));
         let running = engine.clone();
         let thread = std::thread::Builder::new()
             .name("sync".into())
             .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot start the sync runtime");
                         return;
                     }
                 };
-                runtime.block_on(async move {
-                    let engine = running;
-                    let mut events = engine.subscribe();
-                    let forward = async {
-                        loop {
-                            match events.recv().await {
-                                Ok(event) => on_event(&app, event),
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                            }
-                        }
-                    };
-                    let run = engine.run(async {
-                        let _ = stop_rx.await;
-                    });
-                    tokio::select! {
-                        result = run => {
-                            // The last events (the final status) are still queued.
-                            while let Ok(event) = events.try_recv() {
-                                on_event(&app, event);
-                            }
-                            if let Err(e) = result {
-                                tracing::warn!(error = %e, "sync stopped");
-                                let state = app.state::<AppState>();
-                                *state.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Status {
-                                    status: ConnectionStatus::Offline,
-                                    waiting: 0,
-                                    reason: Some(e.to_string()),
-                                };
-                            }
-                        }
-                        () = forward => {}
+                loop {
+                    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(run_once(&app, &running, stop_rx.clone()));
+                    }));
+                    let Err(panic) = run else { break };
+                    if *stop_rx.borrow() {
+                        break;
                     }
-                });
+                    let detail = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".to_owned());
+                    tracing::error!("the sync thread panicked ({detail}); restarting it");
+                    set_status(
+                        &app,
+                        Some(format!("sync stopped unexpectedly ({detail}); restarting")),
+                    );
+                    std::thread::sleep(RESTART_AFTER);
+                }
             })
             .ok();
         Self {
             engine,
-            stop: Some(stop),
+            stop,
             thread,
         }
     }
@@ -107,12 +101,53 @@ impl BackgroundSync {
 
 impl Drop for BackgroundSync {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Shows the connection as offline with `reason`.
+fn set_status(app: &AppHandle, reason: Option<String>) {
+    let state = app.state::<AppState>();
+    *state
+        .status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Status {
+        status: ConnectionStatus::Offline,
+        waiting: 0,
+        reason,
+    };
+}
+
+/// One run of the engine until `stop` turns true, its events forwarded to the app.
+async fn run_once(app: &AppHandle, engine: &SyncEngine, mut stop: watch::Receiver<bool>) {
+    let mut events = engine.subscribe();
+    let forward = async {
+        loop {
+            match events.recv().await {
+                Ok(event) => on_event(app, event),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    };
+    let run = engine.run(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    });
+    tokio::select! {
+        result = run => {
+            // The last events (the final status) are still queued.
+            while let Ok(event) = events.try_recv() {
+                on_event(app, event);
+            }
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "sync stopped");
+                set_status(app, Some(e.to_string()));
+            }
+        }
+        () = forward => {}
     }
 }
 

@@ -44,6 +44,10 @@ pub struct Config {
     /// Documents kept in memory.
     #[arg(long, env = "SYNC_SERVER_DOCUMENT_CACHE", default_value_t = 10_000)]
     pub document_cache: usize,
+    /// Bytes of documents kept in memory, counted as they are stored (in memory they take
+    /// several times more); the least recently used are dropped first.
+    #[arg(long, env = "SYNC_SERVER_DOCUMENT_CACHE_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub document_cache_bytes: u64,
     /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `sync_server=debug`.
     #[arg(long, env = "SYNC_SERVER_LOG", default_value = "info")]
     pub log: String,

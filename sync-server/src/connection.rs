@@ -572,13 +572,16 @@ impl Connection {
     /// Applies a batch of sync messages, answers them in one frame, and fans out what was
     /// accepted (encoded once per document).
     async fn sync(&mut self, items: Vec<SyncItem>) {
-        let work: Vec<(DocId, State, ByteBuf)> = items
+        let mut work: Vec<(DocId, State, ByteBuf)> = items
             .into_iter()
             .map(|item| {
                 let state = self.states.remove(&item.doc).unwrap_or_default();
                 (item.doc, state, item.message)
             })
             .collect();
+        // User documents first: a thread is accepted only once its post is known, and a
+        // new post often travels in the same batch as its author's own first reactions.
+        work.sort_by_key(|(doc, ..)| !matches!(doc, DocId::User(_)));
         let shared = self.shared.clone();
         let user = self.session.user;
         let done = tokio::task::spawn_blocking(move || {

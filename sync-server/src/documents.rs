@@ -2,16 +2,18 @@
 //! the store, incoming changes checked against the write rules before anything is stored,
 //! and the routing of what was accepted.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
-use automerge::sync::{Message, State, SyncDoc};
-use automerge::{AutoCommit, Change};
+use automerge::sync::{State, SyncDoc};
+use automerge::{AutoCommit, Change, ChangeHash};
 use lru::LruCache;
-use social_sync_core::model::rules::{self, RuleViolation};
+use social_sync_core::model::rules::RuleViolation;
 use social_sync_core::model::user::UserKey;
+use social_sync_core::model::vetting::{self, Unvetted};
 use social_sync_core::model::{UserDoc, user_of_actor};
-use social_sync_protocol::{DocId, ErrorCode, UserId};
+use social_sync_protocol::{DocId, ErrorCode, PostId, UserId};
 
 use crate::store::{Accepted, RelayStore, Routing, StoreError};
 
@@ -43,6 +45,32 @@ pub enum Refusal {
     /// A change breaking the write rules.
     #[error("{0}")]
     Rule(#[from] RuleViolation),
+    /// Input refused before it reached the document (chunk kind, sizes, empty changes,
+    /// a contained panic).
+    #[error("{0}")]
+    Unvetted(Unvetted),
+    /// Reactions to a post the relay has never seen.
+    #[error(
+        "{doc} holds reactions to post {post}, which this relay has never received: send the post first (sync its author's user document)"
+    )]
+    NoSuchPost {
+        /// The thread document.
+        doc: DocId,
+        /// The post.
+        post: PostId,
+    },
+    /// Too many changes that wait for dependencies nobody sent.
+    #[error(
+        "{count} changes for {doc} depend on changes the relay does not have; at most {max} may wait: send their dependencies in the same message"
+    )]
+    Orphans {
+        /// The document.
+        doc: DocId,
+        /// How many.
+        count: usize,
+        /// The cap.
+        max: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -52,12 +80,29 @@ impl Refusal {
     /// The wire code for this refusal.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Invalid { .. } => ErrorCode::InvalidChange,
+            Self::Invalid { .. } | Self::Unvetted(_) | Self::Orphans { .. } => {
+                ErrorCode::InvalidChange
+            }
             Self::NotYours { .. } | Self::Rule(_) => ErrorCode::Forbidden,
+            Self::NoSuchPost { .. } => ErrorCode::NotFound,
             Self::Store(_) => ErrorCode::Internal,
         }
     }
 }
+
+impl From<Unvetted> for Refusal {
+    fn from(e: Unvetted) -> Self {
+        match e {
+            Unvetted::Rule(violation) => Self::Rule(violation),
+            other => Self::Unvetted(other),
+        }
+    }
+}
+
+/// Most changes of one message that may wait for a dependency the relay lacks. An honest
+/// peer sends such a change only when a Bloom filter false positive made it skip the
+/// dependency (about 1 % of changes); the relay then asks for what is missing.
+pub const MAX_ORPHANS: usize = 64;
 
 /// What accepting a sync message produced.
 #[derive(Debug, Default)]
@@ -79,19 +124,32 @@ pub struct Documents {
 
 struct Inner {
     store: Box<dyn RelayStore>,
-    cache: LruCache<DocId, AutoCommit>,
+    /// Documents in memory, each with its weight: the bytes it takes in the store.
+    cache: LruCache<DocId, (AutoCommit, u64)>,
+    /// Sum of the cached documents' weights.
+    cached_bytes: u64,
+    /// The most `cached_bytes` may reach before the least recently used are dropped.
+    max_cached_bytes: u64,
 }
 
 impl Documents {
-    /// Serves documents from `store`, keeping up to `cache_docs` of them in memory.
-    pub fn new(store: Box<dyn RelayStore>, cache_docs: usize) -> Self {
+    /// Serves documents from `store`, keeping up to `cache_docs` of them, and documents of
+    /// at most `cache_bytes` stored bytes in all, in memory.
+    pub fn new(store: Box<dyn RelayStore>, cache_docs: usize, cache_bytes: u64) -> Self {
         let cap = NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
             inner: Mutex::new(Inner {
                 store,
                 cache: LruCache::new(cap),
+                cached_bytes: 0,
+                max_cached_bytes: cache_bytes,
             }),
         }
+    }
+
+    /// Stored bytes of the documents in memory now.
+    pub fn cached_bytes(&self) -> u64 {
+        self.lock().cached_bytes
     }
 
     /// Runs `f` with the store.
@@ -112,15 +170,26 @@ impl Documents {
     /// syncs as an empty one).
     pub fn generate(&self, doc: &DocId, state: &mut State) -> Result<Option<Vec<u8>>, StoreError> {
         let mut inner = self.lock();
-        let mut am = inner.take(doc)?;
-        let message = am.sync().generate_sync_message(state).map(Message::encode);
-        inner.cache.put(doc.clone(), am);
-        Ok(message)
+        let (mut am, weight) = inner.take(doc)?;
+        match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
+            Ok(message) => {
+                inner.put(doc, am, weight);
+                Ok(message.map(vetting::encode_outgoing))
+            }
+            Err(panic) => {
+                // The copy and the state may be half-changed: drop both, start over.
+                tracing::error!(%doc, "generating a sync message failed: {panic}");
+                *state = State::new();
+                Ok(None)
+            }
+        }
     }
 
-    /// Takes a sync message for `doc` from a connection of `user`: applies it, refuses it
-    /// whole if any new change is not the user's own or breaks the write rules, stores and
-    /// routes what it accepted, and returns the answer.
+    /// Takes a sync message for `doc` from a connection of `user`: vets every change in it
+    /// (whether or not it can apply yet) and refuses the message whole if any is not the
+    /// user's own, breaks the write rules, is not a plain change, or if too many would wait
+    /// for dependencies; then applies it, stores and routes what it accepted, and returns
+    /// the answer.
     pub fn receive(
         &self,
         user: UserId,
@@ -128,24 +197,66 @@ impl Documents {
         state: &mut State,
         message: &[u8],
     ) -> Result<Received, Refusal> {
-        let invalid = |detail: String| Refusal::Invalid {
-            doc: doc.clone(),
-            detail,
-        };
-        let message = Message::decode(message).map_err(|e| invalid(e.to_string()))?;
+        let vetted = vetting::vet_sync_message(doc, message)?;
         let mut inner = self.lock();
+        if let DocId::Thread(post) = doc
+            && !vetted.changes.is_empty()
+        {
+            inner.check_post_exists(doc, post)?;
+        }
         // Work on the document out of the cache: if the message is refused, the copy that
         // may hold refused changes is dropped, and the store keeps the truth.
-        let mut am = inner.take(doc)?;
-        let before = am.get_heads();
-        am.sync()
-            .receive_sync_message(state, message)
-            .map_err(|e| invalid(e.to_string()))?;
-        let new = am.get_changes(&before);
-        for change in &new {
-            check(user, doc, change)?;
+        let (mut am, weight) = inner.take(doc)?;
+        // Every change the relay lacks must be the user's own, whether or not it can apply
+        // yet; changes it has were checked when they came (an honest peer resends some).
+        let unknown: Vec<&Change> = vetted
+            .changes
+            .iter()
+            .filter(|c| am.get_change_by_hash(&c.hash()).is_none())
+            .collect();
+        if let Some(Err(refusal)) = unknown
+            .iter()
+            .map(|c| check_author(user, doc, c))
+            .find(Result::is_err)
+        {
+            inner.put(doc, am, weight);
+            return Err(refusal);
         }
+        let sent: HashSet<ChangeHash> = vetted.changes.iter().map(Change::hash).collect();
+        let orphans = vetted
+            .changes
+            .iter()
+            .filter(|c| {
+                c.deps()
+                    .iter()
+                    .any(|d| !sent.contains(d) && am.get_change_by_hash(d).is_none())
+            })
+            .count();
+        if let Err(e) = vetting::check_op_order_before(doc, &mut am, &vetted.changes) {
+            inner.put(doc, am, weight);
+            return Err(e.into());
+        }
+        if orphans > MAX_ORPHANS {
+            inner.put(doc, am, weight);
+            return Err(Refusal::Orphans {
+                doc: doc.clone(),
+                count: orphans,
+                max: MAX_ORPHANS,
+            });
+        }
+        let before = am.get_heads();
+        vetting::contained(doc, || {
+            am.sync().receive_sync_message(state, vetted.message)
+        })?
+        .map_err(|e| Refusal::Invalid {
+            doc: doc.clone(),
+            detail: e.to_string(),
+        })?;
+        let new = am.get_changes(&before);
+        // Changes that waited for a dependency applied just now too: check all of them.
+        vetting::check_op_order_after(doc, &mut am, &new)?;
         let mut received = Received::default();
+        let mut weight = weight;
         if !new.is_empty() {
             let routing = route(inner.store.as_mut(), doc, &am, &new)?;
             let accepted = Accepted {
@@ -156,25 +267,76 @@ impl Documents {
             received.seq = inner.store.accept(&mut am, &accepted)?;
             received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
             received.recipients = accepted.routing.recipients;
+            weight += received.changes.iter().map(|c| c.len() as u64).sum::<u64>();
         }
-        received.reply = am.sync().generate_sync_message(state).map(Message::encode);
-        inner.cache.put(doc.clone(), am);
+        match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
+            Ok(reply) => {
+                received.reply = reply.map(vetting::encode_outgoing);
+                inner.put(doc, am, weight);
+            }
+            Err(panic) => {
+                tracing::error!(%doc, "answering a sync message failed: {panic}");
+                *state = State::new();
+            }
+        }
         Ok(received)
     }
 }
 
 impl Inner {
-    /// Takes the document out of the cache, or loads it (empty if never stored).
-    fn take(&mut self, doc: &DocId) -> Result<AutoCommit, StoreError> {
-        match self.cache.pop(doc) {
-            Some(am) => Ok(am),
-            None => Ok(self.store.load(doc)?.unwrap_or_default()),
+    /// Takes the document out of the cache, or loads it (empty if never stored), with its
+    /// weight.
+    fn take(&mut self, doc: &DocId) -> Result<(AutoCommit, u64), StoreError> {
+        if let Some((am, weight)) = self.cache.pop(doc) {
+            self.cached_bytes = self.cached_bytes.saturating_sub(weight);
+            return Ok((am, weight));
+        }
+        let am = self.store.load(doc)?.unwrap_or_default();
+        let weight = self.store.stored_bytes(doc)?;
+        Ok((am, weight))
+    }
+
+    /// Puts a document back in the cache, dropping the least recently used ones while the
+    /// cache holds more than its byte budget (a document larger than the whole budget is
+    /// not kept at all).
+    fn put(&mut self, doc: &DocId, am: AutoCommit, weight: u64) {
+        if weight > self.max_cached_bytes {
+            return;
+        }
+        if let Some((_, (_, old))) = self.cache.push(doc.clone(), (am, weight)) {
+            self.cached_bytes = self.cached_bytes.saturating_sub(old);
+        }
+        self.cached_bytes += weight;
+        while self.cached_bytes > self.max_cached_bytes {
+            match self.cache.pop_lru() {
+                Some((_, (_, w))) => self.cached_bytes = self.cached_bytes.saturating_sub(w),
+                None => break,
+            }
+        }
+    }
+
+    /// A thread is accepted only for a post the relay has: in its author's user document,
+    /// or a thread it already stores (a post deleted after its first reactions).
+    fn check_post_exists(&mut self, doc: &DocId, post: &PostId) -> Result<(), Refusal> {
+        if self.store.stored_bytes(doc)? > 0 || self.cache.contains(doc) {
+            return Ok(());
+        }
+        let author = DocId::User(post.author());
+        let (am, weight) = self.take(&author)?;
+        let exists = UserDoc(&am).post(post).is_some();
+        self.put(&author, am, weight);
+        if exists {
+            Ok(())
+        } else {
+            Err(Refusal::NoSuchPost {
+                doc: doc.clone(),
+                post: post.clone(),
+            })
         }
     }
 }
 
-fn check(user: UserId, doc: &DocId, change: &Change) -> Result<(), Refusal> {
-    rules::check_change(doc, change)?;
+fn check_author(user: UserId, doc: &DocId, change: &Change) -> Result<(), Refusal> {
     let author = user_of_actor(change.actor_id());
     if author != Some(user) {
         return Err(Refusal::NotYours {

@@ -67,7 +67,11 @@ pub async fn serve(
     let store = SqliteStore::open(&config.data)?;
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
-        docs: Documents::new(Box::new(store), config.document_cache),
+        docs: Documents::new(
+            Box::new(store),
+            config.document_cache,
+            config.document_cache_bytes,
+        ),
         hub: Hub::new(metrics.clone()),
         metrics,
         config,

@@ -53,6 +53,9 @@ pub trait RelayStore: Send {
     /// Loads a document, if stored.
     fn load(&mut self, doc: &DocId) -> Result<Option<AutoCommit>, StoreError>;
 
+    /// Bytes `doc` takes in the store (0 if never stored): how the document cache weighs it.
+    fn stored_bytes(&mut self, doc: &DocId) -> Result<u64, StoreError>;
+
     /// Stores accepted changes, the follow graph and names they change, and inbox entries
     /// for the recipients, atomically; returns the inbox sequence number they got.
     fn accept(&mut self, am: &mut AutoCommit, accepted: &Accepted<'_>) -> Result<u64, StoreError>;

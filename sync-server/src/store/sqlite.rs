@@ -88,6 +88,21 @@ impl RelayStore for SqliteStore {
         Ok(documents::load(&self.conn, doc)?)
     }
 
+    fn stored_bytes(&mut self, doc: &DocId) -> Result<u64, StoreError> {
+        let key = doc.to_string();
+        let bytes: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT length(snapshot) + (SELECT COALESCE(SUM(length(bytes)), 0)
+                     FROM document_changes WHERE doc_id = ?1)
+                 FROM documents WHERE doc_id = ?1",
+                [&key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
+    }
+
     fn accept(&mut self, am: &mut AutoCommit, a: &Accepted<'_>) -> Result<u64, StoreError> {
         let tx = self
             .conn

@@ -279,3 +279,35 @@ impl Raw {
         None
     }
 }
+
+/// A process's memory, from `/proc/PID/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Resident now (`VmRSS`).
+    pub rss_kib: u64,
+    /// Highest resident so far (`VmHWM`).
+    pub peak_kib: u64,
+}
+
+impl Relay {
+    /// The relay process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the relay runs").id()
+    }
+
+    /// The relay's memory now.
+    pub fn memory_kib(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss_kib: field("VmRSS:"),
+            peak_kib: field("VmHWM:"),
+        }
+    }
+}

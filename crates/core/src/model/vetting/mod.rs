@@ -32,10 +32,9 @@ use social_sync_protocol::DocId;
 
 use super::rules::{self, RuleViolation};
 
-/// The leading bytes of every Automerge chunk.
-const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-/// Chunk type of an uncompressed change.
-const CHANGE_CHUNK: u8 = 1;
+mod chunk;
+
+use chunk::{CHANGE_CHUNK, chunk_len, count_ops, uleb128};
 
 /// Most changes one sync message may carry.
 pub const MAX_CHANGES: usize = 20_000;
@@ -45,6 +44,8 @@ pub const MAX_HASHES: usize = 4_096;
 pub const MAX_HAVES: usize = 4;
 /// Most Bloom-filter probes per hash (Automerge uses 7).
 pub const MAX_BLOOM_PROBES: u64 = 16;
+/// Most operations one change may hold (the app makes a handful per change).
+pub const MAX_OPS_PER_CHANGE: u64 = 10_000;
 /// Most Bloom-filter bits per entry (Automerge uses 10).
 pub const MAX_BLOOM_BITS_PER_ENTRY: u64 = 32;
 
@@ -231,6 +232,17 @@ pub fn vet_change(doc: &DocId, index: usize, bytes: &[u8]) -> Result<Change, Unv
         Ok((kind, _)) => return Err(not_a_change(format!("is a chunk of type {kind}"))),
         Err(detail) => return Err(not_a_change(detail.to_owned())),
     }
+    // Counted from the run lengths of the action column, before Automerge iterates them:
+    // a run length is a number on the wire, so a few bytes can claim 2^60 operations.
+    match count_ops(bytes) {
+        Ok(ops) if ops <= MAX_OPS_PER_CHANGE => {}
+        Ok(ops) => {
+            return Err(not_a_change(format!(
+                "claims {ops} operations (at most {MAX_OPS_PER_CHANGE} are accepted)"
+            )));
+        }
+        Err(detail) => return Err(not_a_change(detail.to_owned())),
+    }
     let change = contained(doc, || Change::try_from(bytes))?
         .map_err(|e| not_a_change(format!("does not decode ({e})")))?;
     if change.is_empty() {
@@ -327,38 +339,6 @@ pub fn vet_changes_concatenated(doc: &DocId, mut bytes: &[u8]) -> Result<Vec<Cha
         bytes = rest;
     }
     Ok(changes)
-}
-
-/// The type and total length (header included) of the chunk at the start of `bytes`.
-fn chunk_len(bytes: &[u8]) -> Result<(u8, usize), &'static str> {
-    // magic (4) + checksum (4) + type (1) + ULEB128 length of the data.
-    if bytes.len() < 10 || bytes[..4] != MAGIC {
-        return Err("is not an Automerge chunk");
-    }
-    let kind = bytes[8];
-    let (data_len, leb_len) = uleb128(&bytes[9..]).ok_or("has a broken length")?;
-    let total = usize::try_from(data_len)
-        .ok()
-        .and_then(|n| n.checked_add(9 + leb_len))
-        .ok_or("has a length beyond any frame")?;
-    Ok((kind, total))
-}
-
-/// Reads an unsigned LEB128 number of at most 64 bits: (value, bytes read).
-fn uleb128(bytes: &[u8]) -> Option<(u64, usize)> {
-    let mut value: u64 = 0;
-    for (i, byte) in bytes.iter().take(10).enumerate() {
-        let part = u64::from(byte & 0x7f);
-        let shift = 7 * i as u32;
-        if shift == 63 && part > 1 {
-            return None;
-        }
-        value |= part << shift;
-        if byte & 0x80 == 0 {
-            return Some((value, i + 1));
-        }
-    }
-    None
 }
 
 /// Checks an encoded Bloom filter's header: entries, bits per entry, probes, then the bits.
@@ -524,9 +504,17 @@ mod tests {
     }
 
     #[test]
-    fn leb128_reads_and_refuses_overflow() {
-        assert_eq!(uleb128(&[0xe5, 0x8e, 0x26]), Some((624_485, 3)));
-        assert_eq!(uleb128(&[0xff; 11]), None);
-        assert_eq!(uleb128(&[0x80]), None);
+    fn a_change_claiming_billions_of_operations_is_refused_before_decoding() {
+        let mut am = liked(2);
+        let honest = am.get_changes(&[]).remove(0).raw_bytes().to_vec();
+        assert_eq!(count_ops(&honest), Ok(1));
+        let bomb = chunk::with_action_run(&honest, 1 << 40);
+        let started = std::time::Instant::now();
+        let err = vet_change(&thread(), 0, &bomb).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(
+            err.to_string().contains("claims 1099511627776 operations"),
+            "{err}"
+        );
     }
 }

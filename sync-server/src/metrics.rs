@@ -36,6 +36,8 @@ pub struct Metrics {
     pub documents: Gauge,
     /// Inbox entries waiting for devices (read at scrape time).
     pub inbox_entries: Gauge,
+    /// Stored bytes of the documents held in memory (see `--document-cache-bytes`).
+    pub document_cache_bytes: Gauge,
     /// Refused messages and connections, by reason.
     pub rejected: Family<Reason, Counter>,
 }
@@ -54,6 +56,7 @@ impl Metrics {
             bytes_out: Counter::default(),
             documents: Gauge::default(),
             inbox_entries: Gauge::default(),
+            document_cache_bytes: Gauge::default(),
             rejected: Family::default(),
             registry: Registry::default(),
         };
@@ -89,6 +92,11 @@ impl Metrics {
         );
         registry.register("bytes_out", "Bytes sent to clients", m.bytes_out.clone());
         registry.register("documents", "Stored documents", m.documents.clone());
+        registry.register(
+            "document_cache_bytes",
+            "Stored bytes of the documents held in memory",
+            m.document_cache_bytes.clone(),
+        );
         registry.register(
             "inbox_entries",
             "Inbox entries (document news per user)",

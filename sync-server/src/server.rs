@@ -150,6 +150,10 @@ async fn handle(
                 shared.metrics.documents.set(docs as i64);
                 shared.metrics.inbox_entries.set(inbox as i64);
             }
+            shared
+                .metrics
+                .document_cache_bytes
+                .set(i64::try_from(shared.docs.cached_bytes()).unwrap_or(i64::MAX));
             let body = shared.metrics.render();
             http::respond(
                 stream,

@@ -715,3 +715,73 @@ fn a_malformed_import_folder_is_refused_without_changing_anything() {
 
     assert!(ben.replica.feed(None, 10).unwrap().posts.is_empty());
 }
+
+/// Rewrites one file of an export folder and its checksum in the manifest, so only the
+/// content check can catch it.
+fn replace_document(folder: &Path, file: &str, bytes: &[u8]) {
+    use sha2::{Digest, Sha256};
+    let path = folder.join(file);
+    let old = data_encoding::HEXLOWER.encode(&Sha256::digest(std::fs::read(&path).unwrap()));
+    let new = data_encoding::HEXLOWER.encode(&Sha256::digest(bytes));
+    std::fs::write(&path, bytes).unwrap();
+    let manifest = std::fs::read_to_string(folder.join("manifest.json")).unwrap();
+    std::fs::write(folder.join("manifest.json"), manifest.replace(&old, &new)).unwrap();
+}
+
+/// Issue 9: an export folder is as hostile as the network. A whole (DEFLATE-compressed)
+/// Automerge document inflates inside Automerge before any check; a compressed change
+/// chunk likewise; an older version's folder holds such documents; an "image" of another
+/// type is refused whatever the manifest says.
+#[test]
+fn a_hostile_import_folder_cannot_inflate_or_smuggle_anything() {
+    let mut ana = profile("Ana", 1);
+    let mut ben = profile("Ben", 2);
+    ana.replica.post(&"a".repeat(4_000), &[]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = |name: &str| {
+        let p = dir.path().join(name);
+        ana.replica.export(&p).unwrap();
+        p
+    };
+    let uid = ana.replica.user_id();
+    let doc = DocId::User(uid);
+    let mut am =
+        automerge::AutoCommit::load(&ana.replica.changes(&doc, &[]).unwrap().concat()).unwrap();
+
+    let whole = fresh("whole-document");
+    replace_document(&whole, "documents/000000.automerge", &am.save());
+    assert_import_refused(&mut ben.replica, &whole, "is a chunk of type 0");
+
+    let compressed = fresh("compressed-change");
+    let mut changes = am.get_changes(&[]);
+    let bytes: Vec<u8> = changes
+        .iter_mut()
+        .flat_map(|c| c.bytes().into_owned())
+        .collect();
+    replace_document(&compressed, "documents/000000.automerge", &bytes);
+    assert_import_refused(&mut ben.replica, &compressed, "is a chunk of type 2");
+
+    let old = fresh("version-1");
+    let manifest = std::fs::read_to_string(old.join("manifest.json")).unwrap();
+    std::fs::write(
+        old.join("manifest.json"),
+        manifest.replace("\"version\": 2", "\"version\": 1"),
+    )
+    .unwrap();
+    assert_import_refused(&mut ben.replica, &old, "no longer reads");
+
+    // An HTML page listed as an image, checksum and all.
+    let html = fresh("html");
+    let page = b"<html><script>alert(1)</script></html>";
+    let hash = social_sync_core::store::blobs::hash_of(page);
+    std::fs::create_dir_all(html.join("blobs")).unwrap();
+    std::fs::write(html.join(format!("blobs/{hash}")), page).unwrap();
+    let manifest = std::fs::read_to_string(html.join("manifest.json")).unwrap();
+    let manifest = manifest.replace(
+        "\"blobs\": []",
+        &format!("\"blobs\": [{{\"hash\": \"{hash}\", \"mime\": \"image/png\", \"file\": \"blobs/{hash}\"}}]"),
+    );
+    std::fs::write(html.join("manifest.json"), manifest).unwrap();
+    assert_import_refused(&mut ben.replica, &html, "is not a PNG, JPEG, GIF or WebP");
+    assert!(ben.replica.feed(None, 10).unwrap().posts.is_empty());
+}

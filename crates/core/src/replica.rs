@@ -64,6 +64,7 @@ impl Replica {
     /// profile document with the display name `name`.
     pub fn create(dir: &Path, name: &str, relay_url: Option<&str>, mut env: Env) -> Result<Self> {
         let name = checked_text("name", name.trim(), limits::NAME)?;
+        crate::model::name::name_key(name)?;
         if dir.join(KEY_FILE).exists() {
             return Err(Error::ProfileExists {
                 path: dir.to_owned(),
@@ -204,6 +205,9 @@ impl Replica {
         let name = name
             .map(|n| checked_text("name", n.trim(), limits::NAME))
             .transpose()?;
+        if let Some(name) = name {
+            crate::model::name::name_key(name)?;
+        }
         let bio = bio
             .map(|b| checked_text("bio", b, limits::BIO))
             .transpose()?;

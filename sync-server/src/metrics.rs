@@ -38,6 +38,8 @@ pub struct Metrics {
     pub inbox_entries: Gauge,
     /// Refused messages and connections, by reason.
     pub rejected: Family<Reason, Counter>,
+    /// Images refused because they would take their uploader over the image quota.
+    pub images_over_quota: Counter,
 }
 
 impl Metrics {
@@ -55,6 +57,7 @@ impl Metrics {
             documents: Gauge::default(),
             inbox_entries: Gauge::default(),
             rejected: Family::default(),
+            images_over_quota: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -98,6 +101,11 @@ impl Metrics {
             "rejected",
             "Refused messages and connections, by reason",
             m.rejected.clone(),
+        );
+        registry.register(
+            "images_over_quota",
+            "Images refused because they would take their uploader over the image quota",
+            m.images_over_quota.clone(),
         );
         Self { registry, ..m }
     }

@@ -782,11 +782,17 @@ impl Replica {
         Ok(rows.filter_map(|h| h.ok()?.parse().ok()).collect())
     }
 
-    /// Stores an image received from the relay, if its bytes match its hash.
-    pub fn store_blob(&mut self, hash: &BlobHash, mime: &str, bytes: &[u8]) -> Result<bool> {
-        if blobs::hash_of(bytes) != *hash {
+    /// Stores an image received from the relay, if its bytes match its hash, it is within
+    /// [`limits::IMAGE_BYTES`] and its bytes are a PNG, JPEG, GIF or WebP; it is stored
+    /// with the type read from its bytes (whatever the sender claimed). Returns whether it
+    /// was stored.
+    pub fn store_blob(&mut self, hash: &BlobHash, bytes: &[u8]) -> Result<bool> {
+        if bytes.len() as u64 > limits::IMAGE_BYTES || blobs::hash_of(bytes) != *hash {
             return Ok(false);
         }
+        let Some(mime) = blobs::image_type(bytes) else {
+            return Ok(false);
+        };
         self.store.write(|c| {
             blobs::put(c, mime, bytes)?;
             c.execute(
@@ -947,11 +953,8 @@ fn checked_image(name: &Path, bytes: Vec<u8>) -> Result<(&'static str, Vec<u8>)>
             max: limits::IMAGE_BYTES,
         });
     }
-    let mime = infer::get(&bytes)
-        .map(|t| t.mime_type())
-        .filter(|m| matches!(*m, "image/png" | "image/jpeg" | "image/gif" | "image/webp"))
-        .ok_or_else(|| Error::NotAnImage {
-            path: name.to_owned(),
-        })?;
+    let mime = blobs::image_type(&bytes).ok_or_else(|| Error::NotAnImage {
+        path: name.to_owned(),
+    })?;
     Ok((mime, bytes))
 }

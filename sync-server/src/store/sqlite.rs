@@ -117,8 +117,14 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL in WAL mode: every committed transaction survives a kill -9 of the relay.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // FULL, not NORMAL: the relay answers a client only once what it sent is committed,
+        // and the client then forgets it was unsent. In WAL mode NORMAL syncs the log only
+        // at checkpoints, so a power cut could drop changes already acknowledged (kill -9
+        // alone cannot). FULL syncs the log at every commit: measured on the development
+        // machine's disk, 0.6 ms per commit instead of 0.03 ms (about 1,600 commits/s), well
+        // under the ~10 ms each post takes through the relay (93 posts/s fanned out to
+        // 1,000 followers, README benchmarks).
+        conn.pragma_update(None, "synchronous", "FULL")?;
         migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration {
@@ -299,5 +305,53 @@ impl RelayStore for SqliteStore {
             .conn
             .query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?;
         Ok((docs, inbox))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_relay_syncs_every_commit_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let level: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(level, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn names_stored_lowercased_are_keyed_again_and_the_first_holder_keeps_a_look_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let ana = UserId::from_bytes([1; 32]);
+        let eve = UserId::from_bytes([2; 32]);
+        let ben = UserId::from_bytes([3; 32]);
+        {
+            let mut conn = Connection::open(dir.path().join("relay.db")).unwrap();
+            Migrations::new(vec![M::up(SCHEMA)])
+                .to_latest(&mut conn)
+                .unwrap();
+            for (name, uid) in [("ana", ana), ("\u{430}na.", eve), ("ben", ben)] {
+                conn.execute(
+                    "INSERT INTO names (name, uid) VALUES (?1, ?2)",
+                    params![name, uid.to_string()],
+                )
+                .unwrap();
+            }
+        }
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let key = |n: &str| name_key(n).unwrap();
+        assert_eq!(store.name_holder(&key("ana")).unwrap(), Some(ana));
+        assert_eq!(store.name_holder(&key("ben")).unwrap(), Some(ben));
+        let count: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM names", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 2, "Eve's look-alike registration is dropped");
     }
 }

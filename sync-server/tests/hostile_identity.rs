@@ -107,6 +107,18 @@ async fn look_alikes_of_a_taken_name_are_refused_and_lead_to_its_holder() {
         impostors.push(user);
     }
 
+    // Through the app: a profile named "ANA" syncs, and the sync says the name is taken.
+    let copycat = Profile::new("ANA", 40, &relay.url());
+    let summary = copycat.sync().await;
+    assert!(
+        summary
+            .refusals
+            .iter()
+            .any(|r| r.starts_with("name_taken:") && r.contains(&ana.uid.to_string())),
+        "{summary:?}"
+    );
+    assert_eq!(names_of(&relay, copycat.uid), 0);
+
     // The profile documents were stored all the same: a follower sees the look-alike name
     // (beside the user id the app shows).
     ben.r().follow(impostors[0]).unwrap();

@@ -189,7 +189,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                     summary.notifications.len(),
                     summary.images,
                     summary.waiting
-                )
+                )?;
+                for refusal in &summary.refusals {
+                    writeln!(w, "The relay refused ({refusal})")?;
+                }
+                Ok(())
             })
         }
         Command::Watch { relay } => {

@@ -126,6 +126,9 @@ pub struct SyncSummary {
     pub images: usize,
     /// New notifications.
     pub notifications: Vec<crate::Notification>,
+    /// What the relay refused meanwhile, one sentence each with its code first (e.g.
+    /// `name_taken: ...` when the display name set is another user's).
+    pub refusals: Vec<String>,
 }
 
 /// The sync engine of one profile.
@@ -679,6 +682,9 @@ impl<'a> Session<'a> {
                     // Start that document over from the saved state.
                     self.states.remove(doc);
                 }
+                self.summary
+                    .refusals
+                    .push(format!("{}: {message}", code.as_str()));
                 self.engine.emit(Event::Rejected { code, doc, message });
             }
             ServerMessage::Name { user, .. } => {

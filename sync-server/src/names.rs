@@ -74,5 +74,5 @@ pub async fn lookup(shared: &Arc<Shared>, name: &str) -> Result<Option<UserId>, 
     let shared = shared.clone();
     tokio::task::spawn_blocking(move || shared.docs.with_store(|s| s.name_holder(&key)))
         .await
-        .unwrap_or(Ok(None))
+        .map_err(|e| StoreError::Task(e.to_string()))?
 }

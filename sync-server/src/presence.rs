@@ -34,7 +34,7 @@ pub async fn online_for(
         })
     })
     .await
-    .unwrap_or_else(|_| Ok(Vec::new()))?;
+    .map_err(|e| StoreError::Task(e.to_string()))??;
     Ok(shared.hub.online(&visible))
 }
 
@@ -54,5 +54,5 @@ pub async fn watchers(shared: &Arc<Shared>, user: UserId) -> Result<Vec<UserId>,
         })
     })
     .await
-    .unwrap_or_else(|_| Ok(Vec::new()))
+    .map_err(|e| StoreError::Task(e.to_string()))?
 }

@@ -2,7 +2,7 @@
 //! UI thread), forwards its events to the front end, raises notifications, and keeps the
 //! tray and badge counts and the presence map current.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -151,8 +151,9 @@ async fn run_once(app: &AppHandle, engine: &SyncEngine, mut stop: watch::Receive
     }
 }
 
-/// Online devices per followed user.
-pub type Presence = BTreeMap<UserId, BTreeSet<String>>;
+/// Followed users online now (the relay tells only of those who follow back, and never
+/// which devices).
+pub type Presence = BTreeSet<UserId>;
 
 fn on_event(app: &AppHandle, event: Event) {
     let state = app.state::<AppState>();
@@ -178,23 +179,15 @@ fn on_event(app: &AppHandle, event: Event) {
                     .clear();
             }
         }
-        Event::Presence {
-            user,
-            device,
-            online,
-        } => {
+        Event::Presence { user, online } => {
             let mut presence = state
                 .presence
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let devices = presence.entry(*user).or_default();
             if *online {
-                devices.insert(device.clone());
+                presence.insert(*user);
             } else {
-                devices.remove(device);
-                if devices.is_empty() {
-                    presence.remove(user);
-                }
+                presence.remove(user);
             }
         }
         Event::Notification { notification } => {

@@ -222,7 +222,7 @@ pub fn profile(state: State<'_, AppState>, uid: Option<UserId>) -> CommandResult
         Ok(ProfilePage {
             profile: r.profile(uid)?,
             posts: r.posts_by(uid, 100)?,
-            online: online.contains_key(&uid),
+            online: online.contains(&uid),
         })
     })
 }
@@ -421,12 +421,8 @@ pub fn set_relay(
     state.session()
 }
 
-/// Users the local user follows who are online, with their devices.
+/// Users the local user follows who are online (and follow back).
 #[tauri::command]
-pub fn online(state: State<'_, AppState>) -> CommandResult<Vec<(UserId, Vec<String>)>> {
-    Ok(state
-        .online()
-        .into_iter()
-        .map(|(u, d)| (u, d.into_iter().collect()))
-        .collect())
+pub fn online(state: State<'_, AppState>) -> CommandResult<Vec<UserId>> {
+    Ok(state.online().into_iter().collect())
 }

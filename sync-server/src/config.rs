@@ -22,6 +22,10 @@ pub struct Config {
     /// Largest image accepted, in bytes.
     #[arg(long, env = "SYNC_SERVER_MAX_BLOB_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_blob_bytes: u32,
+    /// Bytes of images one user may store on the relay; an upload that would go over is
+    /// refused (`bad_blob`) and nothing of it is stored.
+    #[arg(long, env = "SYNC_SERVER_MAX_IMAGE_BYTES_PER_USER", default_value_t = 256 * 1024 * 1024)]
+    pub max_image_bytes_per_user: u64,
     /// Messages per second accepted per connection; more are refused with `rate_limited`.
     #[arg(long, env = "SYNC_SERVER_MESSAGES_PER_SECOND", default_value_t = 200)]
     pub messages_per_second: u32,

@@ -16,7 +16,6 @@ use futures_util::stream::{SplitSink, StreamExt};
 use governor::{Quota, RateLimiter};
 use rand::RngCore;
 use serde_bytes::ByteBuf;
-use sha2::{Digest, Sha256};
 use social_sync_protocol::wire::{self, auth_payload};
 use social_sync_protocol::{
     ClientMessage, DocId, ErrorCode, Limits, PROTOCOL_VERSION, ServerMessage, SyncItem, UserId,
@@ -98,7 +97,7 @@ pub async fn run(
         .register(session.user, &session.device, out.clone(), kick_tx);
     tracing::info!(%peer, user = %session.user, device = %session.device, "authenticated");
     if !was_online {
-        announce(shared, session.user, &session.device, true).await;
+        announce(shared, session.user, true).await;
     }
     let mut conn = Connection {
         id,
@@ -111,8 +110,8 @@ pub async fn run(
     let end = conn.serve(&mut source, kick_rx, stop).await;
 
     let offline = shared.hub.unregister(conn.id);
-    if let Some((user, device)) = offline {
-        announce(shared, user, &device, false).await;
+    if let Some((user, _)) = offline {
+        announce(shared, user, false).await;
     }
     if let Some((code, message)) = end {
         close_with(&conn.out, code, message).await;
@@ -151,17 +150,12 @@ async fn close_with(out: &mpsc::Sender<Message>, code: ErrorCode, message: Strin
         .await;
 }
 
-async fn announce(shared: &Arc<Shared>, user: UserId, device: &str, online: bool) {
-    let store = shared.clone();
-    let watchers =
-        tokio::task::spawn_blocking(move || store.docs.with_store(|s| s.followers(user)))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-    shared
-        .hub
-        .announce_presence(&watchers, user, device, online);
+/// Tells `user`'s watchers (see [`crate::presence`]) that they came online or left.
+async fn announce(shared: &Arc<Shared>, user: UserId, online: bool) {
+    let watchers = crate::presence::watchers(shared, user)
+        .await
+        .unwrap_or_default();
+    shared.hub.announce_presence(&watchers, user, online);
 }
 
 /// Writes queued frames, several per flush when they pile up.
@@ -486,86 +480,49 @@ impl Connection {
                 }
             }
             ClientMessage::Presence { users } => {
-                let online = self.shared.hub.online(&users);
-                self.send(&ServerMessage::Presence { online });
+                match crate::presence::online_for(&self.shared, self.session.user, users).await {
+                    Ok(online) => {
+                        self.send(&ServerMessage::Presence { online });
+                    }
+                    Err(_) => self.reject(
+                        ErrorCode::Internal,
+                        None,
+                        "the relay could not check who is online; try again".into(),
+                    ),
+                }
             }
             ClientMessage::LookupName { name } => {
-                let shared = self.shared.clone();
-                let key = name.clone();
-                let found = tokio::task::spawn_blocking(move || {
-                    shared.docs.with_store(|s| s.lookup_name(&key))
-                })
-                .await;
-                match found {
-                    Ok(Ok(user)) => {
+                match crate::names::lookup(&self.shared, &name).await {
+                    Ok(user) => {
                         self.send(&ServerMessage::Name { name, user });
                     }
-                    _ => self.reject(
+                    Err(_) => self.reject(
                         ErrorCode::Internal,
                         None,
                         "the relay could not look the name up; try again".into(),
                     ),
                 }
             }
-            ClientMessage::PutBlob { hash, mime, bytes } => {
-                let max = self.shared.config.max_blob_bytes as usize;
-                if bytes.len() > max {
-                    return self.reject(
-                        ErrorCode::BadBlob,
-                        None,
-                        format!("the image is {} bytes; the limit is {max}", bytes.len()),
-                    );
-                }
-                let digest: [u8; 32] = Sha256::digest(&bytes).into();
-                if digest != *hash.as_bytes() {
-                    return self.reject(
-                        ErrorCode::BadBlob,
-                        None,
-                        format!("the bytes do not hash to {hash}"),
-                    );
-                }
-                let shared = self.shared.clone();
-                let stored = tokio::task::spawn_blocking(move || {
-                    shared.docs.with_store(|s| s.put_blob(&hash, &mime, &bytes))
-                })
-                .await;
-                match stored {
-                    Ok(Ok(())) => {
+            ClientMessage::PutBlob { hash, bytes, .. } => {
+                match crate::blobs::put(&self.shared, self.session.user, hash, bytes.into_vec())
+                    .await
+                {
+                    Ok(()) => {
                         self.send(&ServerMessage::BlobStored { hash });
                     }
-                    _ => self.reject(
-                        ErrorCode::Internal,
-                        None,
-                        "the relay could not store the image; try again".into(),
-                    ),
+                    Err(refused) => self.reject(refused.code(), None, refused.to_string()),
                 }
             }
-            ClientMessage::GetBlob { hash } => {
-                let shared = self.shared.clone();
-                let found = tokio::task::spawn_blocking(move || {
-                    shared.docs.with_store(|s| s.get_blob(&hash))
-                })
-                .await;
-                match found {
-                    Ok(Ok(Some((mime, bytes)))) => {
-                        self.send(&ServerMessage::Blob {
-                            hash,
-                            mime,
-                            bytes: ByteBuf::from(bytes),
-                        });
-                    }
-                    Ok(Ok(None)) => self.reject(
-                        ErrorCode::NotFound,
-                        None,
-                        format!("the relay has no image {hash}"),
-                    ),
-                    _ => self.reject(
-                        ErrorCode::Internal,
-                        None,
-                        "the relay could not read the image; try again".into(),
-                    ),
+            ClientMessage::GetBlob { hash } => match crate::blobs::get(&self.shared, hash).await {
+                Ok((mime, bytes)) => {
+                    self.send(&ServerMessage::Blob {
+                        hash,
+                        mime: mime.to_owned(),
+                        bytes: ByteBuf::from(bytes),
+                    });
                 }
-            }
+                Err(refused) => self.reject(refused.code(), None, refused.to_string()),
+            },
         }
     }
 
@@ -610,7 +567,11 @@ impl Connection {
                     changes,
                     seq,
                     recipients,
+                    name_refused,
                 }) => {
+                    if let Some(refused) = name_refused {
+                        self.reject(refused.code(), None, refused.to_string());
+                    }
                     self.states.insert(doc.clone(), state);
                     if !changes.is_empty() {
                         let frame = Bytes::from(wire::encode(&ServerMessage::Changes {

@@ -15,6 +15,7 @@ use social_sync_core::model::vetting::{self, Unvetted};
 use social_sync_core::model::{UserDoc, user_of_actor};
 use social_sync_protocol::{DocId, ErrorCode, PostId, UserId};
 
+use crate::names::{self, NameRefused};
 use crate::store::{Accepted, RelayStore, Routing, StoreError};
 
 /// Why an incoming sync message was refused. Nothing of it is stored or forwarded.
@@ -115,6 +116,8 @@ pub struct Received {
     pub seq: u64,
     /// Users the changes concern (their devices get them live, their inboxes keep them).
     pub recipients: Vec<UserId>,
+    /// A display name the changes set that was not registered to the sender, and why.
+    pub name_refused: Option<NameRefused>,
 }
 
 /// Documents, their cache and their store.
@@ -258,7 +261,8 @@ impl Documents {
         let mut received = Received::default();
         let mut weight = weight;
         if !new.is_empty() {
-            let routing = route(inner.store.as_mut(), doc, &am, &new)?;
+            let (routing, name_refused) = route(inner.store.as_mut(), doc, &am, &new)?;
+            received.name_refused = name_refused;
             let accepted = Accepted {
                 doc,
                 changes: &new,
@@ -351,12 +355,14 @@ fn check_author(user: UserId, doc: &DocId, change: &Change) -> Result<(), Refusa
 
 /// Who accepted changes concern, and what they change in the follow graph and names:
 /// the document's owner and the owner's followers; for a follow, the followed user too.
+/// A name that cannot be registered to the owner is returned beside, with why.
 fn route(
     store: &mut dyn RelayStore,
     doc: &DocId,
     am: &AutoCommit,
     changes: &[Change],
-) -> Result<Routing, StoreError> {
+) -> Result<(Routing, Option<NameRefused>), StoreError> {
+    let mut name_refused = None;
     let owner = doc.owner();
     let mut recipients = store.followers(owner)?;
     recipients.push(owner);
@@ -372,7 +378,10 @@ fn route(
                     recipients.push(followee);
                 }
                 Some(UserKey::Profile) if key == "name" => {
-                    name = Some((owner, view.profile().name));
+                    match names::claim(store, owner, &view.profile().name)? {
+                        Ok(key) => name = Some((owner, key)),
+                        Err(refused) => name_refused = Some(refused),
+                    }
                 }
                 _ => {}
             }
@@ -380,11 +389,14 @@ fn route(
     }
     recipients.sort();
     recipients.dedup();
-    Ok(Routing {
-        follows,
-        name,
-        recipients,
-    })
+    Ok((
+        Routing {
+            follows,
+            name,
+            recipients,
+        },
+        name_refused,
+    ))
 }
 
 fn touched_keys(changes: &[Change]) -> Vec<String> {

@@ -77,8 +77,8 @@ impl Hub {
     }
 
     /// Registers an authenticated connection. A connection of the same device is replaced:
-    /// it is told why and closed. Returns the new id and whether the device was already
-    /// online (so no presence change is announced).
+    /// it is told why and closed. Returns the new id and whether the user was already
+    /// online on some device (so no presence change is announced).
     pub fn register(
         &self,
         user: UserId,
@@ -89,6 +89,7 @@ impl Hub {
         let mut inner = self.lock();
         inner.next += 1;
         let id = inner.next;
+        let user_was_online = inner.devices.get(&user).is_some_and(|d| !d.is_empty());
         let previous = inner
             .devices
             .entry(user)
@@ -109,11 +110,11 @@ impl Hub {
             },
         );
         self.update_gauges(&inner);
-        (id, previous.is_some())
+        (id, user_was_online)
     }
 
-    /// Removes a connection. Returns its user and device if that device is now offline
-    /// (not when a newer connection of the device replaced it).
+    /// Removes a connection. Returns its user and device if the user is now offline: this
+    /// was their last device (not when a newer connection of the device replaced it).
     pub fn unregister(&self, id: ConnId) -> Option<(UserId, String)> {
         let mut inner = self.lock();
         let conn = inner.conns.remove(&id)?;
@@ -129,7 +130,9 @@ impl Hub {
         if let Some(devices) = inner.devices.get_mut(&conn.user) {
             if devices.get(&conn.device) == Some(&id) {
                 devices.remove(&conn.device);
-                offline = Some((conn.user, conn.device));
+                if devices.is_empty() {
+                    offline = Some((conn.user, conn.device));
+                }
             }
             if devices.is_empty() {
                 inner.devices.remove(&conn.user);
@@ -188,26 +191,35 @@ impl Hub {
         }
     }
 
-    /// Tells the connections of `watchers` that a device of `user` came online or left.
-    pub fn announce_presence(&self, watchers: &[UserId], user: UserId, device: &str, online: bool) {
+    /// Tells the connections of `watchers` that `user` came online (a first device) or
+    /// went offline (the last one). Which device is never said.
+    pub fn announce_presence(&self, watchers: &[UserId], user: UserId, online: bool) {
         let frame = Bytes::from(wire::encode(&ServerMessage::PresenceChanged {
             user,
-            device: device.to_owned(),
             online,
         }));
         self.fan_out(watchers, None, &frame, 0);
     }
 
-    /// Which of `users` are online, with their devices.
+    /// Whether `user` has a device connected.
+    pub fn is_online(&self, user: UserId) -> bool {
+        self.lock()
+            .devices
+            .get(&user)
+            .is_some_and(|d| !d.is_empty())
+    }
+
+    /// Which of `users` are online, with how many devices (never which).
     pub fn online(&self, users: &[UserId]) -> Vec<PresenceEntry> {
         let inner = self.lock();
         users
             .iter()
             .filter_map(|u| {
-                let devices = inner.devices.get(u)?;
-                let mut devices: Vec<String> = devices.keys().cloned().collect();
-                devices.sort();
-                Some(PresenceEntry { user: *u, devices })
+                let devices = inner.devices.get(u).filter(|d| !d.is_empty())?;
+                Some(PresenceEntry {
+                    user: *u,
+                    devices: u32::try_from(devices.len()).unwrap_or(u32::MAX),
+                })
             })
             .collect()
     }

@@ -13,16 +13,22 @@
 //! - [`connection`]: one client: handshake, limits, message handling, the writer task.
 //! - [`documents`]: the sync protocol on the relay's side, write rules, routing.
 //! - [`hub`]: live connections, presence, subscriptions, fan-out.
+//! - [`presence`]: who may see whom online (people a user follows back), never devices.
+//! - [`names`]: display names: look-alikes are one name, first come first served.
+//! - [`blobs`]: images: types read from the bytes, per-user quota.
 //! - [`store`]: the durable state behind a trait; [`store::sqlite`] is the embedded backend.
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`metrics`]: the Prometheus metrics.
 
+pub mod blobs;
 pub mod config;
 pub mod connection;
 pub mod documents;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod names;
+pub mod presence;
 pub mod server;
 pub mod store;
 

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub document_cache_bytes: Gauge,
     /// Refused messages and connections, by reason.
     pub rejected: Family<Reason, Counter>,
+    /// Images refused because they would take their uploader over the image quota.
+    pub images_over_quota: Counter,
 }
 
 impl Metrics {
@@ -58,6 +60,7 @@ impl Metrics {
             inbox_entries: Gauge::default(),
             document_cache_bytes: Gauge::default(),
             rejected: Family::default(),
+            images_over_quota: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -106,6 +109,11 @@ impl Metrics {
             "rejected",
             "Refused messages and connections, by reason",
             m.rejected.clone(),
+        );
+        registry.register(
+            "images_over_quota",
+            "Images refused because they would take their uploader over the image quota",
+            m.images_over_quota.clone(),
         );
         Self { registry, ..m }
     }

@@ -114,7 +114,7 @@ export type SyncEvent =
   | { event: 'feed_changed'; user: UserId }
   | { event: 'thread_changed'; post_id: PostId }
   | { event: 'notification'; notification: AppNotification }
-  | { event: 'presence'; user: UserId; device: string; online: boolean }
+  | { event: 'presence'; user: UserId; online: boolean }
   | { event: 'progress'; done: number; total: number }
   | { event: 'rejected'; code: string; doc: string | null; message: string };
 
@@ -189,7 +189,7 @@ export const api = {
   getSettings: () => call<AppSettings>('get_settings'),
   setSettings: (settings: AppSettings) => call<AppSettings>('set_settings', { settings }),
   setRelay: (url: string) => call<Session>('set_relay', { url }),
-  online: () => call<[UserId, string[]][]>('online'),
+  online: () => call<UserId[]>('online'),
 };
 
 export function onSyncEvent(handler: (e: SyncEvent) => void): Promise<UnlistenFn> {

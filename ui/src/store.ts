@@ -159,7 +159,7 @@ export function applySyncEvent(e: SyncEvent) {
       progress.value = e.total > 0 && e.done < e.total ? { done: e.done, total: e.total } : null;
       break;
     case 'rejected':
-      toast('The relay refused a change', e.message, 'error');
+      toast(e.code === 'name_taken' ? 'That name is taken' : 'The relay refused a change', e.message, 'error');
       break;
   }
 }

@@ -84,19 +84,29 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             })
         }
         Command::Follow { who } => {
-            let uid = match who.strip_prefix('@') {
+            let (uid, looked_up) = match who.strip_prefix('@') {
                 Some(name) => {
                     let engine = engine(r, None)?;
                     let found = block_on(engine.lookup_name(name))??;
                     r = unwrap_replica(engine)?;
-                    found.ok_or_else(|| Error::UnknownName(name.to_owned()))?
+                    let uid = found.ok_or_else(|| Error::UnknownName(name.to_owned()))?;
+                    (uid, Some(name))
                 }
-                None => who.parse::<UserId>().map_err(|_| Error::Who(who.clone()))?,
+                None => (
+                    who.parse::<UserId>().map_err(|_| Error::Who(who.clone()))?,
+                    None,
+                ),
             };
             r.follow(uid)?;
-            p.value(&json!({"uid": uid, "following": true}), |w| {
-                writeln!(w, "Following {uid}")
-            })
+            // A looked-up name is shown with the user id the relay answered, so a
+            // look-alike name cannot pass for someone else.
+            p.value(
+                &json!({"uid": uid, "name": looked_up, "following": true}),
+                |w| match looked_up {
+                    Some(name) => writeln!(w, "Following @{name}: user {uid}"),
+                    None => writeln!(w, "Following {uid}"),
+                },
+            )
         }
         Command::Unfollow { uid } => {
             r.unfollow(uid)?;
@@ -179,7 +189,11 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                     summary.notifications.len(),
                     summary.images,
                     summary.waiting
-                )
+                )?;
+                for refusal in &summary.refusals {
+                    writeln!(w, "The relay refused ({refusal})")?;
+                }
+                Ok(())
             })
         }
         Command::Watch { relay } => {
@@ -222,12 +236,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 }
                 for (entry, json) in online.iter().zip(&list) {
                     let name = json["name"].as_str().unwrap_or("");
-                    writeln!(
-                        w,
-                        "{name} ({}) on {} device(s)",
-                        entry.user,
-                        entry.devices.len()
-                    )?;
+                    writeln!(w, "{name} ({}) on {} device(s)", entry.user, entry.devices)?;
                 }
                 Ok(())
             })

@@ -195,15 +195,8 @@ pub fn describe(event: &Event) -> String {
             };
             format!("{who} {what}")
         }
-        Event::Presence {
-            user,
-            device,
-            online,
-        } => {
-            format!(
-                "{user} ({device}) is {}",
-                if *online { "online" } else { "offline" }
-            )
+        Event::Presence { user, online } => {
+            format!("{user} is {}", if *online { "online" } else { "offline" })
         }
         Event::Progress { done, total } => format!("synced {done} of {total} documents"),
         Event::Rejected { code, message, .. } => {

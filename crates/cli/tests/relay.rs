@@ -113,6 +113,10 @@ fn two_people_sync_watch_and_find_each_other_through_the_relay() {
     // Ben finds Ana by name and syncs her post.
     let followed = json(&ben, &["follow", "@ana", "--json"]);
     assert_eq!(followed["uid"], ana_id.as_str());
+    assert_eq!(
+        followed["name"], "ana",
+        "the looked-up name beside the user id"
+    );
     json(&ben, &["sync", "--json"]);
     let feed = json(&ben, &["feed", "--json"]);
     assert_eq!(feed[0]["post_id"], post.as_str());

@@ -155,6 +155,9 @@ pub enum Error {
         /// Largest allowed.
         max: usize,
     },
+    /// A display name that cannot be registered (invisible characters, nothing visible).
+    #[error(transparent)]
+    BadName(#[from] crate::model::name::NameError),
     /// More images than a post may carry.
     #[error("a post may carry at most {max} images, not {count}: remove some")]
     TooManyImages {
@@ -216,6 +219,7 @@ impl Error {
             Self::FollowSelf => "follow_self",
             Self::BlockSelf => "block_self",
             Self::TextLength { .. } => "text_length",
+            Self::BadName(_) => "bad_name",
             Self::TooManyImages { .. } => "too_many_images",
             Self::NotAnImage { .. } => "not_an_image",
             Self::ImageTooLarge { .. } => "image_too_large",

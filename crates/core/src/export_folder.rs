@@ -349,7 +349,7 @@ pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
             return Err(ExportError::Checksum { path });
         }
         // The type is sniffed from the bytes; the manifest's word for it is not trusted.
-        let mime = blobs::sniff_image(&bytes).ok_or(ExportError::BadImage { path, max })?;
+        let mime = blobs::image_type(&bytes).ok_or(ExportError::BadImage { path, max })?;
         blob_list.push(blobs::Blob {
             mime: mime.to_owned(),
             bytes,

@@ -10,7 +10,8 @@
 //! - [`replica`]: [`Replica`], one user's profile folder opened: every operation and query.
 //! - [`identity`]: the Ed25519 key pair in the profile folder (mode 0600).
 //! - [`model`]: the Automerge documents `user/<uid>` and `thread/<post_id>`, typed
-//!   accessors, and the write rules ([`model::rules`]).
+//!   accessors, the write rules ([`model::rules`]) and display-name keys
+//!   ([`model::name`]: look-alike names share one key).
 //! - [`store`]: the SQLite file: documents (snapshot + changes), the derived index, blobs,
 //!   settings, notifications, and the queries over them.
 //! - [`export_folder`]: documents and blobs as files, for offline exchange.

@@ -64,6 +64,7 @@ impl Replica {
     /// profile document with the display name `name`.
     pub fn create(dir: &Path, name: &str, relay_url: Option<&str>, mut env: Env) -> Result<Self> {
         let name = checked_text("name", name.trim(), limits::NAME)?;
+        crate::model::name::name_key(name)?;
         if dir.join(KEY_FILE).exists() {
             return Err(Error::ProfileExists {
                 path: dir.to_owned(),
@@ -204,6 +205,9 @@ impl Replica {
         let name = name
             .map(|n| checked_text("name", n.trim(), limits::NAME))
             .transpose()?;
+        if let Some(name) = name {
+            crate::model::name::name_key(name)?;
+        }
         let bio = bio
             .map(|b| checked_text("bio", b, limits::BIO))
             .transpose()?;
@@ -782,11 +786,17 @@ impl Replica {
         Ok(rows.filter_map(|h| h.ok()?.parse().ok()).collect())
     }
 
-    /// Stores an image received from the relay, if its bytes match its hash.
-    pub fn store_blob(&mut self, hash: &BlobHash, mime: &str, bytes: &[u8]) -> Result<bool> {
-        if blobs::hash_of(bytes) != *hash {
+    /// Stores an image received from the relay, if its bytes match its hash, it is within
+    /// [`limits::IMAGE_BYTES`] and its bytes are a PNG, JPEG, GIF or WebP; it is stored
+    /// with the type read from its bytes (whatever the sender claimed). Returns whether it
+    /// was stored.
+    pub fn store_blob(&mut self, hash: &BlobHash, bytes: &[u8]) -> Result<bool> {
+        if bytes.len() as u64 > limits::IMAGE_BYTES || blobs::hash_of(bytes) != *hash {
             return Ok(false);
         }
+        let Some(mime) = blobs::image_type(bytes) else {
+            return Ok(false);
+        };
         self.store.write(|c| {
             blobs::put(c, mime, bytes)?;
             c.execute(
@@ -942,7 +952,7 @@ fn checked_image(name: &Path, bytes: Vec<u8>) -> Result<(&'static str, Vec<u8>)>
             max: limits::IMAGE_BYTES,
         });
     }
-    let mime = blobs::sniff_image(&bytes).ok_or_else(|| Error::NotAnImage {
+    let mime = blobs::image_type(&bytes).ok_or_else(|| Error::NotAnImage {
         path: name.to_owned(),
     })?;
     Ok((mime, bytes))

@@ -785,3 +785,38 @@ fn a_hostile_import_folder_cannot_inflate_or_smuggle_anything() {
     assert_import_refused(&mut ben.replica, &html, "is not a PNG, JPEG, GIF or WebP");
     assert!(ben.replica.feed(None, 10).unwrap().posts.is_empty());
 }
+
+#[test]
+fn images_from_the_relay_are_stored_only_as_allowed_types_within_the_limit() {
+    use social_sync_core::replica::limits;
+    use social_sync_core::store::blobs::hash_of;
+    let mut ana = profile("Ana", 1);
+    let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>".to_vec();
+    assert!(!ana.replica.store_blob(&hash_of(&html), &html).unwrap());
+    assert_eq!(ana.replica.blob(&hash_of(&html)).unwrap(), None);
+
+    let mut huge = PNG.to_vec();
+    huge.resize(limits::IMAGE_BYTES as usize + 1, 0);
+    assert!(!ana.replica.store_blob(&hash_of(&huge), &huge).unwrap());
+    assert!(!ana.replica.store_blob(&hash_of(&html), PNG).unwrap());
+
+    // Stored with the type its bytes show, whatever the relay said.
+    assert!(ana.replica.store_blob(&hash_of(PNG), PNG).unwrap());
+    let blob = ana.replica.blob(&hash_of(PNG)).unwrap().unwrap();
+    assert_eq!(blob.mime, "image/png");
+}
+
+#[test]
+fn a_name_with_invisible_characters_is_refused_with_the_character() {
+    let mut ana = profile("Ana", 1);
+    let err = ana
+        .replica
+        .set_profile(Some("An\u{200D}a"), None)
+        .unwrap_err();
+    assert_eq!(err.code(), "bad_name");
+    assert!(err.to_string().contains("U+200D"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let err =
+        Replica::create(dir.path(), "\u{202E}ana", None, Env::deterministic(2, 0)).unwrap_err();
+    assert_eq!(err.code(), "bad_name");
+}

@@ -82,21 +82,26 @@ pub enum ClientMessage {
         /// Highest inbox sequence number handled.
         seq: u64,
     },
-    /// Which of these users are online, with which devices.
+    /// Which of these users are online. The relay answers only for users who follow the
+    /// asker; the others are left out as if offline.
     Presence {
         /// The users asked about (the client's follows).
         users: Vec<UserId>,
     },
-    /// Who has this display name (case-insensitive).
+    /// Who has this display name, or a name that looks like it (compared by the key of
+    /// `social_sync_core::model::name`: case, width, confusable letters and invisible
+    /// characters do not matter).
     LookupName {
         /// The name, with or without a leading `@`.
         name: String,
     },
-    /// Store an image; the relay checks the hash and size.
+    /// Store an image; the relay checks the hash, the size, the uploader's quota and the
+    /// type (PNG, JPEG, GIF or WebP, read from the bytes).
     PutBlob {
         /// SHA-256 of `bytes`.
         hash: BlobHash,
-        /// Media type.
+        /// Media type as the client sees it; the relay ignores it and keeps the type it
+        /// reads from the bytes.
         mime: String,
         /// The image.
         bytes: ByteBuf,
@@ -108,13 +113,13 @@ pub enum ClientMessage {
     },
 }
 
-/// One user's online devices.
+/// One online user. Device ids never leave the relay: only how many are connected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceEntry {
     /// The user.
     pub user: UserId,
-    /// Devices connected now.
-    pub devices: Vec<String>,
+    /// How many of the user's devices are connected now (at least 1).
+    pub devices: u32,
 }
 
 /// The relay's limits, told to the client on [`ServerMessage::Welcome`].
@@ -176,15 +181,14 @@ pub enum ServerMessage {
     },
     /// Answer to `Presence`.
     Presence {
-        /// Users online now, with their devices.
+        /// Users online now who follow the asker, with how many devices.
         online: Vec<PresenceEntry>,
     },
-    /// A followed user's device came online or went offline.
+    /// A user who follows the recipient, and whom the recipient follows, came online (a
+    /// first device connected) or went offline (the last one left).
     PresenceChanged {
         /// The user.
         user: UserId,
-        /// The device.
-        device: String,
         /// Online now?
         online: bool,
     },
@@ -204,7 +208,7 @@ pub enum ServerMessage {
     Blob {
         /// Its hash.
         hash: BlobHash,
-        /// Media type.
+        /// Media type: PNG, JPEG, GIF or WebP, as the relay read it from the bytes.
         mime: String,
         /// The image.
         bytes: ByteBuf,
@@ -261,6 +265,9 @@ pub enum ErrorCode {
     NotFound,
     /// The relay failed to store something; try again later.
     Internal,
+    /// The display name just set, or one that looks like it, is held by another user: the
+    /// profile is stored but the name is not registered to this user. Pick another name.
+    NameTaken,
 }
 
 impl ErrorCode {
@@ -282,6 +289,7 @@ impl ErrorCode {
             Self::BadBlob => "bad_blob",
             Self::NotFound => "not_found",
             Self::Internal => "internal",
+            Self::NameTaken => "name_taken",
         }
     }
 }

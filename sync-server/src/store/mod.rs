@@ -16,6 +16,9 @@ pub enum StoreError {
     /// From the shared document storage of the core library.
     #[error(transparent)]
     Core(#[from] social_sync_core::Error),
+    /// A worker task running a store call failed.
+    #[error("a relay worker task failed ({0}); try again")]
+    Task(String),
     /// The schema could not be brought up to date.
     #[error("cannot migrate the relay database {path}: {detail}")]
     Migration {
@@ -42,7 +45,8 @@ pub struct Accepted<'a> {
 pub struct Routing {
     /// Follows the changes touched: (follower, followee, following now?).
     pub follows: Vec<(UserId, UserId, bool)>,
-    /// The owner's display name, if the changes touched it.
+    /// The owner and the key of the display name to register to them, if the changes set
+    /// a name that is free or already theirs (see [`crate::names`]).
     pub name: Option<(UserId, String)>,
     /// Users whose inbox gets this document, and whose devices get it live.
     pub recipients: Vec<UserId>,
@@ -63,6 +67,12 @@ pub trait RelayStore: Send {
     /// Users who follow `user`.
     fn followers(&mut self, user: UserId) -> Result<Vec<UserId>, StoreError>;
 
+    /// Users `user` follows.
+    fn following(&mut self, user: UserId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Whether `follower` follows `followee`.
+    fn follows(&mut self, follower: UserId, followee: UserId) -> Result<bool, StoreError>;
+
     /// Inbox documents of `user` newer than what `device` has acknowledged, and the newest
     /// sequence number among them.
     fn inbox(&mut self, user: UserId, device: &str) -> Result<(Vec<DocId>, u64), StoreError>;
@@ -70,11 +80,23 @@ pub trait RelayStore: Send {
     /// `device` of `user` has stored its inbox up to `seq`.
     fn ack_inbox(&mut self, user: UserId, device: &str, seq: u64) -> Result<(), StoreError>;
 
-    /// Who has a display name (case-insensitive).
-    fn lookup_name(&mut self, name: &str) -> Result<Option<UserId>, StoreError>;
+    /// Who holds the display name with this key (see `social_sync_core::model::name`).
+    fn name_holder(&mut self, key: &str) -> Result<Option<UserId>, StoreError>;
 
-    /// Stores a blob.
-    fn put_blob(&mut self, hash: &BlobHash, mime: &str, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Stores a blob uploaded by `uploader` (a no-op if the hash is stored already).
+    fn put_blob(
+        &mut self,
+        hash: &BlobHash,
+        mime: &str,
+        bytes: &[u8],
+        uploader: UserId,
+    ) -> Result<(), StoreError>;
+
+    /// Whether a blob is stored.
+    fn has_blob(&mut self, hash: &BlobHash) -> Result<bool, StoreError>;
+
+    /// Bytes of the blobs `uploader` stored.
+    fn blob_bytes_of(&mut self, uploader: UserId) -> Result<u64, StoreError>;
 
     /// Reads a blob.
     fn get_blob(&mut self, hash: &BlobHash) -> Result<Option<(String, Vec<u8>)>, StoreError>;

@@ -6,12 +6,13 @@ use std::path::Path;
 use automerge::AutoCommit;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
+use social_sync_core::model::name::name_key;
 use social_sync_core::store::documents;
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
 use super::{Accepted, RelayStore, StoreError};
 
-const MIGRATIONS: &[M<'static>] = &[M::up(concat!(
+const SCHEMA: &str = concat!(
     // Documents, kept as the client keeps them (see `social_sync_core::store::documents`).
     social_sync_core::document_tables_sql!(),
     r#"
@@ -52,7 +53,52 @@ const MIGRATIONS: &[M<'static>] = &[M::up(concat!(
         bytes      BLOB NOT NULL
     );
     "#,
-))];
+);
+
+/// Blobs record who uploaded them, for the per-user image quota (blobs stored before have
+/// no uploader and count against nobody); names are keyed by `social_sync_core::model::name`
+/// rather than lowercased, so the stored keys are computed again.
+const UPLOADERS_AND_NAME_KEYS: &str = r#"
+    ALTER TABLE blobs ADD COLUMN uploader TEXT;
+    CREATE INDEX blobs_by_uploader ON blobs(uploader);
+    "#;
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![
+        M::up(SCHEMA),
+        M::up_with_hook(UPLOADERS_AND_NAME_KEYS, |tx: &rusqlite::Transaction<'_>| {
+            rekey_names(tx)?;
+            Ok(())
+        }),
+    ])
+}
+
+/// Recomputes every stored name key; where two names now share a key, the older row
+/// (lower rowid: registered first) keeps it and the other is dropped.
+fn rekey_names(tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx.prepare("SELECT rowid, name FROM names ORDER BY rowid")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (rowid, name) in rows {
+        match name_key(&name) {
+            Ok(key) if seen.insert(key.clone()) => {
+                tx.execute(
+                    "UPDATE names SET name = ?1 WHERE rowid = ?2",
+                    params![format!("\u{1}{key}"), rowid],
+                )?;
+            }
+            _ => {
+                tx.execute("DELETE FROM names WHERE rowid = ?1", [rowid])?;
+            }
+        }
+    }
+    // Keys were written with a marker first so that no update hit a key not yet moved.
+    tx.execute("UPDATE names SET name = substr(name, 2)", [])?;
+    Ok(())
+}
 
 /// The relay's SQLite file.
 #[derive(Debug)]
@@ -71,9 +117,15 @@ impl SqliteStore {
         let mut conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL in WAL mode: every committed transaction survives a kill -9 of the relay.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Migrations::from_slice(MIGRATIONS)
+        // FULL, not NORMAL: the relay answers a client only once what it sent is committed,
+        // and the client then forgets it was unsent. In WAL mode NORMAL syncs the log only
+        // at checkpoints, so a power cut could drop changes already acknowledged (kill -9
+        // alone cannot). FULL syncs the log at every commit: measured on the development
+        // machine's disk, 0.6 ms per commit instead of 0.03 ms (about 1,600 commits/s), well
+        // under the ~10 ms each post takes through the relay (93 posts/s fanned out to
+        // 1,000 followers, README benchmarks).
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrations()
             .to_latest(&mut conn)
             .map_err(|e| StoreError::Migration {
                 path: path.display().to_string(),
@@ -122,14 +174,11 @@ impl RelayStore for SqliteStore {
                 )?;
             }
         }
-        if let Some((uid, name)) = &a.routing.name {
-            let key = name.trim().to_lowercase();
+        if let Some((uid, key)) = &a.routing.name {
             let holder: Option<String> = tx
-                .query_row("SELECT uid FROM names WHERE name = ?1", [&key], |r| {
-                    r.get(0)
-                })
+                .query_row("SELECT uid FROM names WHERE name = ?1", [key], |r| r.get(0))
                 .optional()?;
-            if holder.is_none() && !key.is_empty() {
+            if holder.is_none_or(|h| h == uid.to_string()) {
                 // A user holds one name: the new one replaces theirs, if it is free.
                 tx.execute("DELETE FROM names WHERE uid = ?1", [uid.to_string()])?;
                 tx.execute(
@@ -162,6 +211,21 @@ impl RelayStore for SqliteStore {
             .prepare_cached("SELECT follower FROM follows WHERE followee = ?1")?;
         let rows = stmt.query_map([user.to_string()], |r| r.get::<_, String>(0))?;
         Ok(rows.filter_map(|r| r.ok()?.parse().ok()).collect())
+    }
+
+    fn following(&mut self, user: UserId) -> Result<Vec<UserId>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT followee FROM follows WHERE follower = ?1")?;
+        let rows = stmt.query_map([user.to_string()], |r| r.get::<_, String>(0))?;
+        Ok(rows.filter_map(|r| r.ok()?.parse().ok()).collect())
+    }
+
+    fn follows(&mut self, follower: UserId, followee: UserId) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM follows WHERE followee = ?1 AND follower = ?2")?;
+        Ok(stmt.exists(params![followee.to_string(), follower.to_string()])?)
     }
 
     fn inbox(&mut self, user: UserId, device: &str) -> Result<(Vec<DocId>, u64), StoreError> {
@@ -200,8 +264,7 @@ impl RelayStore for SqliteStore {
         Ok(())
     }
 
-    fn lookup_name(&mut self, name: &str) -> Result<Option<UserId>, StoreError> {
-        let key = name.trim().trim_start_matches('@').to_lowercase();
+    fn name_holder(&mut self, key: &str) -> Result<Option<UserId>, StoreError> {
         let uid: Option<String> = self
             .conn
             .query_row("SELECT uid FROM names WHERE name = ?1", [key], |r| r.get(0))
@@ -209,12 +272,33 @@ impl RelayStore for SqliteStore {
         Ok(uid.and_then(|u| u.parse().ok()))
     }
 
-    fn put_blob(&mut self, hash: &BlobHash, mime: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    fn put_blob(
+        &mut self,
+        hash: &BlobHash,
+        mime: &str,
+        bytes: &[u8],
+        uploader: UserId,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO blobs (hash, mime, bytes) VALUES (?1, ?2, ?3)",
-            params![hash.to_string(), mime, bytes],
+            "INSERT OR IGNORE INTO blobs (hash, mime, bytes, uploader) VALUES (?1, ?2, ?3, ?4)",
+            params![hash.to_string(), mime, bytes, uploader.to_string()],
         )?;
         Ok(())
+    }
+
+    fn has_blob(&mut self, hash: &BlobHash) -> Result<bool, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM blobs WHERE hash = ?1")?;
+        Ok(stmt.exists([hash.to_string()])?)
+    }
+
+    fn blob_bytes_of(&mut self, uploader: UserId) -> Result<u64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(length(bytes)), 0) FROM blobs WHERE uploader = ?1",
+            [uploader.to_string()],
+            |r| r.get(0),
+        )?)
     }
 
     fn get_blob(&mut self, hash: &BlobHash) -> Result<Option<(String, Vec<u8>)>, StoreError> {
@@ -236,5 +320,53 @@ impl RelayStore for SqliteStore {
             .conn
             .query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?;
         Ok((docs, inbox))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_relay_syncs_every_commit_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let level: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(level, 2, "synchronous=FULL");
+    }
+
+    #[test]
+    fn names_stored_lowercased_are_keyed_again_and_the_first_holder_keeps_a_look_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let ana = UserId::from_bytes([1; 32]);
+        let eve = UserId::from_bytes([2; 32]);
+        let ben = UserId::from_bytes([3; 32]);
+        {
+            let mut conn = Connection::open(dir.path().join("relay.db")).unwrap();
+            Migrations::new(vec![M::up(SCHEMA)])
+                .to_latest(&mut conn)
+                .unwrap();
+            for (name, uid) in [("ana", ana), ("\u{430}na.", eve), ("ben", ben)] {
+                conn.execute(
+                    "INSERT INTO names (name, uid) VALUES (?1, ?2)",
+                    params![name, uid.to_string()],
+                )
+                .unwrap();
+            }
+        }
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let key = |n: &str| name_key(n).unwrap();
+        assert_eq!(store.name_holder(&key("ana")).unwrap(), Some(ana));
+        assert_eq!(store.name_holder(&key("ben")).unwrap(), Some(ben));
+        let count: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM names", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 2, "Eve's look-alike registration is dropped");
     }
 }

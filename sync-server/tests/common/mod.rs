@@ -311,3 +311,66 @@ impl Relay {
         }
     }
 }
+
+/// A fresh identity (deterministic from `seed`) and its user id.
+pub fn identity(seed: u64) -> (Identity, UserId) {
+    let mut env = Env::deterministic(seed, 1_700_000_000_000);
+    let identity = Identity::generate(&mut env);
+    let user = identity.user_id();
+    (identity, user)
+}
+
+/// Syncs `am` as `doc` over `raw` until the relay has nothing more to say (a few rounds,
+/// each closed by a ping); returns the refusals the relay answered with.
+pub async fn sync_doc(
+    raw: &mut Raw,
+    doc: &social_sync_protocol::DocId,
+    am: &mut automerge::AutoCommit,
+) -> Vec<(social_sync_protocol::ErrorCode, String)> {
+    use automerge::sync::{Message as SyncMessage, State, SyncDoc};
+    let mut state = State::new();
+    let mut refusals = Vec::new();
+    for round in 0..4u64 {
+        if let Some(m) = am.sync().generate_sync_message(&mut state) {
+            raw.send(&ClientMessage::Sync {
+                items: vec![social_sync_protocol::SyncItem {
+                    doc: doc.clone(),
+                    message: ByteBuf::from(m.encode()),
+                }],
+            })
+            .await;
+        }
+        raw.send(&ClientMessage::Ping { id: round }).await;
+        loop {
+            match raw.recv().await.expect("connection ended") {
+                ServerMessage::Pong { id } if id == round => break,
+                ServerMessage::Sync { items } => {
+                    for item in items {
+                        let m = SyncMessage::decode(&item.message).unwrap();
+                        am.sync().receive_sync_message(&mut state, m).unwrap();
+                    }
+                }
+                ServerMessage::Rejected { code, message, .. } => refusals.push((code, message)),
+                _ => {}
+            }
+        }
+    }
+    refusals
+}
+
+/// Sends `message` and returns the first answer that is not a presence change or a
+/// live push (those may arrive at any time).
+pub async fn ask(raw: &mut Raw, message: &ClientMessage) -> ServerMessage {
+    raw.send(message).await;
+    raw.until(|m| {
+        !matches!(
+            m,
+            ServerMessage::PresenceChanged { .. }
+                | ServerMessage::Changes { .. }
+                | ServerMessage::Sync { .. }
+                | ServerMessage::InboxSent { .. }
+        )
+    })
+    .await
+    .expect("connection ended")
+}

@@ -52,6 +52,10 @@ export function Search() {
                   <button class="author" onClick={() => navigate({ view: 'profile', uid: hit.uid })}>
                     <Avatar name={hit.name} uid={hit.uid} image={hit.avatar} size={34} />
                     <span>{hit.name}</span>
+                    {/* The user id beside the name: a look-alike name cannot pass for someone else. */}
+                    <span class="muted small uid" title={hit.uid} data-testid="person-uid">
+                      {hit.uid.slice(0, 12)}…
+                    </span>
                   </button>
                   <button class={hit.followed_by_me ? '' : 'primary'} onClick={() => follow(hit)} data-testid="person-follow">
                     {hit.followed_by_me ? 'Unfollow' : 'Follow'}

@@ -21,6 +21,7 @@
 //! device id, so every change names the user who made it and two devices of one user never
 //! share an actor.
 
+pub mod name;
 pub mod rules;
 pub mod thread;
 pub mod user;

@@ -7,20 +7,20 @@ use social_sync_protocol::BlobHash;
 
 use crate::Result;
 
-/// The hash of `bytes`.
-pub fn hash_of(bytes: &[u8]) -> BlobHash {
-    BlobHash::from_digest(Sha256::digest(bytes).into())
-}
-
-/// The image types Social Sync stores and shows.
+/// The image types Social Sync stores, sends and shows.
 pub const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
-/// The media type of an image, sniffed from its bytes; `None` unless it is one of
-/// [`IMAGE_TYPES`]. What a sender claims the type is never counts.
-pub fn sniff_image(bytes: &[u8]) -> Option<&'static str> {
+/// The type of an image read from its bytes, if it is one of [`IMAGE_TYPES`]. Whatever
+/// type a sender claims is never trusted: a `text/html` page is not an image.
+pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
     infer::get(bytes)
         .map(|t| t.mime_type())
         .filter(|m| IMAGE_TYPES.contains(m))
+}
+
+/// The hash of `bytes`.
+pub fn hash_of(bytes: &[u8]) -> BlobHash {
+    BlobHash::from_digest(Sha256::digest(bytes).into())
 }
 
 /// Stores a blob (a no-op if it is already there) and returns its hash.

@@ -49,6 +49,7 @@ impl Store {
     /// schema up to date.
     pub fn open(dir: &Path, create: bool) -> Result<Self> {
         let path = dir.join(DB_FILE);
+        check_not_empty(&path)?;
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -139,6 +140,25 @@ pub(crate) fn damaged_or(path: &Path, e: rusqlite::Error) -> Error {
     }
 }
 
+/// An existing database file of 0 bytes (with no write-ahead log holding its pages) was
+/// truncated or replaced: opening it would silently make a new, empty profile over it.
+/// A profile being created has no file yet, so it never meets this.
+fn check_not_empty(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let wal_len = std::fs::metadata(path.with_extension("db-wal"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if meta.is_file() && meta.len() == 0 && wal_len == 0 {
+        return Err(Error::DamagedDatabase {
+            path: path.to_owned(),
+            detail: "the file is empty (0 bytes): it was cut short or replaced, and holds none of the profile".into(),
+        });
+    }
+    Ok(())
+}
+
 fn check_length(conn: &Connection, path: &Path) -> Result<()> {
     let pages: u64 = conn
         .query_row("PRAGMA page_count", [], |r| r.get(0))
@@ -166,4 +186,33 @@ fn check_length(conn: &Connection, path: &Path) -> Result<()> {
 fn current_version(conn: &Connection) -> usize {
     conn.query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_byte_database_is_reported_by_path_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        std::fs::write(&path, b"").unwrap();
+        let err = Store::open(dir.path(), true).unwrap_err();
+        assert_eq!(err.code(), "damaged_database");
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("0 bytes"), "{message}");
+        // Not reinitialized: still empty, no schema written over it.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert!(Store::open(dir.path(), true).is_err());
+    }
+
+    #[test]
+    fn a_new_profile_database_is_still_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        assert!(std::fs::metadata(store.path()).unwrap().len() > 0);
+        drop(store);
+        Store::open(dir.path(), false).unwrap();
+    }
 }

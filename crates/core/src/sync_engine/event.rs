@@ -47,12 +47,11 @@ pub enum Event {
         /// It.
         notification: Notification,
     },
-    /// A followed user's device came online or went offline.
+    /// A followed user who follows back came online (a first device) or went offline (the
+    /// last one).
     Presence {
         /// The user.
         user: UserId,
-        /// The device.
-        device: String,
         /// Online now?
         online: bool,
     },

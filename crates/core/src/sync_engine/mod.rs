@@ -132,6 +132,9 @@ pub struct SyncSummary {
     pub images: usize,
     /// New notifications.
     pub notifications: Vec<crate::Notification>,
+    /// What the relay refused meanwhile, one sentence each with its code first (e.g.
+    /// `name_taken: ...` when the display name set is another user's).
+    pub refusals: Vec<String>,
 }
 
 /// The sync engine of one profile.
@@ -407,6 +410,9 @@ struct Session<'a> {
     inbox_seq: Option<u64>,
     max_seq: u64,
     asked_blobs: HashSet<BlobHash>,
+    /// Images asked for on this connection and not received yet: the only ones stored when
+    /// they arrive (a relay cannot push images nobody asked for).
+    wanted_blobs: HashSet<BlobHash>,
     /// Images sent to the relay and not confirmed yet.
     uploading: HashSet<BlobHash>,
     /// When to ask again for images the relay did not have (their author has not uploaded
@@ -434,6 +440,7 @@ impl<'a> Session<'a> {
             inbox_seq: None,
             max_seq: 0,
             asked_blobs: HashSet::new(),
+            wanted_blobs: HashSet::new(),
             uploading: HashSet::new(),
             blobs_retry: None,
             summary: SyncSummary::default(),
@@ -643,33 +650,26 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            ServerMessage::PresenceChanged {
-                user,
-                device,
-                online,
-            } => {
-                self.engine.emit(Event::Presence {
-                    user,
-                    device,
-                    online,
-                });
+            ServerMessage::PresenceChanged { user, online } => {
+                self.engine.emit(Event::Presence { user, online });
             }
             ServerMessage::Presence { online } => {
                 if let Some(reply) = self.presence_asked.pop_front() {
                     let _ = reply.send(online.clone());
                 }
                 for entry in online {
-                    for device in entry.devices {
-                        self.engine.emit(Event::Presence {
-                            user: entry.user,
-                            device,
-                            online: true,
-                        });
-                    }
+                    self.engine.emit(Event::Presence {
+                        user: entry.user,
+                        online: true,
+                    });
                 }
             }
             ServerMessage::Blob { hash, mime, bytes } => {
-                if self.engine.replica().store_blob(&hash, &mime, &bytes)? {
+                if !self.wanted_blobs.remove(&hash) {
+                    tracing::warn!(%hash, "the relay sent an image this client did not ask for; dropped");
+                } else if !self.engine.replica().store_blob(&hash, &bytes)? {
+                    tracing::warn!(%hash, %mime, size = bytes.len(), "the relay sent an image that is too large, not a PNG, JPEG, GIF or WebP, or not matching its hash; dropped");
+                } else {
                     self.summary.images += 1;
                     self.engine.emit(Event::FeedChanged {
                         user: self.engine.replica().user_id(),
@@ -698,6 +698,9 @@ impl<'a> Session<'a> {
                     // Start that document over from the saved state.
                     self.states.remove(doc);
                 }
+                self.summary
+                    .refusals
+                    .push(format!("{}: {message}", code.as_str()));
                 self.engine.emit(Event::Rejected { code, doc, message });
             }
             ServerMessage::Name { user, .. } => {
@@ -771,6 +774,7 @@ impl<'a> Session<'a> {
         let missing = self.engine.replica().missing_blobs()?;
         for hash in missing {
             if self.asked_blobs.insert(hash) {
+                self.wanted_blobs.insert(hash);
                 self.link.send(&ClientMessage::GetBlob { hash }).await?;
                 self.sent_since_ping = true;
             }

@@ -53,8 +53,12 @@ pub enum Command {
     },
     /// Post text, with optional images.
     Post {
-        /// The text (may be empty if there is an image).
-        text: String,
+        /// The text (may be empty if there is an image); `-` reads it from standard input.
+        #[arg(required_unless_present_any = ["file", "images"])]
+        text: Option<String>,
+        /// Read the text from this file instead.
+        #[arg(long, value_name = "PATH", conflicts_with = "text")]
+        file: Option<PathBuf>,
         /// An image file to attach; repeat for more.
         #[arg(long = "image", value_name = "PATH")]
         images: Vec<PathBuf>,
@@ -78,8 +82,12 @@ pub enum Command {
     Comment {
         /// The post.
         post_id: PostId,
-        /// The comment.
-        text: String,
+        /// The comment; `-` reads it from standard input.
+        #[arg(required_unless_present = "file")]
+        text: Option<String>,
+        /// Read the comment from this file instead.
+        #[arg(long, value_name = "PATH", conflicts_with = "text")]
+        file: Option<PathBuf>,
     },
     /// Delete one of your comments.
     DeleteComment {
@@ -98,9 +106,9 @@ pub enum Command {
     },
     /// Your posts and those of people you follow, newest first.
     Feed {
-        /// How many posts.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// How many posts (1 to 500; page on with --after).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+        limit: u16,
         /// Start after this post (the last post_id of the previous page).
         #[arg(long, value_name = "POST_ID")]
         after: Option<PostId>,
@@ -131,9 +139,9 @@ pub enum Command {
     Search {
         /// Words to find (the last one may be the start of a word).
         text: String,
-        /// How many results.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
+        /// How many results (1 to 500).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=500))]
+        limit: u16,
     },
     /// Write every document and image into an empty folder (offline exchange).
     Export {

@@ -53,7 +53,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             let view = r.profile(uid.unwrap_or(r.user_id()))?;
             p.profile(&view)
         }
-        Command::Post { text, images } => {
+        Command::Post { text, file, images } => {
+            let text = text_argument(text, file)?;
             let id = r.post(&text, &images)?;
             p.value(&json!({"post_id": id}), |w| writeln!(w, "Posted {id}"))
         }
@@ -71,7 +72,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             r.unlike(&post_id)?;
             p.post_state(&r.post_view(&post_id)?)
         }
-        Command::Comment { post_id, text } => {
+        Command::Comment {
+            post_id,
+            text,
+            file,
+        } => {
+            let text = text_argument(text, file)?;
             let id = r.comment(&post_id, &text)?;
             p.value(&json!({"comment_id": id, "post_id": post_id}), |w| {
                 writeln!(w, "Commented {id}")
@@ -127,7 +133,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 }
                 None => None,
             };
-            let page = r.feed(cursor.as_ref(), limit)?;
+            let page = r.feed(cursor.as_ref(), usize::from(limit))?;
             p.posts(&page.posts)
         }
         Command::Thread { post_id } => p.thread(&r.thread(&post_id)?),
@@ -147,7 +153,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 writeln!(w, "Marked {marked} read")
             })
         }
-        Command::Search { text, limit } => p.posts(&r.search(&text, limit)?),
+        Command::Search { text, limit } => p.posts(&r.search(&text, usize::from(limit))?),
         Command::Export { dir } => {
             let summary = r.export(&dir)?;
             for skipped in &summary.skipped {
@@ -178,8 +184,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             })
         }
         Command::Sync { relay } => {
-            let engine = engine(r, relay)?;
+            let engine = engine(r, relay.as_deref())?;
             let summary = block_on(engine.sync_once())??;
+            remember_relay(&engine, relay.as_deref())?;
             p.value(&summary, |w| {
                 writeln!(
                     w,
@@ -197,7 +204,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             })
         }
         Command::Watch { relay } => {
-            let engine = engine(r, relay)?;
+            let engine = engine(r, relay.as_deref())?;
+            let mut remembered = relay.is_none();
             let mut events = engine.subscribe();
             block_on(async {
                 let stop = async {
@@ -209,7 +217,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                     tokio::select! {
                         result = &mut run => return result.map_err(Error::from),
                         event = events.recv() => match event {
-                            Ok(event) => p.value(&event, |w| writeln!(w, "{}", crate::output::describe(&event)))?,
+                            Ok(event) => {
+                                if !remembered
+                                    && matches!(&event, social_sync_core::Event::Connection { status: social_sync_core::ConnectionStatus::Online, .. })
+                                {
+                                    remember_relay(&engine, relay.as_deref())?;
+                                    remembered = true;
+                                }
+                                p.value(&event, |w| writeln!(w, "{}", crate::output::describe(&event)))?
+                            }
                             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                                 tracing::warn!("{n} events were dropped: the output did not keep up");
                             }
@@ -220,8 +236,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             })?
         }
         Command::Online { relay } => {
-            let engine = engine(r, relay)?;
+            let engine = engine(r, relay.as_deref())?;
             let online = block_on(engine.online())??;
+            remember_relay(&engine, relay.as_deref())?;
             let r = unwrap_replica(engine)?;
             let list: Vec<_> = online
                 .iter()
@@ -262,6 +279,49 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
     }
 }
 
+/// Most bytes read for a post or comment from a file or standard input: far over any
+/// limit (the length check then says by how much), far under what could hurt.
+const MAX_TEXT_BYTES: u64 = 1024 * 1024;
+
+/// The text of a post or comment: the argument, standard input for `-`, or a file.
+fn text_argument(text: Option<String>, file: Option<std::path::PathBuf>) -> Result<String, Error> {
+    use std::io::Read;
+    let (source, reader): (String, Box<dyn Read>) = match (text, file) {
+        (_, Some(path)) => {
+            let f = std::fs::File::open(&path).map_err(|e| Error::TextSource {
+                source_name: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            (path.display().to_string(), Box::new(f))
+        }
+        (Some(text), None) if text == "-" => {
+            ("standard input".to_owned(), Box::new(std::io::stdin()))
+        }
+        (Some(text), None) => return Ok(text),
+        (None, None) => return Ok(String::new()),
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_TEXT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::TextSource {
+            source_name: source.clone(),
+            detail: e.to_string(),
+        })?;
+    if bytes.len() as u64 > MAX_TEXT_BYTES {
+        return Err(Error::TextSource {
+            source_name: source,
+            detail: format!("it holds more than {MAX_TEXT_BYTES} bytes"),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| Error::TextSource {
+        source_name: source,
+        detail: "it is not UTF-8 text".into(),
+    })?;
+    // A file or a pipe usually ends with a newline that is not part of the text.
+    Ok(text.strip_suffix('\n').map(str::to_owned).unwrap_or(text))
+}
+
 fn check_relay_url(url: &str) -> Result<(), Error> {
     let rest = url
         .strip_prefix("ws://")
@@ -272,14 +332,26 @@ fn check_relay_url(url: &str) -> Result<(), Error> {
     }
 }
 
-/// A sync engine for the profile, with the relay from `--relay` (saved) or from settings.
-fn engine(mut r: Replica, relay: Option<String>) -> Result<SyncEngine, Error> {
-    if let Some(url) = &relay {
-        check_relay_url(url)?;
-        r.set_relay_url(url)?;
-    }
-    let url = r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?;
+/// A sync engine for the profile, with the relay from `--relay` or from settings. A relay
+/// given with `--relay` is saved only once it answered ([`remember_relay`]): a mistyped
+/// address never replaces a working one.
+fn engine(r: Replica, relay: Option<&str>) -> Result<SyncEngine, Error> {
+    let url = match relay {
+        Some(url) => {
+            check_relay_url(url)?;
+            url.to_owned()
+        }
+        None => r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?,
+    };
     Ok(SyncEngine::new(Arc::new(Mutex::new(r)), url))
+}
+
+/// Saves `--relay` as the profile's relay, now that it answered.
+fn remember_relay(engine: &SyncEngine, relay: Option<&str>) -> Result<(), Error> {
+    if let Some(url) = relay {
+        engine.replica().set_relay_url(url)?;
+    }
+    Ok(())
 }
 
 /// Takes the replica back from an engine that is done.

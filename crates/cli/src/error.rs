@@ -3,8 +3,8 @@
 /// A command's failure; printed to stderr as one sentence.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// From the core library.
-    #[error(transparent)]
+    /// From the core library, with what to do said in the CLI's own terms.
+    #[error("{}", in_cli_terms(.0))]
     Core(#[from] social_sync_core::Error),
     /// A relay URL that is not `ws://` or `wss://`.
     #[error("'{0}' is not a relay address: use ws://HOST:PORT or wss://HOST")]
@@ -18,7 +18,7 @@ pub enum Error {
     #[error("say which profile folder to use: --profile DIR (or set SOCIAL_SYNC_PROFILE)")]
     NoProfileArg,
     /// From the sync engine.
-    #[error(transparent)]
+    #[error("{}", sync_in_cli_terms(.0))]
     Sync(#[from] social_sync_core::SyncError),
     /// `follow @NAME` for a name nobody has.
     #[error("nobody on the relay is called @{0}: check the spelling, or follow by user id")]
@@ -31,10 +31,40 @@ pub enum Error {
     /// The profile was still in use by the sync engine (a bug).
     #[error("the profile is still in use by the sync engine; please report this bug")]
     Busy,
+    /// A post or comment text that could not be read.
+    #[error(
+        "cannot read the text from {source_name}: {detail}; give the text as an argument, `-` for standard input, or --file PATH"
+    )]
+    TextSource {
+        /// The file, or "standard input".
+        source_name: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// Nothing to mark read.
     #[error("say which notification to mark read (its id), or pass --all")]
     MarkWhat,
     /// Writing the output failed (e.g. a closed pipe).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+}
+
+/// A core error's sentence, with the CLI's way to do what it asks (the core's words suit
+/// every front end; the command to type is the CLI's to say).
+fn in_cli_terms(e: &social_sync_core::Error) -> String {
+    match e.code() {
+        "no_profile" => format!("{e} (`social-sync-cli --profile DIR init --name NAME`)"),
+        "damaged_document" | "database" => format!("{e} (`social-sync-cli --profile DIR reindex`)"),
+        _ => e.to_string(),
+    }
+}
+
+fn sync_in_cli_terms(e: &social_sync_core::SyncError) -> String {
+    match e {
+        social_sync_core::SyncError::NoRelay => {
+            format!("{e}: pass --relay ws://HOST:PORT (it is saved once the relay answers)")
+        }
+        social_sync_core::SyncError::Local(inner) => in_cli_terms(inner),
+        _ => e.to_string(),
+    }
 }

@@ -234,7 +234,7 @@ fn bad_input_gets_one_clear_sentence_and_a_non_zero_exit() {
     std::fs::write(&txt, "hi").unwrap();
     cli(&ana, &["post", "x", "--image", txt.to_str().unwrap()])
         .fails_with("not a PNG, JPEG, GIF or WebP");
-    cli(&ana, &["post", ""]).fails_with("post text");
+    cli(&ana, &["post", ""]).fails_with("the post is empty");
     cli(&ana, &["mark-read"]).fails_with("--all");
     cli(&ana, &["mark-read", "nope"]).fails_with("no notification nope");
     cli(&ana, &["init", "--name", "X", "--relay", "http://x"]).fails_with("not a relay address");
@@ -245,6 +245,66 @@ fn bad_input_gets_one_clear_sentence_and_a_non_zero_exit() {
         .output()
         .unwrap();
     Run { out }.fails_with("--profile DIR");
+}
+
+/// Issue 10, "rough edges": what a new user tripped over, each now one clear sentence.
+#[test]
+fn rough_edges_a_new_user_tripped_over() {
+    let root = tempfile::tempdir().unwrap();
+    let (ana, _) = init(root.path(), "Ana");
+
+    // One wording for every length error.
+    cli(&ana, &["post", "   "]).fails_with("the post is empty: write something first");
+    let long = "x".repeat(5_001);
+    cli(&ana, &["post", &long]).fails_with("the post is 5001 characters; at most 5000 are allowed");
+    let post = cli(&ana, &["post", "hi", "--json"]).json()["post_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli(&ana, &["comment", &post, " "]).fails_with("the comment is empty: write something first");
+
+    // Long text from a file or standard input (an argument this long is too long for a
+    // command line); `-` is standard input, not the text "-".
+    let file = root.path().join("long.txt");
+    std::fs::write(&file, format!("{}\n", "y".repeat(4_000))).unwrap();
+    let id = cli(&ana, &["post", "--file", file.to_str().unwrap(), "--json"]).json()["post_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let thread = cli(&ana, &["thread", &id, "--json"]).json();
+    assert_eq!(thread["post"]["text"].as_str().unwrap().len(), 4_000);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+        .arg("--profile")
+        .arg(&ana)
+        .args(["comment", &post, "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"from a pipe\n").unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+    let thread = cli(&ana, &["thread", &post, "--json"]).json();
+    assert_eq!(thread["comments"][0]["text"], "from a pipe");
+    std::fs::write(&file, "z".repeat(2 << 20)).unwrap();
+    cli(&ana, &["post", "--file", file.to_str().unwrap()]).fails_with("more than 1048576 bytes");
+
+    // A page larger than the largest is refused, not silently cut to 500.
+    let out = cli(&ana, &["feed", "--limit", "2000"]);
+    assert!(!out.out.status.success());
+    assert!(out.stderr().contains("1..=500"), "{}", out.stderr());
+
+    // A profile path that is a file: said, for open and for init alike.
+    let file = root.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    cli(&file, &["feed"]).fails_with("is a file, not a profile folder");
+    cli(&file, &["init", "--name", "X"]).fails_with("is a file, not a profile folder");
+
+    // A relay that never answered is not saved over the profile's relay.
+    cli(&ana, &["sync", "--relay", "ws://127.0.0.1:9"]).fails_with("cannot reach the relay");
+    cli(&ana, &["sync"]).fails_with("no relay is set for this profile");
 }
 
 #[test]

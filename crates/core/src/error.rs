@@ -16,9 +16,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The folder holds no profile.
-    #[error("there is no profile in {path}: create one with `init --name NAME`")]
+    #[error("there is no profile in {path}: create one there first")]
     NoProfile {
         /// The profile folder.
+        path: PathBuf,
+    },
+    /// A profile path that is a file.
+    #[error(
+        "{path} is a file, not a profile folder: choose a folder (an existing profile, or a new path to create one in)"
+    )]
+    NotAFolder {
+        /// The path.
         path: PathBuf,
     },
     /// `init` on a folder that already holds a profile.
@@ -90,7 +98,7 @@ pub enum Error {
     },
     /// One stored document could not be loaded; the others are unaffected.
     #[error(
-        "the stored document {doc} is damaged ({detail}); other documents are unaffected: receive it again by sync or import, or run `reindex` to see every damaged document"
+        "the stored document {doc} is damaged ({detail}); other documents are unaffected: receive it again by sync or import, or rebuild the index to see every damaged document"
     )]
     DamagedDocument {
         /// The document.
@@ -143,8 +151,10 @@ pub enum Error {
     /// Blocking oneself.
     #[error("you cannot block yourself")]
     BlockSelf,
-    /// Text over a limit, or empty where content is required.
-    #[error("{what} is {len} characters; it must be between {min} and {max}")]
+    /// Text over a limit, or empty where content is required. One wording for every
+    /// field: "the comment is empty: write something first", "the post text is 5001
+    /// characters; at most 5000 are allowed: shorten it".
+    #[error("{}", describe_length(what, *len, *min, *max))]
     TextLength {
         /// "post text", "comment", "name", ...
         what: &'static str,
@@ -189,7 +199,7 @@ pub enum Error {
     #[error("the document edit failed ({0}): nothing was saved; please report this bug")]
     Edit(#[from] automerge::AutomergeError),
     /// Any other SQLite failure.
-    #[error("database error: {0}; if it persists, run `reindex`")]
+    #[error("database error: {0}; if it persists, rebuild the index")]
     Database(#[from] rusqlite::Error),
 }
 
@@ -198,6 +208,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::NoProfile { .. } => "no_profile",
+            Self::NotAFolder { .. } => "not_a_folder",
             Self::ProfileExists { .. } => "profile_exists",
             Self::Io { .. } => "io",
             Self::BadKeyFile { .. } => "bad_key_file",
@@ -236,5 +247,14 @@ impl From<crate::model::vetting::Unvetted> for Error {
             crate::model::vetting::Unvetted::Rule(violation) => Self::Forbidden(violation),
             other => Self::Unvetted(other),
         }
+    }
+}
+
+/// The sentence of [`Error::TextLength`].
+fn describe_length(what: &str, len: usize, min: usize, max: usize) -> String {
+    if len == 0 || len < min {
+        format!("the {what} is empty: write something first")
+    } else {
+        format!("the {what} is {len} characters; at most {max} are allowed: shorten it")
     }
 }

@@ -65,6 +65,7 @@ impl Replica {
     pub fn create(dir: &Path, name: &str, relay_url: Option<&str>, mut env: Env) -> Result<Self> {
         let name = checked_text("name", name.trim(), limits::NAME)?;
         crate::model::name::name_key(name)?;
+        not_a_file(dir)?;
         if dir.join(KEY_FILE).exists() {
             return Err(Error::ProfileExists {
                 path: dir.to_owned(),
@@ -123,6 +124,7 @@ impl Replica {
 
     /// Opens the profile in `dir`.
     pub fn open(dir: &Path, env: Env) -> Result<Self> {
+        not_a_file(dir)?;
         if !dir.join(KEY_FILE).exists() {
             return Err(Error::NoProfile {
                 path: dir.to_owned(),
@@ -293,10 +295,11 @@ impl Replica {
     }
 
     fn post_checked(&mut self, text: &str, images: Vec<(&'static str, Vec<u8>)>) -> Result<PostId> {
-        let text = checked_text("post text", text, limits::POST_TEXT)?;
+        let text = checked_text("post", text, limits::POST_TEXT)?;
         if text.trim().is_empty() && images.is_empty() {
+            // Whitespace alone is no text: said as empty, like an empty comment.
             return Err(Error::TextLength {
-                what: "post text",
+                what: "post",
                 len: 0,
                 min: 1,
                 max: limits::POST_TEXT.1,
@@ -905,6 +908,16 @@ fn settle(
         waiting: 0,
         notifications,
     })
+}
+
+/// A profile path must be a folder (or not exist yet).
+fn not_a_file(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::NotAFolder {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 fn checked_text<'a>(

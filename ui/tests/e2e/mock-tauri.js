@@ -71,7 +71,7 @@
     },
     first_paint: () => undefined,
     create_profile: ({ name: n, relay }) => {
-      if (!n.trim()) fail('text_length', 'name is 0 characters; it must be between 1 and 64');
+      if (!n.trim()) fail('text_length', 'the name is empty: write something first');
       state.me = { uid: ME, name: n };
       state.profiles[ME].name = n;
       state.relay = relay;
@@ -87,7 +87,7 @@
       return { posts: page.map(item), next: more && last ? { created_at: last.created_at, post_id: last.post_id } : null };
     },
     create_post: ({ text, images }) => {
-      if (!text.trim() && images.length === 0) fail('text_length', 'post text is 0 characters; it must be between 1 and 5000');
+      if (!text.trim() && images.length === 0) fail('text_length', 'the post is empty: write something first');
       const p = { post_id: `${ME}-new${++state.seq}`, author: ME, text, media: images.map((_, i) => `img${i}`), created_at: Date.now(), likes: new Set(), comments: 0 };
       state.posts.unshift(p);
       return p.post_id;

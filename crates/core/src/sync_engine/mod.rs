@@ -41,7 +41,9 @@ use std::panic::AssertUnwindSafe;
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// No relay address is set.
-    #[error("no relay is set for this profile: pass --relay ws://HOST:PORT (or set it at init)")]
+    #[error(
+        "no relay is set for this profile: give it a relay address (ws://HOST:PORT or wss://HOST)"
+    )]
     NoRelay,
     /// The relay could not be reached.
     #[error(
@@ -212,7 +214,8 @@ impl SyncEngine {
         self.events.subscribe()
     }
 
-    fn replica(&self) -> MutexGuard<'_, Replica> {
+    /// The profile this engine syncs, locked (hold it briefly: the engine waits for it).
+    pub fn replica(&self) -> MutexGuard<'_, Replica> {
         self.replica.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -38,6 +38,16 @@ pub struct Metrics {
     pub inbox_entries: Gauge,
     /// Refused messages and connections, by reason.
     pub rejected: Family<Reason, Counter>,
+    /// Accepted sockets still open, HTTP heads not yet complete included.
+    pub sockets: Gauge,
+    /// Bytes queued for clients and not yet written to their sockets.
+    pub outbound_bytes: Gauge,
+    /// Document subscriptions of all connections.
+    pub subscriptions: Gauge,
+    /// Automerge sync states held for all connections.
+    pub sync_states: Gauge,
+    /// Sync states dropped because a connection reached `--max-sync-states`.
+    pub sync_states_evicted: Counter,
 }
 
 impl Metrics {
@@ -55,6 +65,11 @@ impl Metrics {
             documents: Gauge::default(),
             inbox_entries: Gauge::default(),
             rejected: Family::default(),
+            sockets: Gauge::default(),
+            outbound_bytes: Gauge::default(),
+            subscriptions: Gauge::default(),
+            sync_states: Gauge::default(),
+            sync_states_evicted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -98,6 +113,31 @@ impl Metrics {
             "rejected",
             "Refused messages and connections, by reason",
             m.rejected.clone(),
+        );
+        registry.register(
+            "sockets",
+            "Accepted sockets still open, unfinished HTTP heads included",
+            m.sockets.clone(),
+        );
+        registry.register(
+            "outbound_bytes",
+            "Bytes queued for clients, not yet written to their sockets",
+            m.outbound_bytes.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Document subscriptions of all connections",
+            m.subscriptions.clone(),
+        );
+        registry.register(
+            "sync_states",
+            "Automerge sync states held for all connections",
+            m.sync_states.clone(),
+        );
+        registry.register(
+            "sync_states_evicted",
+            "Sync states dropped at the per-connection limit (that document's sync restarts)",
+            m.sync_states_evicted.clone(),
         );
         Self { registry, ..m }
     }

@@ -10,7 +10,7 @@ mod messages;
 mod outbound;
 
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -121,13 +121,14 @@ pub async fn run(
     if !was_online {
         announce(shared, session.user, &session.device, true).await;
     }
-    let capacity = NonZeroUsize::new(shared.config.max_sync_states).unwrap_or(NonZeroUsize::MIN);
     let mut conn = Connection {
         id,
         session,
         shared: shared.clone(),
         out,
-        states: LruCache::new(capacity),
+        // Unbounded here, bounded in `keep_state`: `LruCache::new` allocates its whole
+        // capacity up front, tens of KiB per idle connection.
+        states: LruCache::unbounded(),
     };
     conn.offer_inbox().await;
     let end = conn.serve(&mut source, kick_rx, stop).await;
@@ -246,12 +247,13 @@ impl Connection {
         Some(state)
     }
 
-    /// Keeps the sync state of `doc`, dropping the least recently used one when full.
+    /// Keeps the sync state of `doc`, dropping the least recently used ones past
+    /// `--max-sync-states`.
     fn keep_state(&mut self, doc: DocId, state: State) {
         let before = self.states.len();
-        if let Some((old, _)) = self.states.push(doc.clone(), state)
-            && old != doc
-        {
+        self.states.put(doc, state);
+        let max = self.shared.config.max_sync_states.max(1);
+        while self.states.len() > max && self.states.pop_lru().is_some() {
             self.shared.metrics.sync_states_evicted.inc();
         }
         let after = self.states.len();

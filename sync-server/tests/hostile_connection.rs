@@ -127,7 +127,8 @@ async fn one_handshake_deadline_covers_head_upgrade_and_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_before_authentication_are_small() {
-    let relay = Relay::start(&["--max-preauth-frame-bytes", "4096"]);
+    // The default limit: 4 KiB (--max-preauth-frame-bytes).
+    let relay = Relay::start(&[]);
     let before = relay.memory();
 
     // The header of a 16 MiB frame is enough to be told `too_large`.
@@ -257,8 +258,9 @@ async fn half_sent_heads_count_against_their_address_from_accept() {
         "held heads closed by {last_close:?}; the deadline is 3 s"
     );
     // The old 5 ms re-peek loop burned most of a core on these.
+    // (The old relay, holding all 300 heads for the same 1.5 s: 19 ticks.)
     assert!(
-        cpu < 30,
+        cpu < 8,
         "the relay used {cpu} ticks of CPU holding idle heads for 1.5 s"
     );
     assert!(after.hwm_kib < before.rss_kib + 16 * MIB);

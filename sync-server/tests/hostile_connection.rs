@@ -492,3 +492,40 @@ async fn a_frozen_client_goes_offline_within_the_idle_timeout() {
     );
     assert!(after.hwm_kib < before.rss_kib + 8 * MIB);
 }
+
+/// The other side of the outbound budget: a client that reads is paced, never cut, even
+/// when one catch-up is many times the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_catches_up_on_more_than_its_outbound_budget() {
+    let relay = Relay::start(&["--max-outbound-bytes", "65536"]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    // Text that does not compress away: letters from a little linear congruential generator.
+    let mut seed = 7u32;
+    for _ in 0..200 {
+        let text: String = (0..4000)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                char::from(b'a' + (seed >> 16) as u8 % 26)
+            })
+            .collect();
+        ana.r().post(&text, &[]).unwrap();
+    }
+    ana.sync().await;
+    let ben = Profile::new("Ben", 2, &relay.url());
+    ben.r().follow(ana.uid).unwrap();
+    let start = Instant::now();
+    ben.sync().await;
+    let caught_up = start.elapsed();
+    let sent = relay.metric("social_sync_relay_bytes_out_total").await;
+    let posts = ben.r().feed(None, 500).unwrap().posts.len();
+    println!(
+        "outbound budget 64 KiB: a follower caught up on 200 posts of 4,000 characters in \
+         {caught_up:?} ({sent} bytes sent by the relay in all)"
+    );
+    assert_eq!(posts, 200);
+    assert!(
+        sent > 4.0 * 65536.0,
+        "the catch-up was not larger than the budget"
+    );
+    assert!(!relay.metrics().await.contains("reason=\"slow_reader\""));
+}

@@ -45,9 +45,12 @@ impl Connection {
                     self.keep_state(doc, state);
                 }
                 for chunk in items.chunks(ITEMS_PER_FRAME) {
-                    self.send(&ServerMessage::Sync {
+                    let frame = ServerMessage::Sync {
                         items: chunk.to_vec(),
-                    });
+                    };
+                    if !self.send_paced(&frame).await {
+                        return;
+                    }
                 }
                 self.send(&ServerMessage::InboxSent { seq, docs: count });
             }
@@ -258,9 +261,10 @@ impl Connection {
             }
         }
         for chunk in replies.chunks(ITEMS_PER_FRAME) {
-            if !self.send(&ServerMessage::Sync {
+            let frame = ServerMessage::Sync {
                 items: chunk.to_vec(),
-            }) {
+            };
+            if !self.send_paced(&frame).await {
                 // The connection is being cut as a slow reader: its sync states go with it.
                 tracing::info!(user = %user, "outbound budget exceeded while answering a sync batch");
                 break;

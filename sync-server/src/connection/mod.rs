@@ -235,6 +235,14 @@ impl Connection {
         self.out.push(frame).is_ok()
     }
 
+    /// Queues a bulk answer (sync replies, the inbox offer), waiting for room in the
+    /// outbound budget up to the idle timeout. False when the connection is being cut.
+    async fn send_paced(&self, message: &ServerMessage) -> bool {
+        let frame = Message::Binary(Bytes::from(wire::encode(message)));
+        let patience = Duration::from_secs(self.shared.config.idle_timeout_secs.max(1));
+        self.out.push_paced(frame, patience).await.is_ok()
+    }
+
     fn reject(&self, code: ErrorCode, doc: Option<DocId>, message: String) {
         self.shared.metrics.reject(code);
         self.send(&ServerMessage::Rejected { code, doc, message });

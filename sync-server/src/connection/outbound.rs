@@ -3,15 +3,19 @@
 //! drains it into the socket, several frames per flush when they pile up. A frame stays
 //! counted until the flush that writes it succeeds, so a client that stops reading holds at
 //! most the budget; past it the connection is cut as `slow_reader`, never a reply dropped
-//! silently while the connection lives on.
+//! silently while the connection lives on. The bulk of a connection's own answers (sync
+//! replies, the inbox offer) waits for room instead, so a big catch-up by a client that
+//! reads is paced, not cut.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -27,9 +31,15 @@ struct Budget {
     frames: AtomicUsize,
     max_bytes: usize,
     max_frames: usize,
+    /// The size of one paced frame larger than the whole budget, admitted into an empty
+    /// queue (the frames after it still get the whole budget); forgotten once the queue is
+    /// empty again.
+    excess: AtomicUsize,
     over: AtomicBool,
     reason: OnceLock<String>,
     cut: Notify,
+    /// Woken whenever the writer has written frames out of the budget.
+    drained: Notify,
     metrics: Arc<Metrics>,
 }
 
@@ -41,9 +51,12 @@ impl Budget {
     }
 
     fn give_back(&self, len: usize, frames: usize) {
-        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        if self.bytes.fetch_sub(len, Ordering::AcqRel) == len {
+            self.excess.store(0, Ordering::Release);
+        }
         self.frames.fetch_sub(frames, Ordering::AcqRel);
         self.metrics.outbound_bytes.dec_by(len as i64);
+        self.drained.notify_waiters();
     }
 }
 
@@ -82,9 +95,11 @@ pub(crate) fn queue(
         frames: AtomicUsize::new(0),
         max_bytes,
         max_frames: max_frames.max(1),
+        excess: AtomicUsize::new(0),
         over: AtomicBool::new(false),
         reason: OnceLock::new(),
         cut: Notify::new(),
+        drained: Notify::new(),
         metrics,
     });
     (
@@ -107,11 +122,45 @@ impl Outbound {
         let len = frame.len();
         let bytes = b.bytes.load(Ordering::Acquire).saturating_add(len);
         let frames = b.frames.load(Ordering::Acquire) + 1;
-        if bytes > b.max_bytes || frames > b.max_frames {
+        let max = b.max_bytes.saturating_add(b.excess.load(Ordering::Acquire));
+        if bytes > max || frames > b.max_frames {
             self.overflow(bytes, frames);
             return Err(Cut);
         }
         self.push_always(frame)
+    }
+
+    /// Queues `frame` once it fits the budget (or the queue is empty), waiting up to
+    /// `patience` for the writer to make room: for the bulk of a connection's own answers
+    /// (sync replies, the inbox offer), so a client that reads keeps up however much it
+    /// asked for. A client that has not made room by then is cut as a slow reader.
+    pub(crate) async fn push_paced(&self, frame: Message, patience: Duration) -> Result<(), Cut> {
+        let b = &self.budget;
+        let deadline = Instant::now() + patience;
+        let len = frame.len();
+        loop {
+            let drained = b.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if b.over.load(Ordering::Acquire) {
+                return Err(Cut);
+            }
+            let bytes = b.bytes.load(Ordering::Acquire);
+            let frames = b.frames.load(Ordering::Acquire);
+            if bytes == 0 {
+                // Larger than the whole budget: the frames after it get a budget of their own.
+                let excess = if len > b.max_bytes { len } else { 0 };
+                b.excess.store(excess, Ordering::Release);
+                return self.push_always(frame);
+            }
+            if bytes + len <= b.max_bytes && frames < b.max_frames {
+                return self.push_always(frame);
+            }
+            if tokio::time::timeout_at(deadline, drained).await.is_err() {
+                self.overflow(bytes + len, frames + 1);
+                return Err(Cut);
+            }
+        }
     }
 
     /// Queues `frame` whatever the budget: the last error and close frame of a connection.

@@ -187,6 +187,8 @@ impl Outbound {
             b.max_bytes, b.max_frames
         ));
         b.cut.notify_one();
+        // A paced push waiting for room gives up at once.
+        b.drained.notify_waiters();
     }
 
     /// Completes once the budget was exceeded, with the message for the client.

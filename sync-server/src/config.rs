@@ -42,9 +42,29 @@ pub struct Config {
     /// Seconds between keep-alive pings to each client.
     #[arg(long, env = "SYNC_SERVER_PING_INTERVAL", default_value_t = 30)]
     pub ping_interval_secs: u64,
-    /// Seconds a client has to authenticate after connecting.
+    /// Seconds a client has, from the moment its socket is accepted, to send its HTTP
+    /// head, upgrade to WebSocket and authenticate: one deadline for all three.
     #[arg(long, env = "SYNC_SERVER_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
+    /// Largest WebSocket frame (or message) accepted before the client has authenticated,
+    /// in bytes; larger ones close the connection (`too_large`). `hello` and `auth` are a
+    /// few hundred bytes.
+    #[arg(long, env = "SYNC_SERVER_MAX_PREAUTH_FRAME_BYTES", default_value_t = 4 * 1024)]
+    pub max_preauth_frame_bytes: u32,
+    /// Bytes queued for one connection but not yet written to its socket; a client that
+    /// lets more pile up is disconnected (`slow_reader`).
+    #[arg(long, env = "SYNC_SERVER_MAX_OUTBOUND_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_outbound_bytes: usize,
+    /// Automerge sync states kept per connection; past it the least recently used one is
+    /// dropped (that document's sync simply starts over).
+    #[arg(long, env = "SYNC_SERVER_MAX_SYNC_STATES", default_value_t = 2048)]
+    pub max_sync_states: usize,
+    /// Documents one connection may subscribe to; more are refused (`too_large`).
+    #[arg(long, env = "SYNC_SERVER_MAX_SUBSCRIPTIONS", default_value_t = 10_000)]
+    pub max_subscriptions: usize,
+    /// Documents in one `Sync` message; a larger one is refused whole (`too_large`).
+    #[arg(long, env = "SYNC_SERVER_MAX_SYNC_ITEMS", default_value_t = 256)]
+    pub max_sync_items: usize,
     /// Documents kept in memory.
     #[arg(long, env = "SYNC_SERVER_DOCUMENT_CACHE", default_value_t = 10_000)]
     pub document_cache: usize,

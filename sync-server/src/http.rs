@@ -1,10 +1,13 @@
-//! The plain-HTTP side of the one port: a request is peeked (not consumed) to tell a
-//! WebSocket upgrade from `GET /healthz` and `GET /metrics`, which are answered here.
+//! The plain-HTTP side of the one port: the request head is read (within the connection's
+//! deadline, one read per arrival of bytes) to tell a WebSocket upgrade from
+//! `GET /healthz` and `GET /metrics`, which are answered here. An upgrade gets the bytes
+//! read back through [`Rewind`](crate::rewind::Rewind).
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,36 +20,49 @@ pub enum Route {
     Metrics,
     /// Anything else.
     NotFound,
-    /// Not an HTTP request, or headers too large.
+    /// Not an HTTP request, headers too large, or not complete by the deadline.
     BadRequest,
+}
+
+/// A request head, read.
+#[derive(Debug)]
+pub struct Head {
+    /// Where it goes.
+    pub route: Route,
+    /// Every byte read so far: the head, and whatever followed it in the same reads.
+    pub bytes: Vec<u8>,
+    /// Length of the head in `bytes` (0 unless complete).
+    pub len: usize,
 }
 
 const MAX_HEAD: usize = 8 * 1024;
 
-/// Peeks at the request head until it is complete, and routes it.
-pub async fn route(stream: &TcpStream, timeout: Duration) -> Route {
-    let peek = async {
-        let mut buf = vec![0u8; MAX_HEAD];
+/// Reads the request head until it is complete (or `deadline` passes, or it grows past
+/// 8 KiB), and routes it. Waits for bytes to arrive; never polls.
+pub async fn read_head(stream: &mut TcpStream, deadline: Instant) -> Head {
+    let mut bytes = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 1024];
         loop {
-            let n = match stream.peek(&mut buf).await {
-                Ok(0) | Err(_) => return Route::BadRequest,
+            let room = (MAX_HEAD - bytes.len()).min(chunk.len());
+            let n = match stream.read(&mut chunk[..room]).await {
+                Ok(0) | Err(_) => return (Route::BadRequest, 0),
                 Ok(n) => n,
             };
+            bytes.extend_from_slice(&chunk[..n]);
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut headers);
-            match req.parse(&buf[..n]) {
-                Ok(httparse::Status::Complete(_)) => return classify(&req),
-                Ok(httparse::Status::Partial) if n < MAX_HEAD => {
-                    // Wait for more bytes to arrive, then peek again.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                _ => return Route::BadRequest,
+            match req.parse(&bytes) {
+                Ok(httparse::Status::Complete(len)) => return (classify(&req), len),
+                Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD => {}
+                _ => return (Route::BadRequest, 0),
             }
         }
     };
-    tokio::time::timeout(timeout, peek)
+    let (route, len) = tokio::time::timeout_at(deadline, read)
         .await
-        .unwrap_or(Route::BadRequest)
+        .unwrap_or((Route::BadRequest, 0));
+    Head { route, bytes, len }
 }
 
 fn classify(req: &httparse::Request<'_, '_>) -> Route {
@@ -71,4 +87,30 @@ pub async fn respond(mut stream: TcpStream, status: &str, content_type: &str, bo
     let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.write_all(body.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+/// Answers a connection refused at accept (too many from its address) without holding it:
+/// the response is written at once, then what the client sends is read and dropped for at
+/// most a second (so closing does not reset the connection before it reads the answer).
+pub async fn refuse(mut stream: TcpStream, status: &str, body: &str) {
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let linger = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        let mut left = MAX_HEAD;
+        while left > 0 {
+            let n = stream.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), linger).await;
 }

@@ -7,9 +7,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use social_sync_protocol::{DocId, ErrorCode, PresenceEntry, ServerMessage, UserId, wire};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
+use crate::connection::Outbound;
 use crate::metrics::Metrics;
 
 /// A connection's number.
@@ -20,7 +21,7 @@ pub type ConnId = u64;
 struct Conn {
     user: UserId,
     device: String,
-    out: mpsc::Sender<Message>,
+    out: Outbound,
     kick: Option<oneshot::Sender<ErrorCode>>,
 }
 
@@ -83,7 +84,7 @@ impl Hub {
         &self,
         user: UserId,
         device: &str,
-        out: mpsc::Sender<Message>,
+        out: Outbound,
         kick: oneshot::Sender<ErrorCode>,
     ) -> (ConnId, bool) {
         let mut inner = self.lock();
@@ -118,7 +119,9 @@ impl Hub {
     pub fn unregister(&self, id: ConnId) -> Option<(UserId, String)> {
         let mut inner = self.lock();
         let conn = inner.conns.remove(&id)?;
-        for doc in inner.subscribed.remove(&id).unwrap_or_default() {
+        let subscribed = inner.subscribed.remove(&id).unwrap_or_default();
+        self.metrics.subscriptions.dec_by(subscribed.len() as i64);
+        for doc in subscribed {
             if let Some(set) = inner.subscriptions.get_mut(&doc) {
                 set.remove(&id);
                 if set.is_empty() {
@@ -149,22 +152,32 @@ impl Hub {
             .set(inner.devices.values().map(|d| d.len() as i64).sum());
     }
 
-    /// Subscribes a connection to live changes of `doc`.
-    pub fn subscribe(&self, id: ConnId, doc: &DocId) {
+    /// Subscribes a connection to live changes of `doc`, unless it already has `max`
+    /// subscriptions (then false).
+    pub fn subscribe(&self, id: ConnId, doc: &DocId, max: usize) -> bool {
         let mut inner = self.lock();
-        if inner.subscribed.entry(id).or_default().insert(doc.clone()) {
-            inner
-                .subscriptions
-                .entry(doc.clone())
-                .or_default()
-                .insert(id);
+        let mine = inner.subscribed.entry(id).or_default();
+        if mine.contains(doc) {
+            return true;
         }
+        if mine.len() >= max {
+            return false;
+        }
+        mine.insert(doc.clone());
+        inner
+            .subscriptions
+            .entry(doc.clone())
+            .or_default()
+            .insert(id);
+        self.metrics.subscriptions.inc();
+        true
     }
 
     /// Queues `frame` on every connection of `users` and every subscriber of `doc`, except
-    /// `except`. A connection whose queue is full is disconnected as a slow reader.
+    /// `except`. A connection whose outbound budget it would exceed is cut as a slow reader
+    /// (the frame counts against each recipient's budget, as its own replies do).
     pub fn fan_out(&self, users: &[UserId], doc: Option<&DocId>, frame: &Bytes, except: ConnId) {
-        let mut inner = self.lock();
+        let inner = self.lock();
         let mut targets: HashSet<ConnId> = users
             .iter()
             .filter_map(|u| inner.devices.get(u))
@@ -175,18 +188,9 @@ impl Hub {
         }
         targets.remove(&except);
         for id in targets {
-            let Some(conn) = inner.conns.get_mut(&id) else {
-                continue;
-            };
-            match conn.out.try_send(Message::Binary(frame.clone())) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    if let Some(kick) = conn.kick.take() {
-                        self.metrics.reject(ErrorCode::SlowReader);
-                        let _ = kick.send(ErrorCode::SlowReader);
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if let Some(conn) = inner.conns.get(&id) {
+                // Over its outbound budget, the connection cuts itself as a slow reader.
+                let _ = conn.out.push(Message::Binary(frame.clone()));
             }
         }
     }

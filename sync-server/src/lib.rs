@@ -10,14 +10,17 @@
 //!
 //! - [`config`]: every option, each with an environment variable.
 //! - [`server`]: the accept loop, HTTP-or-WebSocket routing, graceful shutdown.
-//! - [`connection`]: one client: handshake, limits, message handling, the writer task.
+//! - [`connection`]: one client: the handshake within one deadline and with small frames
+//!   until authenticated, limits, message handling, the byte-budgeted outbound queue and
+//!   its writer task.
 //! - [`documents`]: the sync protocol on the relay's side, write rules, routing.
 //! - [`hub`]: live connections, presence, subscriptions, fan-out.
 //! - [`presence`]: who may see whom online (people a user follows back), never devices.
 //! - [`names`]: display names: look-alikes are one name, first come first served.
 //! - [`blobs`]: images: types read from the bytes, per-user quota.
 //! - [`store`]: the durable state behind a trait; [`store::sqlite`] is the embedded backend.
-//! - [`http`]: `/healthz` and `/metrics`.
+//! - [`http`]: reading the request head; `/healthz` and `/metrics`.
+//! - [`rewind`]: a stream that replays the head it was routed by to the WebSocket upgrade.
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod blobs;
@@ -29,6 +32,7 @@ pub mod hub;
 pub mod metrics;
 pub mod names;
 pub mod presence;
+pub mod rewind;
 pub mod server;
 pub mod store;
 

@@ -42,6 +42,16 @@ pub struct Metrics {
     pub rejected: Family<Reason, Counter>,
     /// Images refused because they would take their uploader over the image quota.
     pub images_over_quota: Counter,
+    /// Accepted sockets still open, HTTP heads not yet complete included.
+    pub sockets: Gauge,
+    /// Bytes queued for clients and not yet written to their sockets.
+    pub outbound_bytes: Gauge,
+    /// Document subscriptions of all connections.
+    pub subscriptions: Gauge,
+    /// Automerge sync states held for all connections.
+    pub sync_states: Gauge,
+    /// Sync states dropped because a connection reached `--max-sync-states`.
+    pub sync_states_evicted: Counter,
 }
 
 impl Metrics {
@@ -61,6 +71,11 @@ impl Metrics {
             document_cache_bytes: Gauge::default(),
             rejected: Family::default(),
             images_over_quota: Counter::default(),
+            sockets: Gauge::default(),
+            outbound_bytes: Gauge::default(),
+            subscriptions: Gauge::default(),
+            sync_states: Gauge::default(),
+            sync_states_evicted: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -114,6 +129,31 @@ impl Metrics {
             "images_over_quota",
             "Images refused because they would take their uploader over the image quota",
             m.images_over_quota.clone(),
+        );
+        registry.register(
+            "sockets",
+            "Accepted sockets still open, unfinished HTTP heads included",
+            m.sockets.clone(),
+        );
+        registry.register(
+            "outbound_bytes",
+            "Bytes queued for clients, not yet written to their sockets",
+            m.outbound_bytes.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Document subscriptions of all connections",
+            m.subscriptions.clone(),
+        );
+        registry.register(
+            "sync_states",
+            "Automerge sync states held for all connections",
+            m.sync_states.clone(),
+        );
+        registry.register(
+            "sync_states_evicted",
+            "Sync states dropped at the per-connection limit (that document's sync restarts)",
+            m.sync_states_evicted.clone(),
         );
         Self { registry, ..m }
     }

@@ -10,6 +10,7 @@ use social_sync_protocol::ErrorCode;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::connection;
@@ -117,31 +118,32 @@ pub async fn serve(
 }
 
 async fn handle(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
-    let timeout = Duration::from_secs(shared.config.handshake_timeout_secs);
-    match http::route(&stream, timeout).await {
+    // One deadline from accept: the HTTP head, the upgrade and the authentication.
+    let deadline = Instant::now() + Duration::from_secs(shared.config.handshake_timeout_secs);
+    let max = shared.config.max_connections_per_ip;
+    // Counted from accept, before a byte of the head arrives: half-sent heads hold a slot.
+    if !shared.hub.admit(peer.ip(), max) {
+        shared.metrics.reject(ErrorCode::TooManyConnections);
+        let body = format!(
+            "too many connections from {}: at most {max} at once (--max-connections-per-ip); \
+             close some, or finish their requests, and try again\n",
+            peer.ip(),
+        );
+        http::refuse(stream, "429 Too Many Requests", &body).await;
+        return;
+    }
+    shared.metrics.sockets.inc();
+    let head = http::read_head(&mut stream, deadline).await;
+    match head.route {
         Route::WebSocket => {
-            if !shared
-                .hub
-                .admit(peer.ip(), shared.config.max_connections_per_ip)
-            {
-                shared.metrics.reject(ErrorCode::TooManyConnections);
-                let body = format!(
-                    "too many connections from {}: at most {} at once\n",
-                    peer.ip(),
-                    shared.config.max_connections_per_ip
-                );
-                http::respond(stream, "429 Too Many Requests", "text/plain", &body).await;
-                return;
-            }
             shared.metrics.connections.inc();
-            connection::run(stream, peer, &shared, stop).await;
+            connection::run(stream, head, peer, &shared, stop, deadline).await;
             shared.metrics.connections.dec();
-            shared.hub.release(peer.ip());
         }
         Route::Health => http::respond(stream, "200 OK", "text/plain", "ok\n").await,
         Route::Metrics => {
@@ -174,4 +176,6 @@ async fn handle(
         }
         Route::BadRequest => {}
     }
+    shared.metrics.sockets.dec();
+    shared.hub.release(peer.ip());
 }

@@ -283,7 +283,12 @@ fn rough_edges_a_new_user_tripped_over() {
         .unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"from a pipe\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"from a pipe\n")
+            .unwrap();
     }
     assert!(child.wait_with_output().unwrap().status.success());
     let thread = cli(&ana, &["thread", &post, "--json"]).json();

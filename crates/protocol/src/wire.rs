@@ -243,7 +243,9 @@ pub enum ErrorCode {
     NotAuthenticated,
     /// The frame is not a CBOR message of this protocol.
     MalformedFrame,
-    /// The frame is larger than `max_message_bytes`.
+    /// The frame is larger than `max_message_bytes` (or, before authentication, than the
+    /// relay's small pre-authentication limit); as a `Rejected`, a `Sync` with more documents
+    /// or a subscription past the relay's per-connection counts.
     TooLarge,
     /// More than `messages_per_second`.
     RateLimited,
@@ -251,7 +253,8 @@ pub enum ErrorCode {
     Forbidden,
     /// A sync message or change that does not decode or apply.
     InvalidChange,
-    /// The client did not read fast enough; its queue filled.
+    /// The client did not read fast enough; more bytes or frames waited for it than the
+    /// relay holds per connection.
     SlowReader,
     /// The same device connected again; this connection is replaced.
     Replaced,

@@ -280,38 +280,6 @@ impl Raw {
     }
 }
 
-/// A process's memory, from `/proc/PID/status`.
-#[derive(Debug, Clone, Copy)]
-pub struct Memory {
-    /// Resident now (`VmRSS`).
-    pub rss_kib: u64,
-    /// Highest resident so far (`VmHWM`).
-    pub peak_kib: u64,
-}
-
-impl Relay {
-    /// The relay process's id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("the relay runs").id()
-    }
-
-    /// The relay's memory now.
-    pub fn memory_kib(&self) -> Memory {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-                .unwrap_or(0)
-        };
-        Memory {
-            rss_kib: field("VmRSS:"),
-            peak_kib: field("VmHWM:"),
-        }
-    }
-}
-
 /// A fresh identity (deterministic from `seed`) and its user id.
 pub fn identity(seed: u64) -> (Identity, UserId) {
     let mut env = Env::deterministic(seed, 1_700_000_000_000);
@@ -373,4 +341,90 @@ pub async fn ask(raw: &mut Raw, message: &ClientMessage) -> ServerMessage {
     })
     .await
     .expect("connection ended")
+}
+
+/// The relay process's memory, from `/proc/PID/status`, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the most ever resident.
+    pub hwm_kib: u64,
+}
+
+impl Relay {
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The relay's resident memory now and at its peak.
+    pub fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /proc status"))
+        };
+        Memory {
+            rss_kib: field("VmRSS:"),
+            hwm_kib: field("VmHWM:"),
+        }
+    }
+
+    /// CPU time the relay has used (user + system), in clock ticks (1/100 s on Linux).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // Fields after the command name (which ends with ')'): utime is the 12th, stime the 13th.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// One metric's value, asked from another loopback address (`127.0.0.2`), so a test
+    /// that fills the per-address limit of 127.0.0.1 can still read it.
+    pub async fn metric_aside(&self, name: &str) -> f64 {
+        let text = http_get_from("127.0.0.2".parse().unwrap(), self.addr, "/metrics").await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// `GET /healthz` from 127.0.0.2; asserts it answers `ok` within `max`, returns the time.
+    pub async fn healthy_within(&self, max: Duration) -> Duration {
+        let start = std::time::Instant::now();
+        let answer = tokio::time::timeout(
+            max,
+            http_get_from("127.0.0.2".parse().unwrap(), self.addr, "/healthz"),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("/healthz took over {max:?}"));
+        assert!(answer.ends_with("ok\n"), "/healthz said {answer}");
+        start.elapsed()
+    }
+}
+
+/// A TCP connection to `addr` from the loopback address `source`.
+pub async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// `GET path` from the loopback address `source`, as text.
+pub async fn http_get_from(source: std::net::IpAddr, addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(source, addr).await;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

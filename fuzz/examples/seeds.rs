@@ -99,7 +99,14 @@ fn conversation(sender: &mut AutoCommit, receiver: &mut AutoCommit) -> Vec<Vec<u
     for _ in 0..10 {
         let out = sender.sync().generate_sync_message(&mut ours);
         if let Some(message) = &out {
-            sent.push(message.clone().encode());
+            let bytes = message.clone().encode();
+            let mut fixed = bytes.clone();
+            social_sync_fuzz::fix_sync_checksums(&mut fixed);
+            assert_eq!(
+                fixed, bytes,
+                "fixing the checksums of a real message changes nothing"
+            );
+            sent.push(bytes);
             receiver
                 .sync()
                 .receive_sync_message(&mut theirs, message.clone())
@@ -345,6 +352,14 @@ fn client_seeds(dir: &Path, fixture: &Fixture, ben: &Replica, ana: &mut Replica)
         let changes = ben
             .changes(&fixture.doc(if n == 0 { 1 } else { n }), &[])
             .expect("read changes");
+        for change in &changes {
+            let mut fixed = change.clone();
+            social_sync_fuzz::fix_chunk_checksums(&mut fixed);
+            assert_eq!(
+                &fixed, change,
+                "fixing the checksum of a real change changes nothing"
+            );
+        }
         let input = encode_steps(changes.iter().map(|c| (n | CHANGE, &c[..])));
         let outcome = ana.merge(&fixture.doc(n), &changes);
         println!(

@@ -7,7 +7,8 @@
 //! user document, Ben's, the thread of Ana's post, of Ben's); bit 2: 0 for a sync message,
 //! 1 for one pushed change (consecutive change steps for the same document are merged as
 //! one batch, as a `Changes` frame carries them); bit 3: start the sync state for the
-//! document over before the message. After a refused sync message the state is read back
+//! document over before the message; bit 4: raw (leave Automerge checksums as they are; by
+//! default they are fixed, in the change or in the changes inside the message). After a refused sync message the state is read back
 //! from the profile, as the sync engine does.
 
 #![no_main]
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use automerge::sync::State;
 use libfuzzer_sys::fuzz_target;
 use social_sync_core::{DocId, Replica};
-use social_sync_fuzz::{Fixture, steps};
+use social_sync_fuzz::{Fixture, fix_chunk_checksums, fix_sync_checksums, steps};
 use tempfile::TempDir;
 
 /// Steps handled per input; the rest is ignored (keeps every input fast).
@@ -46,9 +47,15 @@ fuzz_target!(|data: &[u8]| {
         for (tag, payload) in steps(data).take(MAX_STEPS) {
             let doc = client.fixture.doc(tag);
             let is_change = tag & 0b100 != 0;
+            let mut payload = payload.to_vec();
+            match (tag & 0b1_0000 == 0, is_change) {
+                (true, true) => fix_chunk_checksums(&mut payload),
+                (true, false) => fix_sync_checksums(&mut payload),
+                (false, _) => {}
+            }
             match batch.take() {
                 Some((batch_doc, mut changes)) if is_change && batch_doc == doc => {
-                    changes.push(payload.to_vec());
+                    changes.push(payload);
                     batch = Some((batch_doc, changes));
                     continue;
                 }
@@ -58,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
                 None => {}
             }
             if is_change {
-                batch = Some((doc, vec![payload.to_vec()]));
+                batch = Some((doc, vec![payload]));
                 continue;
             }
             if tag & 0b1000 != 0 {
@@ -67,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
             let state = states.entry(tag % 4).or_default();
             if client
                 .ana
-                .receive_sync_message(&doc, state, payload)
+                .receive_sync_message(&doc, state, &payload)
                 .is_err()
             {
                 *state = client.ana.sync_state(&doc).unwrap_or_default();

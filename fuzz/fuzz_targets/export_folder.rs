@@ -6,7 +6,9 @@
 //! the file's name from [`FILES`], the payload is its content (a later step for the same
 //! name replaces it). Flag bit 0: before writing `manifest.json`, if it is JSON, set every
 //! document's `sha256` and every blob's `hash` to the real SHA-256 of the file it names, so
-//! the fuzzer gets past the checksums to the Automerge loader and the write rules.
+//! the fuzzer gets past the checksums to the Automerge loader and the write rules; bit 1:
+//! raw documents (leave the Automerge chunk checksums inside document files as they are; by
+//! default they are fixed, before the manifest's).
 
 #![no_main]
 #![allow(clippy::expect_used)] // harness set-up: a failure is a broken harness, not a finding
@@ -18,7 +20,7 @@ use std::fs;
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 use social_sync_core::Replica;
-use social_sync_fuzz::{Fixture, steps};
+use social_sync_fuzz::{Fixture, fix_chunk_checksums, steps};
 use tempfile::TempDir;
 
 /// The names a file of the input can have, by tag `% 8`.
@@ -47,7 +49,7 @@ thread_local! {
 }
 
 /// The manifest with the checksums of the files it names made right, if it is JSON.
-fn fix_checksums(manifest: &[u8], files: &BTreeMap<&str, &[u8]>) -> Option<Vec<u8>> {
+fn fix_checksums(manifest: &[u8], files: &BTreeMap<&str, Vec<u8>>) -> Option<Vec<u8>> {
     let mut json: serde_json::Value = serde_json::from_slice(manifest).ok()?;
     for (list, field) in [("documents", "sha256"), ("blobs", "hash")] {
         let Some(entries) = json.get_mut(list).and_then(|v| v.as_array_mut()) else {
@@ -74,9 +76,14 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
         return;
     };
-    let mut files: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    let mut files: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     for (tag, content) in steps(rest) {
-        files.insert(FILES[usize::from(tag % 8)], content);
+        let name = FILES[usize::from(tag % 8)];
+        let mut content = content.to_vec();
+        if name.starts_with("documents/") && flags & 0b10 == 0 {
+            fix_chunk_checksums(&mut content);
+        }
+        files.insert(name, content);
     }
     CLIENT.with_borrow_mut(|client| {
         let folder = tempfile::tempdir_in(client.dir.path()).expect("a temporary folder");

@@ -5,8 +5,9 @@
 //!
 //! Input: steps (see the crate docs). Tag bits 0–1: the document ([`Fixture::doc`]: Ana's
 //! user document, Ben's, the thread of Ana's post, of Ben's); bit 2: the sender (0 Ana, 1
-//! Ben); bit 3: start this sender's sync state for the document over before the message.
-//! The payload is the encoded Automerge sync message. As the relay's connection does, a
+//! Ben); bit 3: start this sender's sync state for the document over before the message;
+//! bit 4: raw (leave the checksums of the changes inside as they are; by default they are
+//! fixed). The payload is the encoded Automerge sync message. As the relay's connection does, a
 //! refused message drops the sync state for that document.
 
 #![no_main]
@@ -17,7 +18,7 @@ use std::sync::OnceLock;
 
 use automerge::sync::State;
 use libfuzzer_sys::fuzz_target;
-use social_sync_fuzz::{Fixture, steps};
+use social_sync_fuzz::{Fixture, fix_sync_checksums, steps};
 use sync_server::documents::Documents;
 use sync_server::store::sqlite::SqliteStore;
 use tempfile::TempDir;
@@ -61,8 +62,12 @@ fuzz_target!(|data: &[u8]| {
         if tag & 0b1000 != 0 {
             states.remove(&key);
         }
+        let mut message = message.to_vec();
+        if tag & 0b1_0000 == 0 {
+            fix_sync_checksums(&mut message);
+        }
         let mut state = states.remove(&key).unwrap_or_default();
-        if relay.docs.receive(user, &doc, &mut state, message).is_ok() {
+        if relay.docs.receive(user, &doc, &mut state, &message).is_ok() {
             states.insert(key, state);
         }
     }

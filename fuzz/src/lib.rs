@@ -22,6 +22,8 @@
 
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use social_sync_core::{DocId, Env, PostId, Replica, UserId};
 
 /// Start of the deterministic clock of every fixture profile (ms since the epoch).
@@ -129,4 +131,95 @@ impl Fixture {
             .find(|&n| self.doc(n) == *doc)
             .expect("a fixture document")
     }
+}
+
+/// The magic bytes that open every Automerge chunk.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+/// Makes the checksum of every Automerge chunk in `bytes` (chunks one after another, as in
+/// a saved document or one change) match its content, so mutated changes get past the
+/// checksum to the parser and the write rules. Stops at the first thing that is not a
+/// chunk. (A compressed chunk's checksum is that of its inflated content: left as is.)
+pub fn fix_chunk_checksums(bytes: &mut [u8]) {
+    let mut at = 0;
+    while let Some(end) = fix_chunk_checksum(bytes, at) {
+        at = end;
+    }
+}
+
+/// Fixes the checksum of the chunk at `at`; returns where it ends.
+fn fix_chunk_checksum(bytes: &mut [u8], at: usize) -> Option<usize> {
+    let chunk = bytes.get(at..)?;
+    if chunk.get(..4)? != CHUNK_MAGIC {
+        return None;
+    }
+    let chunk_type = *chunk.get(8)?;
+    let (len, header_end) = uleb(chunk, 9)?;
+    let end = header_end.checked_add(usize::try_from(len).ok()?)?;
+    let data = chunk.get(header_end..end)?;
+    let mut header = vec![chunk_type];
+    let mut n = data.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            header.push(byte);
+            break;
+        }
+        header.push(byte | 0x80);
+    }
+    let hash = Sha256::new()
+        .chain_update(&header)
+        .chain_update(data)
+        .finalize();
+    bytes.get_mut(at + 4..at + 8)?.copy_from_slice(&hash[..4]);
+    Some(at + end)
+}
+
+/// Fixes the checksums of the changes inside an encoded Automerge sync message (see
+/// [`fix_chunk_checksums`]); leaves what it cannot parse as it is.
+pub fn fix_sync_checksums(message: &mut [u8]) {
+    let _ = fix_sync_message(message);
+}
+
+fn fix_sync_message(message: &mut [u8]) -> Option<()> {
+    // Type byte; heads and need: counted lists of 32-byte hashes.
+    let mut at = 1;
+    for _ in 0..2 {
+        let (count, next) = uleb(message, at)?;
+        at = next.checked_add(usize::try_from(count).ok()?.checked_mul(32)?)?;
+    }
+    // Have: a counted list of (hashes, length-prefixed bloom filter).
+    let (haves, next) = uleb(message, at)?;
+    at = next;
+    for _ in 0..haves {
+        let (count, next) = uleb(message, at)?;
+        at = next.checked_add(usize::try_from(count).ok()?.checked_mul(32)?)?;
+        let (len, next) = uleb(message, at)?;
+        at = next.checked_add(usize::try_from(len).ok()?)?;
+    }
+    // Changes: a counted list of length-prefixed chunks.
+    let (changes, next) = uleb(message, at)?;
+    at = next;
+    for _ in 0..changes {
+        let (len, next) = uleb(message, at)?;
+        let end = next.checked_add(usize::try_from(len).ok()?)?;
+        fix_chunk_checksums(message.get_mut(next..end)?);
+        at = end;
+    }
+    Some(())
+}
+
+/// An unsigned LEB128 number at `at`, and where it ends.
+fn uleb(bytes: &[u8], mut at: usize) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *bytes.get(at)?;
+        at += 1;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some((value, at));
+        }
+    }
+    None
 }

@@ -324,6 +324,7 @@ fn try_relay(fixture: &Fixture, input: &[u8]) -> (usize, usize) {
     let docs = Documents::new(
         Box::new(SqliteStore::open(tmp.path()).expect("open a relay store")),
         8,
+        64 << 20,
     );
     let (mut accepted, mut refused) = (0, 0);
     let mut states: HashMap<u8, State> = HashMap::new();

@@ -41,6 +41,7 @@ thread_local! {
 }
 
 fuzz_target!(|data: &[u8]| {
+    social_sync_fuzz::only_escaping_panics_are_findings();
     CLIENT.with_borrow_mut(|client| {
         let mut states: HashMap<u8, State> = HashMap::new();
         let mut batch: Option<(DocId, Vec<Vec<u8>>)> = None;

@@ -40,7 +40,7 @@ fn relay() -> &'static Relay {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let store = SqliteStore::open(dir.path()).expect("open the relay store");
         Relay {
-            docs: Documents::new(Box::new(store), CACHE_DOCS),
+            docs: Documents::new(Box::new(store), CACHE_DOCS, 64 << 20),
             fixture: Fixture::ids(),
             _dir: dir,
         }
@@ -48,6 +48,7 @@ fn relay() -> &'static Relay {
 }
 
 fuzz_target!(|data: &[u8]| {
+    social_sync_fuzz::only_escaping_panics_are_findings();
     let relay = relay();
     let mut states: HashMap<(u8, bool), State> = HashMap::new();
     for (tag, message) in steps(data).take(MAX_STEPS) {

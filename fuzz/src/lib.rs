@@ -223,3 +223,18 @@ fn uleb(bytes: &[u8], mut at: usize) -> Option<(u64, usize)> {
     }
     None
 }
+
+/// Makes a panic a finding only when it escapes the code under test. libfuzzer-sys aborts
+/// at the first panic, even one the product contains on purpose: Social Sync runs
+/// Automerge on hostile input inside `vetting::contained` (the input is refused, the
+/// document rolled back), which is the fix for panics inside Automerge that no check can
+/// foresee. Here a panic is printed and unwinds; one that reaches libfuzzer-sys's own
+/// `catch_unwind` (it escaped every containment) still aborts the process: a crash.
+pub fn only_escaping_panics_are_findings() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("{info}");
+        }));
+    });
+}

@@ -11,7 +11,8 @@
 //! - [`identity`]: the Ed25519 key pair in the profile folder (mode 0600).
 //! - [`model`]: the Automerge documents `user/<uid>` and `thread/<post_id>`, typed
 //!   accessors, the write rules ([`model::rules`]) and display-name keys
-//!   ([`model::name`]: look-alike names share one key).
+//!   ([`model::name`]: look-alike names share one key), and the vetting of Automerge input
+//!   from elsewhere before it reaches a document ([`model::vetting`]).
 //! - [`store`]: the SQLite file: documents (snapshot + changes), the derived index, blobs,
 //!   settings, notifications, and the queries over them.
 //! - [`export_folder`]: documents and blobs as files, for offline exchange.

@@ -135,7 +135,7 @@ pub enum Command {
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
-    /// Search the text of every post this profile holds.
+    /// Search the posts (and their comments) this profile holds.
     Search {
         /// Words to find (the last one may be the start of a word).
         text: String,

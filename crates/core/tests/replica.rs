@@ -343,6 +343,32 @@ fn search_matches_words_and_prefixes_and_survives_odd_input() {
     }
 }
 
+/// Issue 10: search found post text only. A comment's words find its post, after the
+/// posts matching by their own text; a deleted comment no longer does.
+#[test]
+fn search_finds_posts_by_their_comments_too() {
+    let mut ana = profile("Ana", 1);
+    let quiet = ana.replica.post("A quiet morning", &[]).unwrap();
+    let loud = ana.replica.post("Lighthouse at dusk", &[]).unwrap();
+    let comment = ana
+        .replica
+        .comment(&quiet, "the lighthouse keeper waved")
+        .unwrap();
+    let found: Vec<_> = ana
+        .replica
+        .search("lighthouse", 10)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.post_id)
+        .collect();
+    assert_eq!(found, vec![loud.clone(), quiet.clone()], "own text first");
+    assert_eq!(ana.replica.search("keep", 10).unwrap()[0].post_id, quiet);
+    ana.replica.delete_comment(&comment).unwrap();
+    assert!(ana.replica.search("keeper", 10).unwrap().is_empty());
+    ana.replica.reindex().unwrap();
+    assert_eq!(ana.replica.search("lighthouse", 10).unwrap().len(), 1);
+}
+
 #[test]
 fn deleting_posts_and_comments_is_for_their_authors() {
     let mut ana = profile("Ana", 1);

@@ -66,7 +66,8 @@ pub fn rebuild(conn: &Connection, me: UserId) -> Result<RebuildReport> {
     conn.execute_batch(
         "DELETE FROM posts; DELETE FROM likes; DELETE FROM comments;
          DELETE FROM follows; DELETE FROM profiles; DELETE FROM timeline;
-         INSERT INTO posts_fts(posts_fts) VALUES ('rebuild');",
+         INSERT INTO posts_fts(posts_fts) VALUES ('rebuild');
+         INSERT INTO comments_fts(comments_fts) VALUES ('rebuild');",
     )?;
     let indexer = Indexer {
         conn,

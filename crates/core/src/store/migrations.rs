@@ -134,6 +134,23 @@ const STEPS: &[M<'static>] = &[
     );
     "#,
     ),
+    M::up(
+        r#"
+    -- Search finds comments too: the text of every comment, kept in step with `comments`.
+    CREATE VIRTUAL TABLE comments_fts USING fts5(text, content='comments', content_rowid='rowid');
+    CREATE TRIGGER comments_fts_insert AFTER INSERT ON comments BEGIN
+        INSERT INTO comments_fts(rowid, text) VALUES (new.rowid, new.text);
+    END;
+    CREATE TRIGGER comments_fts_delete AFTER DELETE ON comments BEGIN
+        INSERT INTO comments_fts(comments_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+    END;
+    CREATE TRIGGER comments_fts_update AFTER UPDATE ON comments BEGIN
+        INSERT INTO comments_fts(comments_fts, rowid, text) VALUES ('delete', old.rowid, old.text);
+        INSERT INTO comments_fts(rowid, text) VALUES (new.rowid, new.text);
+    END;
+    INSERT INTO comments_fts(comments_fts) VALUES ('rebuild');
+    "#,
+    ),
 ];
 
 #[cfg(test)]

@@ -337,8 +337,10 @@ pub fn people(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Posts whose text matches every word of `query` (the last word as a prefix), best match
-/// first. Searches everything this profile holds, offline too.
+/// Posts whose text, or one of whose comments, matches every word of `query` (the last
+/// word as a prefix): posts matching by their own text first (best match first), then
+/// posts found by a comment, newest first. Searches everything this profile holds, offline
+/// too; comments by blocked users do not count.
 pub fn search(
     conn: &Connection,
     viewer: UserId,
@@ -349,8 +351,14 @@ pub fn search(
         return Ok(Vec::new());
     };
     let sql = format!(
-        "{ITEM} JOIN posts_fts f ON f.rowid = p.rowid
-         WHERE posts_fts MATCH ?2 AND {} ORDER BY f.rank, p.created_at DESC LIMIT ?3",
+        "{ITEM} LEFT JOIN (SELECT rowid, rank FROM posts_fts WHERE posts_fts MATCH ?2) f
+                ON f.rowid = p.rowid
+         WHERE (f.rowid IS NOT NULL OR p.post_id IN (
+                   SELECT c.post_id FROM comments_fts cf JOIN comments c ON c.rowid = cf.rowid
+                   WHERE comments_fts MATCH ?2 AND {}))
+           AND {}
+         ORDER BY f.rowid IS NULL, f.rank, p.created_at DESC LIMIT ?3",
+        not_blocked!("c.author"),
         not_blocked!("p.author")
     );
     let mut stmt = conn.prepare_cached(&sql)?;

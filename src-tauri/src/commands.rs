@@ -211,20 +211,40 @@ pub struct ProfilePage {
     pub posts: Vec<FeedItem>,
     /// Online now (known for users the local user follows).
     pub online: bool,
+    /// Whether the follower and following counts are the relay's (the same for everyone
+    /// online) rather than what this profile holds (offline).
+    pub counts_from_relay: bool,
 }
 
-/// A user's profile page (the local user's own if `uid` is absent).
+/// How long a profile page waits for the relay's follow counts.
+const GRAPH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A user's profile page (the local user's own if `uid` is absent). Follow counts come
+/// from the relay when it answers, so everyone online sees the same.
 #[tauri::command]
-pub fn profile(state: State<'_, AppState>, uid: Option<UserId>) -> CommandResult<ProfilePage> {
+pub async fn profile(
+    state: State<'_, AppState>,
+    uid: Option<UserId>,
+) -> CommandResult<ProfilePage> {
     let online = state.online();
-    state.with_replica(|r| {
+    let mut page = state.with_replica(|r| {
         let uid = uid.unwrap_or(r.user_id());
         Ok(ProfilePage {
             profile: r.profile(uid)?,
             posts: r.posts_by(uid, 100)?,
             online: online.contains(&uid),
+            counts_from_relay: false,
         })
-    })
+    })?;
+    if let Some(engine) = state.engine()
+        && let Ok(Ok(graph)) =
+            tokio::time::timeout(GRAPH_PATIENCE, engine.follow_graph(page.profile.uid)).await
+    {
+        page.profile.followers = graph.followers;
+        page.profile.following = graph.following;
+        page.counts_from_relay = true;
+    }
+    Ok(page)
 }
 
 /// Changes the user's name and bio.

@@ -62,6 +62,8 @@ export interface ProfilePage {
   profile: ProfileView;
   posts: FeedItem[];
   online: boolean;
+  /** Follow counts from the relay (the same for everyone online), or this profile's own. */
+  counts_from_relay: boolean;
 }
 
 export type NotificationKind = 'like' | 'comment' | 'follow';

@@ -47,11 +47,13 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 r.set_avatar(&path)?;
             }
             let me = r.profile(r.user_id())?;
-            p.profile(&me)
+            p.profile(&me, None)
         }
         Command::Profile { uid } => {
-            let view = r.profile(uid.unwrap_or(r.user_id()))?;
-            p.profile(&view)
+            let uid = uid.unwrap_or(r.user_id());
+            let view = r.profile(uid)?;
+            let graph = follow_graph(r, uid)?;
+            p.profile(&view, graph.as_ref())
         }
         Command::Post { text, file, images } => {
             let text = text_argument(text, file)?;
@@ -344,6 +346,31 @@ fn engine(r: Replica, relay: Option<&str>) -> Result<SyncEngine, Error> {
         None => r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?,
     };
     Ok(SyncEngine::new(Arc::new(Mutex::new(r)), url))
+}
+
+/// How long `profile` waits for the relay's follow counts before showing its own.
+const GRAPH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `uid`'s follow graph from the profile's relay, if one is set and answers in time.
+fn follow_graph(
+    r: Replica,
+    uid: UserId,
+) -> Result<Option<social_sync_protocol::FollowGraph>, Error> {
+    if r.relay_url()?.is_none() {
+        return Ok(None);
+    }
+    let engine = engine(r, None)?;
+    // The timer is made inside the runtime (`block_on`), not before it.
+    let answer =
+        block_on(async { tokio::time::timeout(GRAPH_PATIENCE, engine.follow_graph(uid)).await })?;
+    match answer {
+        Ok(Ok(graph)) => Ok(Some(graph)),
+        Ok(Err(e)) => {
+            tracing::info!("the relay's follow counts are not available: {e}");
+            Ok(None)
+        }
+        Err(_) => Ok(None),
+    }
 }
 
 /// Saves `--relay` as the profile's relay, now that it answered.

@@ -81,8 +81,25 @@ impl<'a> Printer<'a> {
     }
 
     /// A profile.
-    pub fn profile(&mut self, p: &ProfileView) -> Result<(), Error> {
-        self.value(p, |w| {
+    pub fn profile(
+        &mut self,
+        p: &ProfileView,
+        graph: Option<&social_sync_protocol::FollowGraph>,
+    ) -> Result<(), Error> {
+        // Counts come from the relay when it answered (the same for everyone online);
+        // otherwise from what this profile holds, and the output says so.
+        let (followers, following) =
+            graph.map_or((p.followers, p.following), |g| (g.followers, g.following));
+        let mut json = serde_json::to_value(p).map_err(std::io::Error::other)?;
+        json["followers"] = followers.into();
+        json["following"] = following.into();
+        json["counts_from"] = if graph.is_some() {
+            "relay"
+        } else {
+            "this profile"
+        }
+        .into();
+        self.value(&json, |w| {
             writeln!(
                 w,
                 "{} ({})",
@@ -92,11 +109,18 @@ impl<'a> Printer<'a> {
             if !p.bio.is_empty() {
                 writeln!(w, "{}", p.bio)?;
             }
-            writeln!(
+            write!(
                 w,
-                "{} posts · {} followers · {} following",
-                p.posts, p.followers, p.following
-            )
+                "{} posts · {followers} followers · {following} following",
+                p.posts
+            )?;
+            if graph.is_none() {
+                write!(
+                    w,
+                    " (as this profile knows them: the relay was not reached)"
+                )?;
+            }
+            writeln!(w)
         })
     }
 

@@ -191,3 +191,52 @@ fn two_people_sync_watch_and_find_each_other_through_the_relay() {
         String::from_utf8_lossy(&out.stderr).contains("cannot reach the relay at ws://127.0.0.1:9")
     );
 }
+
+/// Issue 10: counts depended on who looked (Ben, who holds only the documents of people he
+/// follows, saw 1 follower of Ana's where she saw 3). Online, every viewer gets the relay's
+/// counts; offline, the output says they are this profile's own.
+#[test]
+fn follower_counts_are_the_same_for_everyone_online() {
+    let relay = RelayHandle::start();
+    let root = tempfile::tempdir().unwrap();
+    let init = |name: &str| {
+        let dir = root.path().join(name);
+        let uid = json(
+            &dir,
+            &["init", "--name", name, "--relay", &relay.url, "--json"],
+        )["uid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        (dir, uid)
+    };
+    let (ana, ana_id) = init("Ana");
+    let (ben, _) = init("Ben");
+    for name in ["Cara", "Dan", "Eve"] {
+        let (dir, _) = init(name);
+        if name != "Eve" {
+            json(&dir, &["follow", &ana_id, "--json"]);
+            json(&dir, &["sync", "--json"]);
+        }
+    }
+    json(&ben, &["follow", &ana_id, "--json"]);
+    json(&ben, &["sync", "--json"]);
+    json(&ana, &["sync", "--json"]);
+
+    let seen_by_ana = json(&ana, &["profile", "--json"]);
+    let seen_by_ben = json(&ben, &["profile", &ana_id, "--json"]);
+    assert_eq!(seen_by_ana["followers"], 3, "{seen_by_ana}");
+    assert_eq!(seen_by_ben["followers"], 3, "{seen_by_ben}");
+    assert_eq!(seen_by_ben["counts_from"], "relay");
+
+    // Offline: what Ben's profile holds, and said so.
+    drop(relay);
+    let offline = cli(&ben, &["profile", &ana_id]);
+    let text = String::from_utf8_lossy(&offline.stdout);
+    assert!(
+        offline.status.success(),
+        "{}",
+        String::from_utf8_lossy(&offline.stderr)
+    );
+    assert!(text.contains("as this profile knows them"), "{text}");
+}

@@ -16,5 +16,6 @@ pub mod wire;
 pub use error::IdError;
 pub use ids::{AuthoredId, BlobHash, CommentId, DocId, PostId, UserId};
 pub use wire::{
-    ClientMessage, ErrorCode, Limits, PROTOCOL_VERSION, PresenceEntry, ServerMessage, SyncItem,
+    ClientMessage, ErrorCode, FOLLOW_GRAPH_PAGE, FollowGraph, Limits, PROTOCOL_VERSION,
+    PresenceEntry, ServerMessage, SyncItem,
 };

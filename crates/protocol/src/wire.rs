@@ -111,6 +111,31 @@ pub enum ClientMessage {
         /// Its hash.
         hash: BlobHash,
     },
+    /// Who follows `user` and whom `user` follows, as the relay knows it: from every
+    /// user's document, not only those this client holds, so every client shows the same
+    /// counts. Answered with [`ServerMessage::FollowGraph`].
+    FollowGraph {
+        /// The user.
+        user: UserId,
+    },
+}
+
+/// Most user ids of each list in a [`FollowGraph`]; the counts are always whole.
+pub const FOLLOW_GRAPH_PAGE: usize = 1_000;
+
+/// A user's follow graph as the relay knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowGraph {
+    /// The user.
+    pub user: UserId,
+    /// How many users follow them.
+    pub followers: u64,
+    /// How many users they follow.
+    pub following: u64,
+    /// Their followers, at most [`FOLLOW_GRAPH_PAGE`], in id order.
+    pub follower_ids: Vec<UserId>,
+    /// Whom they follow, at most [`FOLLOW_GRAPH_PAGE`], in id order.
+    pub following_ids: Vec<UserId>,
 }
 
 /// One online user. Device ids never leave the relay: only how many are connected.
@@ -228,6 +253,11 @@ pub enum ServerMessage {
         code: ErrorCode,
         /// One sentence for people.
         message: String,
+    },
+    /// Answer to [`ClientMessage::FollowGraph`].
+    FollowGraph {
+        /// The graph.
+        graph: FollowGraph,
     },
 }
 

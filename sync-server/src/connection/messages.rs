@@ -4,7 +4,9 @@
 
 use automerge::sync::State;
 use serde_bytes::ByteBuf;
-use social_sync_protocol::{ClientMessage, DocId, ErrorCode, ServerMessage, SyncItem};
+use social_sync_protocol::{
+    ClientMessage, DocId, ErrorCode, FOLLOW_GRAPH_PAGE, FollowGraph, ServerMessage, SyncItem,
+};
 use tokio_tungstenite::tungstenite::Bytes;
 
 use super::Connection;
@@ -133,6 +135,32 @@ impl Connection {
                     Err(refused) => self.reject(refused.code(), None, refused.to_string()),
                 }
             }
+            ClientMessage::FollowGraph { user } => {
+                let shared = self.shared.clone();
+                let found = tokio::task::spawn_blocking(move || {
+                    shared.docs.with_store(|s| {
+                        Ok::<_, crate::store::StoreError>((s.followers(user)?, s.following(user)?))
+                    })
+                })
+                .await;
+                match found {
+                    Ok(Ok((mut followers, mut following))) => {
+                        let graph = FollowGraph {
+                            user,
+                            followers: followers.len() as u64,
+                            following: following.len() as u64,
+                            follower_ids: first_page(&mut followers),
+                            following_ids: first_page(&mut following),
+                        };
+                        self.send(&ServerMessage::FollowGraph { graph });
+                    }
+                    _ => self.reject(
+                        ErrorCode::Internal,
+                        None,
+                        "the relay could not read the follow graph; try again".into(),
+                    ),
+                }
+            }
             ClientMessage::GetBlob { hash } => match crate::blobs::get(&self.shared, hash).await {
                 Ok((mime, bytes)) => {
                     // An image may be large: wait for room in the outbound budget rather
@@ -243,4 +271,11 @@ impl Connection {
             }
         }
     }
+}
+
+/// The first [`FOLLOW_GRAPH_PAGE`] ids, in id order.
+fn first_page(ids: &mut Vec<social_sync_protocol::UserId>) -> Vec<social_sync_protocol::UserId> {
+    ids.sort();
+    ids.truncate(FOLLOW_GRAPH_PAGE);
+    std::mem::take(ids)
 }

@@ -109,6 +109,11 @@ export function Profile({ uid }: { uid: string | null }) {
               <span>
                 <strong>{p.following}</strong> following
               </span>
+              {!page.counts_from_relay && (
+                <span class="muted" title="The relay was not reached: these counts are what this device has synced">
+                  as known on this device
+                </span>
+              )}
               {p.follows_me && !mine && <span class="chip">Follows you</span>}
             </p>
           </div>

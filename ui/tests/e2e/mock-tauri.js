@@ -60,6 +60,7 @@
     },
     posts: state.posts.filter((p) => p.author === uid && !state.blocked.has(uid)).map(item),
     online: uid === BEN,
+    counts_from_relay: true,
   });
 
   const commands = {

@@ -26,7 +26,8 @@ use backon::BackoffBuilder;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
 use social_sync_protocol::{
-    BlobHash, ClientMessage, DocId, ErrorCode, PresenceEntry, ServerMessage, SyncItem, UserId,
+    BlobHash, ClientMessage, DocId, ErrorCode, FollowGraph, PresenceEntry, ServerMessage, SyncItem,
+    UserId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -113,6 +114,10 @@ enum Query {
     Presence {
         users: Vec<UserId>,
         reply: oneshot::Sender<Vec<PresenceEntry>>,
+    },
+    FollowGraph {
+        user: UserId,
+        reply: oneshot::Sender<FollowGraph>,
     },
 }
 
@@ -371,6 +376,22 @@ impl SyncEngine {
         }
     }
 
+    /// `user`'s followers and follows as the relay knows them (the same for everyone
+    /// online; the profile's own index knows only the documents it holds).
+    pub async fn follow_graph(&self, user: UserId) -> Result<FollowGraph, SyncError> {
+        if let Some(answer) = self.ask(|reply| Query::FollowGraph { user, reply }).await {
+            return answer;
+        }
+        let mut link = self.connect().await?;
+        link.send(&ClientMessage::FollowGraph { user }).await?;
+        loop {
+            if let ServerMessage::FollowGraph { graph } = link.recv().await? {
+                link.close().await;
+                return Ok(graph);
+            }
+        }
+    }
+
     /// Which of the users the local user follows are online now.
     pub async fn online(&self) -> Result<Vec<PresenceEntry>, SyncError> {
         let users = self.replica().following()?;
@@ -427,6 +448,7 @@ struct Session<'a> {
     queries: Option<mpsc::UnboundedReceiver<Query>>,
     names_asked: VecDeque<oneshot::Sender<Option<UserId>>>,
     presence_asked: VecDeque<oneshot::Sender<Vec<PresenceEntry>>>,
+    graphs_asked: VecDeque<oneshot::Sender<FollowGraph>>,
     /// While the inbox is being caught up: documents that received changes, of how many.
     catch_up: Option<(HashSet<DocId>, u64)>,
 }
@@ -450,6 +472,7 @@ impl<'a> Session<'a> {
             queries: None,
             names_asked: VecDeque::new(),
             presence_asked: VecDeque::new(),
+            graphs_asked: VecDeque::new(),
             catch_up: None,
         }
     }
@@ -607,6 +630,10 @@ impl<'a> Session<'a> {
                 self.presence_asked.push_back(reply);
                 self.link.send(&ClientMessage::Presence { users }).await
             }
+            Query::FollowGraph { user, reply } => {
+                self.graphs_asked.push_back(reply);
+                self.link.send(&ClientMessage::FollowGraph { user }).await
+            }
         }
     }
 
@@ -709,6 +736,11 @@ impl<'a> Session<'a> {
             ServerMessage::Name { user, .. } => {
                 if let Some(reply) = self.names_asked.pop_front() {
                     let _ = reply.send(user);
+                }
+            }
+            ServerMessage::FollowGraph { graph } => {
+                if let Some(reply) = self.graphs_asked.pop_front() {
+                    let _ = reply.send(graph);
                 }
             }
             ServerMessage::Challenge { .. } | ServerMessage::Welcome { .. } => {}

@@ -303,6 +303,21 @@ impl Connection {
         tokio::pin!(silence);
         loop {
             tokio::select! {
+                // A cut, a kick or a shutdown decided while a message was being handled
+                // wins over the idle timer that ran meanwhile: the client is told why.
+                biased;
+                message = self.out.cut() => return Some((ErrorCode::SlowReader, message)),
+                code = &mut kick => {
+                    let code = code.unwrap_or(ErrorCode::Internal);
+                    let message = match code {
+                        ErrorCode::Replaced => "this device connected again; this older connection is closed".to_owned(),
+                        _ => "closed by the relay".to_owned(),
+                    };
+                    return Some((code, message));
+                }
+                _ = stop.changed() => {
+                    return Some((ErrorCode::ShuttingDown, "the relay is shutting down; reconnect in a moment".into()));
+                }
                 frame = source.next() => {
                     silence.as_mut().reset(tokio::time::Instant::now() + idle);
                     let frame = match frame {
@@ -335,6 +350,9 @@ impl Connection {
                         Ok(message) => self.handle(message).await,
                         Err(e) => self.reject(ErrorCode::MalformedFrame, None, e.to_string()),
                     }
+                    // Time the relay spent answering (waiting for room to send) is not
+                    // the client's silence.
+                    silence.as_mut().reset(tokio::time::Instant::now() + idle);
                 }
                 () = &mut silence => {
                     return Some((ErrorCode::NotAuthenticated, format!(
@@ -342,20 +360,8 @@ impl Connection {
                         idle.as_secs()
                     )));
                 }
-                message = self.out.cut() => return Some((ErrorCode::SlowReader, message)),
                 _ = ping.tick() => {
                     let _ = self.out.push(Message::Ping(Bytes::new()));
-                }
-                code = &mut kick => {
-                    let code = code.unwrap_or(ErrorCode::Internal);
-                    let message = match code {
-                        ErrorCode::Replaced => "this device connected again; this older connection is closed".to_owned(),
-                        _ => "closed by the relay".to_owned(),
-                    };
-                    return Some((code, message));
-                }
-                _ = stop.changed() => {
-                    return Some((ErrorCode::ShuttingDown, "the relay is shutting down; reconnect in a moment".into()));
                 }
             }
         }

@@ -1,22 +1,50 @@
-//! Runs one command against the profile.
+//! Runs one command against the profile, one module per area:
+//!
+//! - [`files`]: the key backup and saved images (files the user keeps).
+//! - [`people`]: following, followers, blocks and muted posts.
+//! - [`relay`]: sync, watch and online, and the sync engine helpers.
+//! - [`text`]: the text of a post or comment from an argument, a file or standard input.
+
+mod files;
+mod people;
+mod relay;
+mod text;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use social_sync_core::{Env, FeedCursor, Replica, SyncEngine, UserId};
+use social_sync_core::{Env, FeedCursor, NotificationKind, Replica, UserId};
 
 use crate::output::Printer;
 use crate::{Cli, Command, Error};
+use relay::{block_on, engine, unwrap_replica};
+use text::text_argument;
 
 /// Runs the parsed command line, writing results to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
     let dir = cli.profile.ok_or(Error::NoProfileArg)?;
     let mut p = Printer::new(out, cli.json);
-    if let Command::Init { name, relay } = &cli.command {
+    if let Command::Init {
+        name,
+        relay,
+        from_backup,
+        passphrase_file,
+    } = &cli.command
+    {
         if let Some(url) = relay {
-            check_relay_url(url)?;
+            relay::check_relay_url(url)?;
         }
+        if let Some(backup) = from_backup {
+            return files::init_from_backup(
+                &dir,
+                backup,
+                passphrase_file.as_deref(),
+                relay.as_deref(),
+                &mut p,
+            );
+        }
+        // clap requires --name without --from-backup.
+        let name = name.as_deref().unwrap_or_default();
         let replica = Replica::create(&dir, name, relay.as_deref(), Env::system())?;
         let me = replica.profile(replica.user_id())?;
         return p.value(
@@ -137,9 +165,26 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             p.posts(&page.posts)
         }
         Command::Thread { post_id } => p.thread(&r.thread(&post_id)?),
-        Command::Notifications { unread, limit } => {
-            p.notifications(&r.notifications(unread, limit)?)
+        Command::Notifications {
+            unread,
+            limit,
+            kinds,
+        } => {
+            let kinds: Vec<NotificationKind> = kinds.into_iter().map(Into::into).collect();
+            p.notifications(&r.notifications_of_kinds(unread, &kinds, limit)?)
         }
+        Command::Block { uid } => people::set_blocked(&mut r, uid, true, &mut p),
+        Command::Unblock { uid } => people::set_blocked(&mut r, uid, false, &mut p),
+        Command::Blocked => people::blocked(&r, &mut p),
+        Command::Mute { post_id } => people::set_muted(&mut r, post_id, true, &mut p),
+        Command::Unmute { post_id } => people::set_muted(&mut r, post_id, false, &mut p),
+        Command::Following => people::following(&r, &mut p),
+        Command::Followers => people::followers(&r, &mut p),
+        Command::ExportKey {
+            out,
+            passphrase_file,
+        } => files::export_key(&mut r, &out, passphrase_file.as_deref(), &mut p),
+        Command::Image { hash, out } => files::save_image(&r, &hash, &out, &mut p),
         Command::MarkRead { id, all } => {
             let marked = match (id, all) {
                 (_, true) => r.mark_all_read()?,
@@ -183,81 +228,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 )
             })
         }
-        Command::Sync { relay } => {
-            let engine = engine(r, relay.as_deref())?;
-            let summary = block_on(engine.sync_once())??;
-            remember_relay(&engine, relay.as_deref())?;
-            p.value(&summary, |w| {
-                writeln!(
-                    w,
-                    "Sync done: {} documents offered, {} changes received, {} new notifications, {} images, {} local changes still waiting",
-                    summary.documents,
-                    summary.received,
-                    summary.notifications.len(),
-                    summary.images,
-                    summary.waiting
-                )?;
-                for refusal in &summary.refusals {
-                    writeln!(w, "The relay refused ({refusal})")?;
-                }
-                Ok(())
-            })
-        }
-        Command::Watch { relay } => {
-            let engine = engine(r, relay.as_deref())?;
-            let mut remembered = relay.is_none();
-            let mut events = engine.subscribe();
-            block_on(async {
-                let stop = async {
-                    let _ = tokio::signal::ctrl_c().await;
-                };
-                let run = engine.run(stop);
-                tokio::pin!(run);
-                loop {
-                    tokio::select! {
-                        result = &mut run => return result.map_err(Error::from),
-                        event = events.recv() => match event {
-                            Ok(event) => {
-                                if !remembered
-                                    && matches!(&event, social_sync_core::Event::Connection { status: social_sync_core::ConnectionStatus::Online, .. })
-                                {
-                                    remember_relay(&engine, relay.as_deref())?;
-                                    remembered = true;
-                                }
-                                p.value(&event, |w| writeln!(w, "{}", crate::output::describe(&event)))?
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                tracing::warn!("{n} events were dropped: the output did not keep up");
-                            }
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
-                        },
-                    }
-                }
-            })?
-        }
-        Command::Online { relay } => {
-            let engine = engine(r, relay.as_deref())?;
-            let online = block_on(engine.online())??;
-            remember_relay(&engine, relay.as_deref())?;
-            let r = unwrap_replica(engine)?;
-            let list: Vec<_> = online
-                .iter()
-                .map(|e| {
-                    let name = r.profile(e.user).ok().and_then(|p| p.name);
-                    json!({"user": e.user, "name": name, "devices": e.devices})
-                })
-                .collect();
-            p.value(&list, |w| {
-                if list.is_empty() {
-                    writeln!(w, "Nobody you follow is online.")?;
-                }
-                for (entry, json) in online.iter().zip(&list) {
-                    let name = json["name"].as_str().unwrap_or("");
-                    writeln!(w, "{name} ({}) on {} device(s)", entry.user, entry.devices)?;
-                }
-                Ok(())
-            })
-        }
+        Command::Sync { relay } => relay::sync(r, relay.as_deref(), &mut p),
+        Command::Watch { relay } => relay::watch(r, relay.as_deref(), &mut p),
+        Command::Online { relay } => relay::online(r, relay.as_deref(), &mut p),
         Command::Reindex => {
             let report = r.reindex()?;
             let damaged: Vec<_> = report
@@ -277,96 +250,4 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             )
         }
     }
-}
-
-/// Most bytes read for a post or comment from a file or standard input: far over any
-/// limit (the length check then says by how much), far under what could hurt.
-const MAX_TEXT_BYTES: u64 = 1024 * 1024;
-
-/// The text of a post or comment: the argument, standard input for `-`, or a file.
-fn text_argument(text: Option<String>, file: Option<std::path::PathBuf>) -> Result<String, Error> {
-    use std::io::Read;
-    let (source, reader): (String, Box<dyn Read>) = match (text, file) {
-        (_, Some(path)) => {
-            let f = std::fs::File::open(&path).map_err(|e| Error::TextSource {
-                source_name: path.display().to_string(),
-                detail: e.to_string(),
-            })?;
-            (path.display().to_string(), Box::new(f))
-        }
-        (Some(text), None) if text == "-" => {
-            ("standard input".to_owned(), Box::new(std::io::stdin()))
-        }
-        (Some(text), None) => return Ok(text),
-        (None, None) => return Ok(String::new()),
-    };
-    let mut bytes = Vec::new();
-    reader
-        .take(MAX_TEXT_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::TextSource {
-            source_name: source.clone(),
-            detail: e.to_string(),
-        })?;
-    if bytes.len() as u64 > MAX_TEXT_BYTES {
-        return Err(Error::TextSource {
-            source_name: source,
-            detail: format!("it holds more than {MAX_TEXT_BYTES} bytes"),
-        });
-    }
-    let text = String::from_utf8(bytes).map_err(|_| Error::TextSource {
-        source_name: source,
-        detail: "it is not UTF-8 text".into(),
-    })?;
-    // A file or a pipe usually ends with a newline that is not part of the text.
-    Ok(text.strip_suffix('\n').map(str::to_owned).unwrap_or(text))
-}
-
-fn check_relay_url(url: &str) -> Result<(), Error> {
-    let rest = url
-        .strip_prefix("ws://")
-        .or_else(|| url.strip_prefix("wss://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
-        _ => Err(Error::RelayUrl(url.to_owned())),
-    }
-}
-
-/// A sync engine for the profile, with the relay from `--relay` or from settings. A relay
-/// given with `--relay` is saved only once it answered ([`remember_relay`]): a mistyped
-/// address never replaces a working one.
-fn engine(r: Replica, relay: Option<&str>) -> Result<SyncEngine, Error> {
-    let url = match relay {
-        Some(url) => {
-            check_relay_url(url)?;
-            url.to_owned()
-        }
-        None => r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?,
-    };
-    Ok(SyncEngine::new(Arc::new(Mutex::new(r)), url))
-}
-
-/// Saves `--relay` as the profile's relay, now that it answered.
-fn remember_relay(engine: &SyncEngine, relay: Option<&str>) -> Result<(), Error> {
-    if let Some(url) = relay {
-        engine.replica().set_relay_url(url)?;
-    }
-    Ok(())
-}
-
-/// Takes the replica back from an engine that is done.
-fn unwrap_replica(engine: SyncEngine) -> Result<Replica, Error> {
-    let shared = engine.into_replica();
-    let mutex = Arc::try_unwrap(shared).map_err(|_| Error::Busy)?;
-    Ok(mutex
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner))
-}
-
-/// Runs a future on a single-threaded runtime: the CLI does one thing at a time.
-fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok(runtime.block_on(future))
 }

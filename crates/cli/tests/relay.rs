@@ -1,5 +1,5 @@
 //! The real CLI binary against a real relay (the `sync-server` library serving on a free
-//! loopback port in this test process): sync, watch, follow @NAME, online.
+//! loopback port in this test process): sync, watch, follow @NAME, online, a second device.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 

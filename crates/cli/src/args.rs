@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
-use social_sync_core::{CommentId, PostId, UserId};
+use clap::{Parser, Subcommand, ValueEnum};
+use social_sync_core::{BlobHash, CommentId, NotificationKind, PostId, UserId};
 
 /// Social Sync from the command line: a local-first social feed in a profile folder.
 #[derive(Debug, Parser)]
@@ -23,14 +23,40 @@ pub struct Cli {
 /// One command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Make a new profile: a key pair and a display name.
+    /// Make a new profile: a key pair and a display name; or, with --from-backup, a
+    /// second device of an existing user from a key written by `export-key`.
     Init {
-        /// Display name.
-        #[arg(long)]
-        name: String,
+        /// Display name (a restored profile gets its name with the first sync).
+        #[arg(
+            long,
+            required_unless_present = "from_backup",
+            conflicts_with = "from_backup"
+        )]
+        name: Option<String>,
         /// The relay to sync with, e.g. ws://127.0.0.1:8787.
         #[arg(long, value_name = "URL")]
         relay: Option<String>,
+        /// A key file written by `export-key` on another device: this profile becomes a
+        /// second device of that user (sync to bring the name, posts and follows).
+        #[arg(long, value_name = "PATH")]
+        from_backup: Option<PathBuf>,
+        /// Read the backup's passphrase from the first line of this file (default:
+        /// standard input). Never an argument: a command line is seen by every user of
+        /// the machine (`ps`) and kept in shell history.
+        #[arg(long, value_name = "PATH", requires = "from_backup")]
+        passphrase_file: Option<PathBuf>,
+    },
+    /// Write this profile's key, protected by a passphrase, to a new file (mode 0600), to
+    /// make a second device with `init --from-backup`.
+    ExportKey {
+        /// The file to write (never overwritten).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+        /// Read the passphrase (at least 8 characters) from the first line of this file
+        /// (default: standard input). Never an argument: a command line is seen by every
+        /// user of the machine (`ps`) and kept in shell history.
+        #[arg(long, value_name = "PATH")]
+        passphrase_file: Option<PathBuf>,
     },
     /// Show this profile's user id and name.
     Whoami,
@@ -104,6 +130,42 @@ pub enum Command {
         /// The user.
         uid: UserId,
     },
+    /// Block a user: unfollow them; their likes, comments and follows never notify and
+    /// are hidden everywhere. Private to this profile: never synced.
+    Block {
+        /// The user.
+        uid: UserId,
+    },
+    /// Unblock a user (following them again is up to you).
+    Unblock {
+        /// The user.
+        uid: UserId,
+    },
+    /// The users you blocked, most recent first.
+    Blocked,
+    /// Mute a post: its likes and comments no longer notify.
+    Mute {
+        /// The post.
+        post_id: PostId,
+    },
+    /// Let a muted post notify again.
+    Unmute {
+        /// The post.
+        post_id: PostId,
+    },
+    /// The people you follow.
+    Following,
+    /// The people who follow you, as far as this profile has synced: a follow is known
+    /// once the follower's documents reached this profile (the relay may know more).
+    Followers,
+    /// Save an image (by the hash shown in posts and profiles) to a new file.
+    Image {
+        /// The image's hash.
+        hash: BlobHash,
+        /// The file to write (never overwritten).
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
     /// Your posts and those of people you follow, newest first.
     Feed {
         /// How many posts (1 to 500; page on with --after).
@@ -126,6 +188,9 @@ pub enum Command {
         /// How many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Only this kind; repeat for more (default: every kind).
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<Kind>,
     },
     /// Mark one notification (or all) as read.
     MarkRead {
@@ -174,4 +239,25 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         relay: Option<String>,
     },
+}
+
+/// A kind of notification, as `notifications --kind` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// Someone liked one of your posts.
+    Like,
+    /// Someone commented on one of your posts.
+    Comment,
+    /// Someone followed you.
+    Follow,
+}
+
+impl From<Kind> for NotificationKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Like => Self::Like,
+            Kind::Comment => Self::Comment,
+            Kind::Follow => Self::Follow,
+        }
+    }
 }

@@ -44,6 +44,42 @@ pub enum Error {
     /// Nothing to mark read.
     #[error("say which notification to mark read (its id), or pass --all")]
     MarkWhat,
+    /// A passphrase that could not be read.
+    #[error(
+        "cannot read the passphrase from {source_name}: {detail}; put it on the first line of a file given with --passphrase-file PATH, or of standard input"
+    )]
+    Passphrase {
+        /// The file, or "standard input".
+        source_name: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// A key backup file that could not be read.
+    #[error("cannot read the key backup {path}: {detail}; give the file written by `export-key`")]
+    ReadBackup {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// An output file that is already there.
+    #[error(
+        "{0} already exists: give --out a path that does not exist yet (nothing is overwritten)"
+    )]
+    FileExists(String),
+    /// An output file that could not be written.
+    #[error("cannot write {path}: {detail}; check that its folder exists and is writable")]
+    WriteFile {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// An image hash this profile holds no image for.
+    #[error(
+        "image {0} is not in this profile: check the hash (shown in posts and profiles with --json), or sync to receive it"
+    )]
+    UnknownImage(String),
     /// Writing the output failed (e.g. a closed pipe).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),

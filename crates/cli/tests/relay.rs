@@ -1,5 +1,5 @@
 //! The real CLI binary against a real relay (the `sync-server` library serving on a free
-//! loopback port in this test process): sync, watch, follow @NAME, online.
+//! loopback port in this test process): sync, watch, follow @NAME, online, a second device.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -239,4 +239,68 @@ fn follower_counts_are_the_same_for_everyone_online() {
         String::from_utf8_lossy(&offline.stderr)
     );
     assert!(text.contains("as this profile knows them"), "{text}");
+}
+
+#[test]
+fn a_second_device_made_from_an_exported_key_syncs_the_user_through_the_relay() {
+    let relay = RelayHandle::start();
+    let root = tempfile::tempdir().unwrap();
+    let (laptop, phone) = (root.path().join("laptop"), root.path().join("phone"));
+    let uid = json(
+        &laptop,
+        &["init", "--name", "Ana", "--relay", &relay.url, "--json"],
+    )["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&laptop, &["post", "from the laptop", "--json"]);
+    json(&laptop, &["sync", "--json"]);
+
+    let pass = root.path().join("pass.txt");
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    let key = root.path().join("key.pem");
+    let (key_s, pass_s) = (key.to_str().unwrap(), pass.to_str().unwrap());
+    json(
+        &laptop,
+        &[
+            "export-key",
+            "--out",
+            key_s,
+            "--passphrase-file",
+            pass_s,
+            "--json",
+        ],
+    );
+    let restored = json(
+        &phone,
+        &[
+            "init",
+            "--from-backup",
+            key_s,
+            "--passphrase-file",
+            pass_s,
+            "--relay",
+            &relay.url,
+            "--json",
+        ],
+    );
+    assert_eq!(restored["uid"], uid.as_str());
+
+    // The phone receives the user's name and post, then posts as the same user.
+    json(&phone, &["sync", "--json"]);
+    assert_eq!(json(&phone, &["whoami", "--json"])["name"], "Ana");
+    let feed = json(&phone, &["feed", "--json"]);
+    assert_eq!(feed[0]["text"], "from the laptop");
+    json(&phone, &["post", "from the phone", "--json"]);
+    assert_eq!(json(&phone, &["sync", "--json"])["waiting"], 0);
+
+    json(&laptop, &["sync", "--json"]);
+    let feed = json(&laptop, &["feed", "--json"]);
+    let texts: Vec<&str> = feed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["from the phone", "from the laptop"]);
 }

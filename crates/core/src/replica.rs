@@ -18,7 +18,7 @@ use crate::store::blobs::{self, Blob};
 use crate::store::index::{self, RebuildReport};
 use crate::store::queries::{self, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 use crate::store::{Store, blocks, documents, mutes, notifications, settings};
-use crate::{Env, Error, Notification, Result};
+use crate::{Env, Error, Notification, NotificationKind, Result};
 
 /// Limits on what a user can write.
 pub mod limits {
@@ -545,6 +545,17 @@ impl Replica {
         notifications::list(self.store.conn(), unread_only, limit)
     }
 
+    /// Notifications of the given kinds only (every kind when `kinds` is empty), newest
+    /// first.
+    pub fn notifications_of_kinds(
+        &self,
+        unread_only: bool,
+        kinds: &[NotificationKind],
+        limit: usize,
+    ) -> Result<Vec<Notification>> {
+        notifications::list_of_kinds(self.store.conn(), unread_only, kinds, limit)
+    }
+
     /// How many notifications are unread.
     pub fn unread_count(&self) -> Result<u64> {
         notifications::unread_count(self.store.conn())
@@ -748,6 +759,23 @@ impl Replica {
             .store
             .conn()
             .prepare_cached("SELECT followee FROM follows WHERE follower = ?1 ORDER BY followee")?;
+        let rows = stmt.query_map([self.me.to_string()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.parse()?);
+        }
+        Ok(out)
+    }
+
+    /// Users who follow the local user, among the user documents this profile holds (it
+    /// knows of a follow only once it has synced the follower's document), blocked users
+    /// left out.
+    pub fn followers(&self) -> Result<Vec<UserId>> {
+        let mut stmt = self.store.conn().prepare_cached(concat!(
+            "SELECT follower FROM follows WHERE followee = ?1 AND ",
+            blocks::not_blocked!("follower"),
+            " ORDER BY follower"
+        ))?;
         let rows = stmt.query_map([self.me.to_string()], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for row in rows {

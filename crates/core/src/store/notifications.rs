@@ -138,8 +138,26 @@ fn get(conn: &Connection, id: &str) -> Result<Option<Notification>> {
 /// Notifications, newest first; only unread ones if `unread_only`. Those of people
 /// blocked since are left out.
 pub fn list(conn: &Connection, unread_only: bool, limit: usize) -> Result<Vec<Notification>> {
+    list_of_kinds(conn, unread_only, &[], limit)
+}
+
+/// Newest first, only of the given kinds (every kind when `kinds` is empty), at most
+/// `limit`.
+pub fn list_of_kinds(
+    conn: &Connection,
+    unread_only: bool,
+    kinds: &[NotificationKind],
+    limit: usize,
+) -> Result<Vec<Notification>> {
+    // The kinds are this enum's own fixed words, never user text: safe to inline.
+    let of_kinds = if kinds.is_empty() {
+        String::new()
+    } else {
+        let words: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+        format!(" AND n.kind IN ({})", words.join(","))
+    };
     let sql = format!(
-        "{SELECT} WHERE (?1 = 0 OR n.read = 0) AND {} ORDER BY n.created_at DESC, n.id DESC LIMIT ?2",
+        "{SELECT} WHERE (?1 = 0 OR n.read = 0) AND {}{of_kinds} ORDER BY n.created_at DESC, n.id DESC LIMIT ?2",
         not_blocked!("n.actor")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
@@ -235,5 +253,28 @@ mod tests {
             mark_read(c, "nope").unwrap_err().code(),
             "unknown_notification"
         );
+    }
+
+    #[test]
+    fn a_list_of_kinds_keeps_only_those_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), true).unwrap();
+        let c = store.conn();
+        record(c, &like(1)).unwrap();
+        let follow = Event {
+            kind: NotificationKind::Follow,
+            post_id: None,
+            ..like(2)
+        };
+        record(c, &follow).unwrap();
+        let kinds = |of: &[NotificationKind]| -> Vec<NotificationKind> {
+            let list = list_of_kinds(c, false, of, 10).unwrap();
+            list.iter().map(|n| n.kind).collect()
+        };
+        use NotificationKind::{Comment, Follow, Like};
+        assert_eq!(kinds(&[]), [Follow, Like], "no kinds: every kind");
+        assert_eq!(kinds(&[Like]), [Like]);
+        assert_eq!(kinds(&[Comment]), []);
+        assert_eq!(kinds(&[Follow, Like]), [Follow, Like]);
     }
 }

@@ -1,0 +1,164 @@
+//! Commands that talk to the relay (sync, watch, online) and the helpers they share.
+
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use social_sync_core::{Replica, SyncEngine};
+
+use crate::Error;
+use crate::output::Printer;
+
+/// Syncs until nothing is left to exchange.
+pub(super) fn sync(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Result<(), Error> {
+    let engine = engine(r, relay)?;
+    let summary = block_on(engine.sync_once())??;
+    remember_relay(&engine, relay)?;
+    p.value(&summary, |w| {
+            writeln!(
+                w,
+                "Sync done: {} documents offered, {} changes received, {} new notifications, {} images, {} local changes still waiting",
+                summary.documents,
+                summary.received,
+                summary.notifications.len(),
+                summary.images,
+                summary.waiting
+            )?;
+            for refusal in &summary.refusals {
+                writeln!(w, "The relay refused ({refusal})")?;
+            }
+            Ok(())
+        })
+}
+
+/// Stays connected, printing each event, until Ctrl-C.
+pub(super) fn watch(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Result<(), Error> {
+    let engine = engine(r, relay)?;
+    let mut remembered = relay.is_none();
+    let mut events = engine.subscribe();
+    block_on(async {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let run = engine.run(stop);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                result = &mut run => return result.map_err(Error::from),
+                event = events.recv() => match event {
+                    Ok(event) => {
+                        if !remembered
+                            && matches!(&event, social_sync_core::Event::Connection { status: social_sync_core::ConnectionStatus::Online, .. })
+                        {
+                            remember_relay(&engine, relay)?;
+                            remembered = true;
+                        }
+                        p.value(&event, |w| writeln!(w, "{}", crate::output::describe(&event)))?
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!("{n} events were dropped: the output did not keep up");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+                },
+            }
+        }
+    })?
+}
+
+/// Which of the followed users are online.
+pub(super) fn online(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Result<(), Error> {
+    let engine = engine(r, relay)?;
+    let online = block_on(engine.online())??;
+    remember_relay(&engine, relay)?;
+    let r = unwrap_replica(engine)?;
+    let list: Vec<_> = online
+        .iter()
+        .map(|e| {
+            let name = r.profile(e.user).ok().and_then(|p| p.name);
+            json!({"user": e.user, "name": name, "devices": e.devices})
+        })
+        .collect();
+    p.value(&list, |w| {
+        if list.is_empty() {
+            writeln!(w, "Nobody you follow is online.")?;
+        }
+        for (entry, json) in online.iter().zip(&list) {
+            let name = json["name"].as_str().unwrap_or("");
+            writeln!(w, "{name} ({}) on {} device(s)", entry.user, entry.devices)?;
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn check_relay_url(url: &str) -> Result<(), Error> {
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
+        _ => Err(Error::RelayUrl(url.to_owned())),
+    }
+}
+
+/// A sync engine for the profile, with the relay from `--relay` or from settings. A relay
+/// given with `--relay` is saved only once it answered ([`remember_relay`]): a mistyped
+/// address never replaces a working one.
+pub(super) fn engine(r: Replica, relay: Option<&str>) -> Result<SyncEngine, Error> {
+    let url = match relay {
+        Some(url) => {
+            check_relay_url(url)?;
+            url.to_owned()
+        }
+        None => r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?,
+    };
+    Ok(SyncEngine::new(Arc::new(Mutex::new(r)), url))
+}
+
+/// How long `profile` waits for the relay's follow counts before showing its own.
+const GRAPH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `uid`'s follow graph from the profile's relay, if one is set and answers in time.
+pub(super) fn follow_graph(
+    r: Replica,
+    uid: social_sync_core::UserId,
+) -> Result<Option<social_sync_protocol::FollowGraph>, Error> {
+    if r.relay_url()?.is_none() {
+        return Ok(None);
+    }
+    let engine = engine(r, None)?;
+    // The timer is made inside the runtime (`block_on`), not before it.
+    let answer =
+        block_on(async { tokio::time::timeout(GRAPH_PATIENCE, engine.follow_graph(uid)).await })?;
+    match answer {
+        Ok(Ok(graph)) => Ok(Some(graph)),
+        Ok(Err(e)) => {
+            tracing::info!("the relay's follow counts are not available: {e}");
+            Ok(None)
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// Saves `--relay` as the profile's relay, now that it answered.
+pub(super) fn remember_relay(engine: &SyncEngine, relay: Option<&str>) -> Result<(), Error> {
+    if let Some(url) = relay {
+        engine.replica().set_relay_url(url)?;
+    }
+    Ok(())
+}
+
+/// Takes the replica back from an engine that is done.
+pub(super) fn unwrap_replica(engine: SyncEngine) -> Result<Replica, Error> {
+    let shared = engine.into_replica();
+    let mutex = Arc::try_unwrap(shared).map_err(|_| Error::Busy)?;
+    Ok(mutex
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
+/// Runs a future on a single-threaded runtime: the CLI does one thing at a time.
+pub(super) fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(future))
+}

@@ -257,6 +257,32 @@ fn a_watch_keeps_running_while_sync_online_and_follow_run_on_its_profile() {
             .any(|p| p["text"] == "posted after Ben's commands"),
         "{feed}"
     );
+
+    // A notification another process on Ben's profile stores (an import of Ana's export
+    // folder, in which she follows Ben; she never syncs it, so the relay cannot tell the
+    // watch) is shown by the watch too, once.
+    let ben_id = json(&ben, &["whoami", "--json"])["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&ana, &["follow", &ben_id, "--json"]);
+    let folder = root.path().join("ana-export");
+    let folder = folder.to_str().unwrap();
+    json(&ana, &["export", folder, "--json"]);
+    json(&ben, &["import", folder, "--json"]);
+    let note = watch.wait_for("follow notification", Duration::from_secs(15), |v| {
+        v["event"] == "notification"
+    });
+    assert_eq!(note["notification"]["kind"], "follow", "{note}");
+    assert_eq!(note["notification"]["actor"], ana_id.as_str(), "{note}");
+    std::thread::sleep(Duration::from_millis(700));
+    watch.drain();
+    let shown = watch
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "notification")
+        .count();
+    assert_eq!(shown, 1, "shown once: {:?}", watch.seen);
     assert!(watch.running());
 }
 

@@ -191,6 +191,10 @@ pub struct SyncEngine {
 struct Live {
     running: bool,
     queries: Option<mpsc::UnboundedSender<Query>>,
+    /// The newest notification row shown as an event (see
+    /// [`Replica::notifications_stored_after`]): kept across reconnects, so those another
+    /// process on the profile stored meanwhile are shown once.
+    notes_seen: i64,
 }
 
 impl SyncEngine {
@@ -317,7 +321,12 @@ impl SyncEngine {
     /// and jitter. Returns early only for errors that retrying cannot fix.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), SyncError> {
         tokio::pin!(shutdown);
-        self.live().running = true;
+        let notes_seen = self.replica().last_notification_row()?;
+        {
+            let mut live = self.live();
+            live.running = true;
+            live.notes_seen = notes_seen;
+        }
         let result = self.run_sessions(&mut shutdown).await;
         *self.live() = Live::default();
         result
@@ -494,6 +503,9 @@ struct Session<'a> {
     presence_asked: VecDeque<oneshot::Sender<Vec<PresenceEntry>>>,
     /// While the inbox is being caught up: documents that received changes, of how many.
     catch_up: Option<(HashSet<DocId>, u64)>,
+    /// Ids of the notifications this session emitted since the last look at those stored
+    /// by other processes (not shown twice).
+    emitted_notes: HashSet<String>,
 }
 
 impl<'a> Session<'a> {
@@ -516,6 +528,7 @@ impl<'a> Session<'a> {
             names_asked: VecDeque::new(),
             presence_asked: VecDeque::new(),
             catch_up: None,
+            emitted_notes: HashSet::new(),
         }
     }
 
@@ -651,6 +664,7 @@ impl<'a> Session<'a> {
                             self.ping().await?;
                         }
                     }
+                    self.show_notifications_stored_elsewhere()?;
                     if self.blobs_retry.is_some_and(|at| tokio::time::Instant::now() >= at) {
                         self.blobs_retry = None;
                         self.ask_missing_blobs().await?;
@@ -660,6 +674,24 @@ impl<'a> Session<'a> {
                 () = &mut shutdown => return Ok(()),
             }
         }
+    }
+
+    /// Emits the notifications another process on the profile stored (a one-shot `sync`
+    /// beside this running client took the changes first: this session's merge of the
+    /// same changes then applied nothing and raised nothing).
+    fn show_notifications_stored_elsewhere(&mut self) -> Result<(), SyncError> {
+        let seen = self.engine.live().notes_seen;
+        let (notes, last) = self.engine.replica().notifications_stored_after(seen)?;
+        for notification in notes {
+            if !self.emitted_notes.contains(&notification.id) {
+                self.engine.emit(Event::Notification { notification });
+            }
+        }
+        // Every notification this session raised is stored at or before `last`: the
+        // session is one task, so none was raised between the query and here.
+        self.emitted_notes.clear();
+        self.engine.live().notes_seen = last;
+        Ok(())
     }
 
     async fn ask(&mut self, query: Query) -> Result<(), SyncError> {
@@ -870,6 +902,7 @@ impl<'a> Session<'a> {
             self.engine.emit(Event::changed(doc));
         }
         for notification in outcome.notifications {
+            self.emitted_notes.insert(notification.id.clone());
             self.engine.emit(Event::Notification {
                 notification: notification.clone(),
             });

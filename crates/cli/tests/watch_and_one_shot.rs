@@ -357,3 +357,55 @@ fn a_watch_comes_back_when_its_relay_restarts() {
     });
     drop(relay);
 }
+
+#[test]
+fn a_sync_cut_on_every_try_tries_again_then_says_how_often() {
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A "relay" that takes the WebSocket and the hello, then drops the connection.
+    let tries = Arc::new(AtomicUsize::new(0));
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let counted = tries.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    continue;
+                };
+                let _hello = ws.next().await;
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(ws);
+            }
+        });
+    });
+    let addr: SocketAddr = addr_rx.recv().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ana = root.path().join("ana");
+    json(&ana, &["init", "--name", "Ana", "--json"]);
+    let started = Instant::now();
+    let out = cli(
+        &ana,
+        &["sync", "--relay", &format!("ws://{addr}"), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(tries.load(Ordering::SeqCst), 4, "{stderr}");
+    assert!(stderr.contains("failed 4 times in a row"), "{stderr}");
+    assert!(!stderr.contains("will be retried"), "{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "with backoff between the tries: {:?}",
+        started.elapsed()
+    );
+}

@@ -153,6 +153,7 @@ fn wire_seeds(dir: &Path, fixture: &Fixture, ben: &Replica) {
                 user,
                 device: "00ff00ff00ff00ff".into(),
                 agent: "fuzz".into(),
+                instance: None,
             },
         ),
         (

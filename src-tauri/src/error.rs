@@ -39,7 +39,8 @@ impl From<social_sync_core::SyncError> for CommandError {
             social_sync_core::SyncError::Unreachable { .. }
             | social_sync_core::SyncError::Lost(_)
             | social_sync_core::SyncError::NotConnected { .. }
-            | social_sync_core::SyncError::Crashed(_) => "offline",
+            | social_sync_core::SyncError::Crashed(_)
+            | social_sync_core::SyncError::GaveUp { .. } => "offline",
             social_sync_core::SyncError::Refused { .. } => "relay_refused",
             social_sync_core::SyncError::Protocol(_) => "relay_protocol",
             social_sync_core::SyncError::Local(inner) => inner.code(),

@@ -1,5 +1,6 @@
 //! Who is connected: connections with their outbound queues, presence (one entry per
-//! device, never stored), document subscriptions, and connections per address. Fan-out
+//! device, never stored; a device may have several running clients, told apart by
+//! `hello.instance`), document subscriptions, and connections per address. Fan-out
 //! goes through here: a frame is encoded once and queued on every recipient connection.
 
 use std::collections::{HashMap, HashSet};
@@ -21,6 +22,7 @@ pub type ConnId = u64;
 struct Conn {
     user: UserId,
     device: String,
+    instance: Option<u64>,
     out: Outbound,
     kick: Option<oneshot::Sender<ErrorCode>>,
 }
@@ -29,7 +31,8 @@ struct Conn {
 struct Inner {
     next: ConnId,
     conns: HashMap<ConnId, Conn>,
-    devices: HashMap<UserId, HashMap<String, ConnId>>,
+    /// Per user, per device, per running client (`hello.instance`): the connection.
+    devices: HashMap<UserId, HashMap<String, HashMap<Option<u64>, ConnId>>>,
     subscriptions: HashMap<DocId, HashSet<ConnId>>,
     subscribed: HashMap<ConnId, HashSet<DocId>>,
     per_ip: HashMap<IpAddr, usize>,
@@ -77,13 +80,16 @@ impl Hub {
         }
     }
 
-    /// Registers an authenticated connection. A connection of the same device is replaced:
-    /// it is told why and closed. Returns the new id and whether the user was already
-    /// online on some device (so no presence change is announced).
+    /// Registers an authenticated connection. A connection of the same device and instance
+    /// (the same running client reconnecting) is replaced: it is told why and closed.
+    /// Other instances of the device (a one-shot command beside a running app) stay.
+    /// Returns the new id and whether the user was already online on some device (so no
+    /// presence change is announced).
     pub fn register(
         &self,
         user: UserId,
         device: &str,
+        instance: Option<u64>,
         out: Outbound,
         kick: oneshot::Sender<ErrorCode>,
     ) -> (ConnId, bool) {
@@ -95,7 +101,9 @@ impl Hub {
             .devices
             .entry(user)
             .or_default()
-            .insert(device.to_owned(), id);
+            .entry(device.to_owned())
+            .or_default()
+            .insert(instance, id);
         if let Some(old) = previous.and_then(|old| inner.conns.get_mut(&old))
             && let Some(kick) = old.kick.take()
         {
@@ -106,6 +114,7 @@ impl Hub {
             Conn {
                 user,
                 device: device.to_owned(),
+                instance,
                 out,
                 kick: Some(kick),
             },
@@ -115,7 +124,8 @@ impl Hub {
     }
 
     /// Removes a connection. Returns its user and device if the user is now offline: this
-    /// was their last device (not when a newer connection of the device replaced it).
+    /// was their last connection (not when a newer connection of the same running client
+    /// replaced it).
     pub fn unregister(&self, id: ConnId) -> Option<(UserId, String)> {
         let mut inner = self.lock();
         let conn = inner.conns.remove(&id)?;
@@ -131,8 +141,13 @@ impl Hub {
         }
         let mut offline = None;
         if let Some(devices) = inner.devices.get_mut(&conn.user) {
-            if devices.get(&conn.device) == Some(&id) {
-                devices.remove(&conn.device);
+            if let Some(instances) = devices.get_mut(&conn.device)
+                && instances.get(&conn.instance) == Some(&id)
+            {
+                instances.remove(&conn.instance);
+                if instances.is_empty() {
+                    devices.remove(&conn.device);
+                }
                 if devices.is_empty() {
                     offline = Some((conn.user, conn.device));
                 }
@@ -181,7 +196,7 @@ impl Hub {
         let mut targets: HashSet<ConnId> = users
             .iter()
             .filter_map(|u| inner.devices.get(u))
-            .flat_map(|d| d.values().copied())
+            .flat_map(|d| d.values().flat_map(|i| i.values().copied()))
             .collect();
         if let Some(subs) = doc.and_then(|d| inner.subscriptions.get(d)) {
             targets.extend(subs.iter().copied());

@@ -445,6 +445,7 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
         user: eve.uid,
         device: "00000000000000e2".into(),
         agent: "t".into(),
+        instance: None,
     })
     .await;
     let _challenge = raw.recv().await.unwrap();
@@ -472,6 +473,7 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
         user: eve.uid,
         device: "00000000000000e3".into(),
         agent: "t".into(),
+        instance: None,
     })
     .await;
     let m = raw.recv().await;
@@ -556,6 +558,34 @@ async fn presence_never_leaves_a_ghost() {
         online[0].devices, 1,
         "a count: device ids stay on the relay"
     );
+    drop(first);
+    drop(_second);
+
+    // Running clients of one device (hello.instance) stay side by side: a one-shot command
+    // beside a running app. The same instance connecting again replaces its ghost.
+    let (identity, user) = {
+        let r = ana.r();
+        (r.identity().clone(), r.user_id())
+    };
+    let device = "00000000000000a2";
+    let mut app = Raw::login_instance(&relay.url(), &identity, user, device, Some(1)).await;
+    let mut one_shot = Raw::login_instance(&relay.url(), &identity, user, device, Some(2)).await;
+    for raw in [&mut app, &mut one_shot] {
+        raw.send(&ClientMessage::Ping { id: 9 }).await;
+        assert!(
+            raw.until(|m| matches!(m, ServerMessage::Pong { id: 9 }))
+                .await
+                .is_some(),
+            "both instances of the device are served"
+        );
+    }
+    let online = ben.engine.online().await.unwrap();
+    assert_eq!(online.len(), 1);
+    assert_eq!(online[0].devices, 1, "instances of one device count once");
+    let _again = Raw::login_instance(&relay.url(), &identity, user, device, Some(1)).await;
+    app.expect_fatal(ErrorCode::Replaced).await;
+    drop(one_shot);
+    drop(_again);
 }
 
 /// Regression: a client sent a document before the images it names, so a live follower

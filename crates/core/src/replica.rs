@@ -556,6 +556,19 @@ impl Replica {
         notifications::list_of_kinds(self.store.conn(), unread_only, kinds, limit)
     }
 
+    /// Where [`Replica::notifications_stored_after`] starts: the newest notification's row
+    /// number (0 when there is none).
+    pub fn last_notification_row(&self) -> Result<i64> {
+        notifications::last_row(self.store.conn())
+    }
+
+    /// Notifications stored after row `after`, oldest first, and the row to ask after next
+    /// time. A running client uses it to show what another process on the same profile
+    /// (a one-shot `sync` beside the app) stored.
+    pub fn notifications_stored_after(&self, after: i64) -> Result<(Vec<Notification>, i64)> {
+        notifications::stored_after(self.store.conn(), after)
+    }
+
     /// How many notifications are unread.
     pub fn unread_count(&self) -> Result<u64> {
         notifications::unread_count(self.store.conn())

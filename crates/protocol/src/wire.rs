@@ -48,11 +48,21 @@ pub enum ClientMessage {
         version: u32,
         /// The user (public key).
         user: UserId,
-        /// This device: 16 lowercase hex digits. A new connection of the same device
-        /// replaces the old one.
+        /// This device: 16 lowercase hex digits. The device's inbox position on the relay
+        /// is kept under it.
         device: String,
         /// Free text naming the client, for logs.
         agent: String,
+        /// Which running client of the device this is: a random number each running client
+        /// (an app, a `watch`, a one-shot command) draws once and keeps across its
+        /// reconnects. A new connection of the same device *and* instance replaces the old
+        /// one (a reconnect leaves no ghost); clients of one device with different
+        /// instances stay connected side by side. Absent (clients before this field) counts
+        /// as one instance of its own, so those replace each other as before. Optional and
+        /// left out when absent, so old relays (which ignore unknown fields) and old
+        /// clients keep working.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<u64>,
     },
     /// Answer to [`ServerMessage::Challenge`]: Ed25519 signature of [`auth_payload`].
     Auth {
@@ -373,6 +383,14 @@ mod tests {
                 user: uid(),
                 device: "00ff00ff00ff00ff".into(),
                 agent: "t".into(),
+                instance: None,
+            },
+            ClientMessage::Hello {
+                version: 1,
+                user: uid(),
+                device: "00ff00ff00ff00ff".into(),
+                agent: "t".into(),
+                instance: Some(u64::MAX),
             },
             ClientMessage::Auth {
                 signature: ByteBuf::from(vec![1; 64]),
@@ -402,6 +420,41 @@ mod tests {
         let value: ciborium::Value = ciborium::from_reader(&frame[..]).unwrap();
         let map = value.as_map().unwrap();
         assert_eq!(map[0].0, ciborium::Value::Text("inbox_ack".into()));
+    }
+
+    #[test]
+    fn a_hello_without_instance_is_the_old_encoding() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Old {
+            Hello {
+                version: u32,
+                user: UserId,
+                device: String,
+                agent: String,
+            },
+        }
+        let old = Old::Hello {
+            version: 1,
+            user: uid(),
+            device: "00ff00ff00ff00ff".into(),
+            agent: "t".into(),
+        };
+        let mut old_frame = Vec::new();
+        ciborium::into_writer(&old, &mut old_frame).unwrap();
+        let new = ClientMessage::Hello {
+            version: 1,
+            user: uid(),
+            device: "00ff00ff00ff00ff".into(),
+            agent: "t".into(),
+            instance: None,
+        };
+        assert_eq!(
+            encode(&new),
+            old_frame,
+            "no instance: byte for byte the old hello"
+        );
+        assert_eq!(decode::<ClientMessage>(&old_frame).unwrap(), new);
     }
 
     #[test]

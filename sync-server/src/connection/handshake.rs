@@ -25,6 +25,8 @@ pub(crate) struct Session {
     pub(crate) user: UserId,
     /// The device id from `hello`.
     pub(crate) device: String,
+    /// Which running client of the device (`hello.instance`; `None` from older clients).
+    pub(crate) instance: Option<u64>,
 }
 
 /// Turns a WebSocket error into the code and message the client is told.
@@ -105,6 +107,7 @@ pub(crate) async fn authenticate(
         user,
         device,
         agent,
+        instance,
     } = hello
     else {
         return Err((
@@ -165,7 +168,11 @@ pub(crate) async fn authenticate(
     )
     .map_err(|_| bad())?;
     tracing::debug!(%user, %agent, "signature verified");
-    Ok(Session { user, device })
+    Ok(Session {
+        user,
+        device,
+        instance,
+    })
 }
 
 /// Tells a client its handshake was refused and closes, within a second: the error, a close

@@ -114,10 +114,14 @@ pub async fn run(
         return;
     }
     let (kick_tx, kick_rx) = oneshot::channel();
-    let (id, was_online) = shared
-        .hub
-        .register(session.user, &session.device, out.clone(), kick_tx);
-    tracing::info!(%peer, user = %session.user, device = %session.device, "authenticated");
+    let (id, was_online) = shared.hub.register(
+        session.user,
+        &session.device,
+        session.instance,
+        out.clone(),
+        kick_tx,
+    );
+    tracing::info!(%peer, user = %session.user, device = %session.device, instance = ?session.instance, "authenticated");
     if !was_online {
         announce(shared, session.user, true).await;
     }
@@ -310,7 +314,7 @@ impl Connection {
                 code = &mut kick => {
                     let code = code.unwrap_or(ErrorCode::Internal);
                     let message = match code {
-                        ErrorCode::Replaced => "this device connected again; this older connection is closed".to_owned(),
+                        ErrorCode::Replaced => "this running client of the device connected again; this older connection is closed".to_owned(),
                         _ => "closed by the relay".to_owned(),
                     };
                     return Some((code, message));

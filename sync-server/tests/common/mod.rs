@@ -207,12 +207,24 @@ impl Raw {
     /// Connects and authenticates as `user` with `identity`; panics unless the frame after
     /// Auth is Welcome.
     pub async fn login_as(url: &str, identity: &Identity, user: UserId, device: &str) -> Self {
+        Self::login_instance(url, identity, user, device, None).await
+    }
+
+    /// Connects and authenticates as `user` on `device` as the running client `instance`.
+    pub async fn login_instance(
+        url: &str,
+        identity: &Identity,
+        user: UserId,
+        device: &str,
+        instance: Option<u64>,
+    ) -> Self {
         let mut raw = Self::connect(url).await;
         raw.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             user,
             device: device.into(),
             agent: "test".into(),
+            instance,
         })
         .await;
         let ServerMessage::Challenge { nonce, .. } = raw.recv().await.unwrap() else {

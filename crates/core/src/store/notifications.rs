@@ -165,6 +165,30 @@ pub fn list_of_kinds(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The row number of the newest stored notification (0 when there is none): where
+/// [`stored_after`] starts.
+pub fn last_row(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(rowid), 0) FROM notifications",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Notifications stored after row `after` (by this process or another one on the same
+/// profile), in the order they were stored, with the row number to ask after next time.
+/// Those of people blocked are left out.
+pub fn stored_after(conn: &Connection, after: i64) -> Result<(Vec<Notification>, i64)> {
+    let sql = format!(
+        "{SELECT} WHERE n.rowid > ?1 AND {} ORDER BY n.rowid",
+        not_blocked!("n.actor")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![after], from_row)?;
+    let notes = rows.collect::<Result<_, _>>()?;
+    Ok((notes, last_row(conn)?.max(after)))
+}
+
 /// How many are unread.
 pub fn unread_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row(

@@ -24,8 +24,21 @@ pub struct Link {
 const HANDSHAKE: Duration = Duration::from_secs(15);
 
 impl Link {
-    /// Connects to `url` and authenticates as `identity` on `device`.
+    /// Connects to `url` and authenticates as `identity` on `device`, without an instance
+    /// (a second such connection of the device replaces this one).
     pub async fn connect(url: &str, identity: &Identity, device: &str) -> Result<Self, SyncError> {
+        Self::connect_as(url, identity, device, None).await
+    }
+
+    /// Connects to `url` and authenticates as `identity` on `device`, as the running client
+    /// `instance` of the device: only a later connection with the same instance replaces
+    /// this one (see `hello.instance` in the protocol's README).
+    pub async fn connect_as(
+        url: &str,
+        identity: &Identity,
+        device: &str,
+        instance: Option<u64>,
+    ) -> Result<Self, SyncError> {
         let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
         let unreachable = |detail: String| SyncError::Unreachable {
             url: url.to_owned(),
@@ -52,6 +65,7 @@ impl Link {
             user,
             device: device.to_owned(),
             agent: format!("social-sync-core/{}", env!("CARGO_PKG_VERSION")),
+            instance,
         })
         .await?;
         let nonce = match link.recv_timeout(HANDSHAKE).await? {

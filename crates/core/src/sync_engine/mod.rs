@@ -56,9 +56,22 @@ pub enum SyncError {
         /// What failed.
         detail: String,
     },
-    /// The connection broke.
-    #[error("the connection to the relay was lost ({0}); it will be retried")]
+    /// The connection broke (a running engine reconnects by itself; a one-shot sync tries
+    /// again a few times, then fails with [`SyncError::GaveUp`]).
+    #[error("the connection to the relay was lost ({0})")]
     Lost(String),
+    /// A one-shot sync lost its connection (or was cut by the relay) on every try.
+    #[error(
+        "syncing with {url} failed {attempts} times in a row, the last time because {last}: check that the relay runs, then sync again"
+    )]
+    GaveUp {
+        /// The relay's address.
+        url: String,
+        /// How many times it was tried.
+        attempts: u32,
+        /// Why the last try failed.
+        last: Box<SyncError>,
+    },
     /// The relay sent something this client does not understand.
     #[error(
         "the relay sent something unexpected ({0}): the relay and this client may be of different versions"
@@ -98,8 +111,12 @@ impl SyncError {
                     | ErrorCode::SlowReader
                     | ErrorCode::TooManyConnections
                     | ErrorCode::Internal
+                    // Another connection of this running client took over (a ghost of a
+                    // reconnect, or a relay that predates `hello.instance` and replaces any
+                    // second connection of the device): connect again.
+                    | ErrorCode::Replaced
             ),
-            Self::NotConnected { .. } | Self::Crashed(_) => true,
+            Self::NotConnected { .. } | Self::Crashed(_) | Self::GaveUp { .. } => true,
             _ => false,
         }
     }
@@ -123,6 +140,9 @@ enum Query {
 
 /// How long a one-off question waits for its answer.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many times a one-shot sync connects before giving up, when the connection is lost
+/// (or cut by the relay) after it was made.
+const ONE_SHOT_ATTEMPTS: u32 = 4;
 /// How long to wait before asking again for images the relay did not have.
 const BLOB_RETRY: Duration = Duration::from_secs(5);
 
@@ -147,13 +167,26 @@ pub struct SyncSummary {
 /// The sync engine of one profile.
 ///
 /// While [`SyncEngine::run`] is going, one-off questions ([`SyncEngine::lookup_name`],
-/// [`SyncEngine::online`]) travel over its connection: a device never opens a second
-/// connection, which the relay would take as the device connecting again and close the
-/// first (the desktop twin of the seed's duplicate-socket bug). Without a running session
-/// (the CLI's one-shot commands) they open a short connection of their own.
+/// [`SyncEngine::online`]) travel over its connection: an engine never opens a second
+/// connection of its own, which the relay would take as this client reconnecting and close
+/// the first (the desktop twin of the seed's duplicate-socket bug). Without a running
+/// session (the CLI's one-shot commands) they open a short connection of their own.
+///
+/// Each engine is its own running client of the profile's device (`hello.instance`, drawn
+/// at random in [`SyncEngine::new`]): a one-shot command in another process, beside a
+/// running app or `watch` on the same profile, connects side by side with it and replaces
+/// nothing. They share the profile's database (SQLite, one write transaction at a time)
+/// and the relay's inbox position of the device, which says how far that database holds
+/// the inbox; notifications come from the documents as they are stored, whichever
+/// process stores them.
 pub struct SyncEngine {
     replica: Arc<Mutex<Replica>>,
     url: String,
+    /// Which running client of the device this engine is (`hello.instance`): drawn at
+    /// random once, kept across reconnects, so a one-shot command beside a running app or
+    /// `watch` on the same profile never replaces its connection, while a reconnect of
+    /// this engine replaces its own ghost.
+    instance: u64,
     events: broadcast::Sender<Event>,
     live: Mutex<Live>,
 }
@@ -163,6 +196,10 @@ pub struct SyncEngine {
 struct Live {
     running: bool,
     queries: Option<mpsc::UnboundedSender<Query>>,
+    /// The newest notification row shown as an event (see
+    /// [`Replica::notifications_stored_after`]): kept across reconnects, so those another
+    /// process on the profile stored meanwhile are shown once.
+    notes_seen: i64,
 }
 
 impl SyncEngine {
@@ -172,6 +209,7 @@ impl SyncEngine {
         Self {
             replica,
             url: url.into(),
+            instance: rand::random(),
             events,
             live: Mutex::new(Live::default()),
         }
@@ -233,11 +271,42 @@ impl SyncEngine {
             let r = self.replica();
             (r.identity().clone(), r.device())
         };
-        Link::connect(&self.url, &identity, &device).await
+        Link::connect_as(&self.url, &identity, &device, Some(self.instance)).await
     }
 
-    /// Connects, syncs until both sides hold the same documents, and disconnects.
+    /// Connects, syncs until both sides hold the same documents, and disconnects. A
+    /// connection lost (or cut by the relay) once made is tried again with backoff, up to
+    /// [`ONE_SHOT_ATTEMPTS`] times in all, then [`SyncError::GaveUp`]; a relay that cannot
+    /// be reached at all fails at once ([`SyncError::Unreachable`]).
     pub async fn sync_once(&self) -> Result<SyncSummary, SyncError> {
+        let mut backoff = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(250))
+            .with_max_delay(Duration::from_secs(4))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.sync_one_try().await {
+                Err(e) if retry_one_shot(&e) => {
+                    if attempts >= ONE_SHOT_ATTEMPTS {
+                        return Err(SyncError::GaveUp {
+                            url: self.url.clone(),
+                            attempts,
+                            last: Box::new(e),
+                        });
+                    }
+                    let delay = backoff.next().unwrap_or(Duration::from_secs(4));
+                    tracing::info!(error = %e, ?delay, attempts, "sync interrupted; trying again");
+                    tokio::time::sleep(delay).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn sync_one_try(&self) -> Result<SyncSummary, SyncError> {
         let once = async {
             let link = self.connect().await?;
             let mut session = Session::new(self, link);
@@ -257,7 +326,12 @@ impl SyncEngine {
     /// and jitter. Returns early only for errors that retrying cannot fix.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), SyncError> {
         tokio::pin!(shutdown);
-        self.live().running = true;
+        let notes_seen = self.replica().last_notification_row()?;
+        {
+            let mut live = self.live();
+            live.running = true;
+            live.notes_seen = notes_seen;
+        }
         let result = self.run_sessions(&mut shutdown).await;
         *self.live() = Live::default();
         result
@@ -451,6 +525,9 @@ struct Session<'a> {
     graphs_asked: VecDeque<oneshot::Sender<FollowGraph>>,
     /// While the inbox is being caught up: documents that received changes, of how many.
     catch_up: Option<(HashSet<DocId>, u64)>,
+    /// Ids of the notifications this session emitted since the last look at those stored
+    /// by other processes (not shown twice).
+    emitted_notes: HashSet<String>,
 }
 
 impl<'a> Session<'a> {
@@ -474,6 +551,7 @@ impl<'a> Session<'a> {
             presence_asked: VecDeque::new(),
             graphs_asked: VecDeque::new(),
             catch_up: None,
+            emitted_notes: HashSet::new(),
         }
     }
 
@@ -609,6 +687,7 @@ impl<'a> Session<'a> {
                             self.ping().await?;
                         }
                     }
+                    self.show_notifications_stored_elsewhere()?;
                     if self.blobs_retry.is_some_and(|at| tokio::time::Instant::now() >= at) {
                         self.blobs_retry = None;
                         self.ask_missing_blobs().await?;
@@ -618,6 +697,24 @@ impl<'a> Session<'a> {
                 () = &mut shutdown => return Ok(()),
             }
         }
+    }
+
+    /// Emits the notifications another process on the profile stored (a one-shot `sync`
+    /// beside this running client took the changes first: this session's merge of the
+    /// same changes then applied nothing and raised nothing).
+    fn show_notifications_stored_elsewhere(&mut self) -> Result<(), SyncError> {
+        let seen = self.engine.live().notes_seen;
+        let (notes, last) = self.engine.replica().notifications_stored_after(seen)?;
+        for notification in notes {
+            if !self.emitted_notes.contains(&notification.id) {
+                self.engine.emit(Event::Notification { notification });
+            }
+        }
+        // Every notification this session raised is stored at or before `last`: the
+        // session is one task, so none was raised between the query and here.
+        self.emitted_notes.clear();
+        self.engine.live().notes_seen = last;
+        Ok(())
     }
 
     async fn ask(&mut self, query: Query) -> Result<(), SyncError> {
@@ -837,6 +934,7 @@ impl<'a> Session<'a> {
             self.engine.emit(Event::changed(doc));
         }
         for notification in outcome.notifications {
+            self.emitted_notes.insert(notification.id.clone());
             self.engine.emit(Event::Notification {
                 notification: notification.clone(),
             });
@@ -878,7 +976,13 @@ impl<'a> Session<'a> {
     }
 }
 
-/// The next one-off question, or never when there is no channel (a one-shot sync).
+/// Whether a one-shot sync tries again after `e`: a connection that was made and then
+/// lost or cut, not a relay that cannot be reached (the user is told at once) nor a
+/// refusal that retrying cannot fix.
+fn retry_one_shot(e: &SyncError) -> bool {
+    e.is_transient() && !matches!(e, SyncError::Unreachable { .. } | SyncError::GaveUp { .. })
+}
+
 /// The error for a session that panicked, logged.
 fn crashed(panic: &(dyn std::any::Any + Send)) -> SyncError {
     let detail = panic
@@ -890,9 +994,48 @@ fn crashed(panic: &(dyn std::any::Any + Send)) -> SyncError {
     SyncError::Crashed(detail)
 }
 
+/// The next one-off question, or never when there is no channel (a one-shot sync).
 async fn next_query(queries: &mut Option<mpsc::UnboundedReceiver<Query>>) -> Option<Query> {
     match queries {
         Some(q) => q.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_or_lost_connection_is_retried_an_unreachable_relay_is_told_at_once() {
+        let replaced = SyncError::Refused {
+            code: ErrorCode::Replaced,
+            message: "x".into(),
+        };
+        assert!(replaced.is_transient(), "a replaced watch comes back");
+        assert!(retry_one_shot(&replaced));
+        assert!(retry_one_shot(&SyncError::Lost("Broken pipe".into())));
+        let unreachable = SyncError::Unreachable {
+            url: "ws://127.0.0.1:9".into(),
+            detail: "refused".into(),
+        };
+        assert!(unreachable.is_transient() && !retry_one_shot(&unreachable));
+        let gave_up = SyncError::GaveUp {
+            url: "ws://relay".into(),
+            attempts: ONE_SHOT_ATTEMPTS,
+            last: Box::new(SyncError::Lost("Broken pipe".into())),
+        };
+        assert!(!retry_one_shot(&gave_up));
+        let told = gave_up.to_string();
+        assert!(!told.contains("will be retried"), "{told}");
+        assert!(
+            told.contains("4 times") && told.contains("Broken pipe"),
+            "{told}"
+        );
+        let bad = SyncError::Refused {
+            code: ErrorCode::BadSignature,
+            message: "x".into(),
+        };
+        assert!(!retry_one_shot(&bad));
     }
 }

@@ -1,0 +1,411 @@
+//! The real CLI binary against a real relay (the `sync-server` library serving on a loopback
+//! port in this test process): a running `watch` and one-shot commands on the same profile
+//! share it (neither ends the other), two `sync` at once both succeed, and a `watch` whose
+//! relay restarts comes back by itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A relay serving from `data` on `addr` in a thread of this process, until dropped.
+struct Relay {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Serves `data` on `addr` (port 0: a free one).
+    fn start(data: &Path, addr: SocketAddr) -> Self {
+        let mut config = sync_server::Config::with_data(data.to_path_buf());
+        config.listen = addr;
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // The port of a relay just stopped may take a moment to be free again.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let listener = loop {
+                    match sync_server::bind(&config).await {
+                        Ok(l) => break l,
+                        Err(_) if Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                };
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                sync_server::serve(listener, config, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().unwrap();
+        Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn cli(profile: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn parse(args: &[&str], out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{args:?} exited with {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn json(profile: &Path, args: &[&str]) -> Value {
+    parse(args, &cli(profile, args))
+}
+
+/// A running `watch --json`, its stdout lines as JSON values, killed when dropped.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    /// Every line printed so far.
+    seen: Vec<Value>,
+}
+
+impl Watch {
+    fn start(profile: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+            .arg("--profile")
+            .arg(profile)
+            .args(["watch", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel::<Value>();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("watch printed non-JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line matching `pred` within `within`.
+    fn wait_for(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => {
+                    let running = self.running();
+                    panic!(
+                        "watch printed no {what} within {within:?}; it printed {:?}; still running: {running}",
+                        self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    fn online(&mut self, within: Duration) {
+        self.wait_for("connection online", within, |v| {
+            v["event"] == "connection" && v["status"] == "online"
+        });
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Takes the lines printed meanwhile (without waiting).
+    fn drain(&mut self) {
+        while let Ok(v) = self.lines.try_recv() {
+            self.seen.push(v);
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two profiles, Ana and Ben, on `relay`; Ana has synced one post. Returns their folders and
+/// Ana's user id.
+fn ana_and_ben(root: &Path, relay: &str) -> (PathBuf, PathBuf, String) {
+    let (ana, ben) = (root.join("ana"), root.join("ben"));
+    let ana_id = json(&ana, &["init", "--name", "Ana", "--relay", relay, "--json"])["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&ben, &["init", "--name", "Ben", "--relay", relay, "--json"]);
+    json(&ana, &["post", "hello from Ana", "--json"]);
+    assert_eq!(json(&ana, &["sync", "--json"])["waiting"], 0);
+    (ana, ben, ana_id)
+}
+
+#[test]
+fn a_watch_keeps_running_while_sync_online_and_follow_run_on_its_profile() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ben, ana_id) = ana_and_ben(root.path(), &relay.url());
+
+    let mut watch = Watch::start(&ben);
+    watch.online(Duration::from_secs(15));
+
+    // One-shot commands on the watched profile, each exiting 0 with its JSON.
+    let followed = json(&ben, &["follow", "@ana", "--json"]);
+    assert_eq!(followed["uid"], ana_id.as_str());
+    let summary = json(&ben, &["sync", "--json"]);
+    assert_eq!(summary["waiting"], 0, "{summary}");
+    let feed = json(&ben, &["feed", "--json"]);
+    assert_eq!(feed[0]["text"], "hello from Ana", "{feed}");
+    let online = json(&ben, &["online", "--json"]);
+    assert!(online.is_array(), "{online}");
+    // Twice more, quickly: none of them may end or replace the watch.
+    for _ in 0..2 {
+        json(&ben, &["sync", "--json"]);
+        json(&ben, &["online", "--json"]);
+    }
+
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(watch.running(), "the watch ended: {:?}", watch.seen);
+    watch.drain();
+    assert!(
+        !watch
+            .seen
+            .iter()
+            .any(|v| v["event"] == "connection" && v["status"] == "offline"),
+        "the watch lost its connection: {:?}",
+        watch.seen
+    );
+
+    // And it still shows what another user does, live.
+    json(&ana, &["post", "posted after Ben's commands", "--json"]);
+    json(&ana, &["sync", "--json"]);
+    let changed = watch.wait_for("feed_changed for Ana", Duration::from_secs(15), |v| {
+        v["event"] == "feed_changed" && v["user"] == ana_id.as_str()
+    });
+    assert_eq!(changed["user"], ana_id.as_str());
+    let feed = json(&ben, &["feed", "--json"]);
+    assert!(
+        feed.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["text"] == "posted after Ben's commands"),
+        "{feed}"
+    );
+
+    // A notification another process on Ben's profile stores (an import of Ana's export
+    // folder, in which she follows Ben; she never syncs it, so the relay cannot tell the
+    // watch) is shown by the watch too, once.
+    let ben_id = json(&ben, &["whoami", "--json"])["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&ana, &["follow", &ben_id, "--json"]);
+    let folder = root.path().join("ana-export");
+    let folder = folder.to_str().unwrap();
+    json(&ana, &["export", folder, "--json"]);
+    json(&ben, &["import", folder, "--json"]);
+    let note = watch.wait_for("follow notification", Duration::from_secs(15), |v| {
+        v["event"] == "notification"
+    });
+    assert_eq!(note["notification"]["kind"], "follow", "{note}");
+    assert_eq!(note["notification"]["actor"], ana_id.as_str(), "{note}");
+    std::thread::sleep(Duration::from_millis(700));
+    watch.drain();
+    let shown = watch
+        .seen
+        .iter()
+        .filter(|v| v["event"] == "notification")
+        .count();
+    assert_eq!(shown, 1, "shown once: {:?}", watch.seen);
+    assert!(watch.running());
+}
+
+#[test]
+fn two_syncs_at_once_on_one_profile_both_succeed() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ben, _) = ana_and_ben(root.path(), &relay.url());
+    json(&ben, &["follow", "@ana", "--json"]);
+    for round in 0..3 {
+        for i in 0..20 {
+            json(
+                &ana,
+                &["post", &format!("round {round} post {i}"), "--json"],
+            );
+        }
+        let spawn = |profile: &Path| {
+            Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
+                .arg("--profile")
+                .arg(profile)
+                .args(["sync", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let syncs = [spawn(&ana), spawn(&ana), spawn(&ben), spawn(&ben)];
+        for child in syncs {
+            let out = child.wait_with_output().unwrap();
+            let summary = parse(&["sync", "--json"], &out);
+            assert!(summary["documents"].as_u64().unwrap() >= 1, "{summary}");
+        }
+        assert_eq!(json(&ana, &["sync", "--json"])["waiting"], 0);
+        json(&ben, &["sync", "--json"]);
+        let feed = json(&ben, &["feed", "--limit", "100", "--json"]);
+        assert_eq!(
+            feed.as_array().unwrap().len(),
+            1 + 20 * (round + 1),
+            "Ben holds every post of Ana"
+        );
+    }
+}
+
+#[test]
+fn a_watch_comes_back_when_its_relay_restarts() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let addr = relay.addr;
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ben, ana_id) = ana_and_ben(root.path(), &relay.url());
+    json(&ben, &["follow", "@ana", "--json"]);
+    json(&ben, &["sync", "--json"]);
+
+    let mut watch = Watch::start(&ben);
+    watch.online(Duration::from_secs(15));
+
+    drop(relay);
+    watch.wait_for("connection offline", Duration::from_secs(15), |v| {
+        v["event"] == "connection" && v["status"] == "offline"
+    });
+    assert!(watch.running(), "the watch ended with its relay");
+
+    let relay = Relay::start(data.path(), addr);
+    watch.online(Duration::from_secs(30));
+    assert!(watch.running());
+
+    json(&ana, &["post", "after the restart", "--json"]);
+    json(&ana, &["sync", "--json"]);
+    watch.wait_for("feed_changed for Ana", Duration::from_secs(15), |v| {
+        v["event"] == "feed_changed" && v["user"] == ana_id.as_str()
+    });
+    drop(relay);
+}
+
+#[test]
+fn a_sync_cut_on_every_try_tries_again_then_says_how_often() {
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A "relay" that takes the WebSocket and the hello, then drops the connection.
+    let tries = Arc::new(AtomicUsize::new(0));
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let counted = tries.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    continue;
+                };
+                let _hello = ws.next().await;
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(ws);
+            }
+        });
+    });
+    let addr: SocketAddr = addr_rx.recv().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ana = root.path().join("ana");
+    json(&ana, &["init", "--name", "Ana", "--json"]);
+    let started = Instant::now();
+    let out = cli(
+        &ana,
+        &["sync", "--relay", &format!("ws://{addr}"), "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(tries.load(Ordering::SeqCst), 4, "{stderr}");
+    assert!(stderr.contains("failed 4 times in a row"), "{stderr}");
+    assert!(!stderr.contains("will be retried"), "{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "with backoff between the tries: {:?}",
+        started.elapsed()
+    );
+}

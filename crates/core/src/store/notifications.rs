@@ -96,13 +96,15 @@ pub struct Notification {
 }
 
 /// Stores the notification for `event` unless it exists already; returns it only if new.
-/// Nothing is stored for a blocked actor, nor for a like or comment on a muted post.
+/// Nothing is stored for a blocked actor, nor for a like or comment on a muted post or on
+/// a deleted one (see [`super::deletes`]): one this profile saw deleted, or one missing
+/// from its author's document held here.
 pub fn record(conn: &Connection, event: &Event) -> Result<Option<Notification>> {
     if super::blocks::is_blocked(conn, event.actor)? {
         return Ok(None);
     }
     if let Some(post) = &event.post_id
-        && super::mutes::is_muted(conn, post)?
+        && (super::mutes::is_muted(conn, post)? || post_is_gone(conn, post)?)
     {
         return Ok(None);
     }
@@ -123,6 +125,21 @@ pub fn record(conn: &Connection, event: &Event) -> Result<Option<Notification>> 
         return Ok(None);
     }
     get(conn, &id)
+}
+
+/// Whether `post` was deleted, as far as this profile can tell: it saw it deleted, or it
+/// holds the author's document and the post is not indexed. (A thread may arrive before
+/// its author's document: then the post is given the benefit of the doubt.)
+fn post_is_gone(conn: &Connection, post: &PostId) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deleted_posts WHERE post_id = ?1)
+                 OR (NOT EXISTS (SELECT 1 FROM posts WHERE post_id = ?1)
+                     AND EXISTS (SELECT 1 FROM documents WHERE doc_id = 'user/' || ?2))",
+        )?
+        .query_row(params![post.as_str(), post.author().to_string()], |r| {
+            r.get(0)
+        })?)
 }
 
 const SELECT: &str =

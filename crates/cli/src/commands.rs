@@ -187,6 +187,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
             let engine = engine(r, relay.as_deref())?;
             let summary = block_on(engine.sync_once())??;
             remember_relay(&engine, relay.as_deref())?;
+            // Told on stderr too, so a script reading the JSON still shows it to a person.
+            for undelivered in &summary.undelivered {
+                tracing::warn!("{undelivered}");
+            }
             p.value(&summary, |w| {
                 writeln!(
                     w,
@@ -199,6 +203,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 )?;
                 for refusal in &summary.refusals {
                     writeln!(w, "The relay refused ({refusal})")?;
+                }
+                for undelivered in &summary.undelivered {
+                    writeln!(w, "Not delivered: {undelivered}")?;
                 }
                 Ok(())
             })

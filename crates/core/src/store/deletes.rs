@@ -16,8 +16,10 @@
 //!   to it the post was never there.
 //! - **The author** is never notified of a reaction to a post their profile does not hold
 //!   ([`super::notifications::record`] checks the post is indexed), and the delete removes
-//!   the notifications already raised for it, read or not, so the list and the unread count
-//!   agree with the posts shown.
+//!   the notifications already raised for it, read or not. The list and the unread count
+//!   also leave out any notification whose post is not indexed (a device restored from a
+//!   backup may get a thread before the user document saying its post is gone), so they
+//!   always agree with the posts shown.
 //! - **The liker/commenter** whose reaction was still waiting to be sent when the delete
 //!   arrived is told: when a sync round settles, every outbox entry for the thread of a
 //!   tombstoned post leaves the outbox and is reported as [`Undelivered`] (in the sync

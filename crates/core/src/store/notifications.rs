@@ -152,24 +152,42 @@ fn get(conn: &Connection, id: &str) -> Result<Option<Notification>> {
         .optional()?)
 }
 
+/// SQL condition: the notification's post (if any) is one this profile shows. A like or
+/// comment whose thread arrived before its post is shown once the post arrives; one on a
+/// post deleted since is not shown (the delete also removes it, see [`super::deletes`]).
+macro_rules! post_shown {
+    ($col:literal) => {
+        concat!(
+            "(",
+            $col,
+            " IS NULL OR ",
+            $col,
+            " IN (SELECT post_id FROM posts))"
+        )
+    };
+}
+
 /// Notifications, newest first; only unread ones if `unread_only`. Those of people
-/// blocked since are left out.
+/// blocked since, and those about a post this profile does not show, are left out.
 pub fn list(conn: &Connection, unread_only: bool, limit: usize) -> Result<Vec<Notification>> {
     let sql = format!(
-        "{SELECT} WHERE (?1 = 0 OR n.read = 0) AND {} ORDER BY n.created_at DESC, n.id DESC LIMIT ?2",
-        not_blocked!("n.actor")
+        "{SELECT} WHERE (?1 = 0 OR n.read = 0) AND {} AND {} ORDER BY n.created_at DESC, n.id DESC LIMIT ?2",
+        not_blocked!("n.actor"),
+        post_shown!("n.post_id")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![unread_only, limit], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// How many are unread.
+/// How many are unread (of those [`list`] shows).
 pub fn unread_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row(
         concat!(
             "SELECT COUNT(*) FROM notifications WHERE read = 0 AND ",
-            not_blocked!("actor")
+            not_blocked!("actor"),
+            " AND ",
+            post_shown!("post_id")
         ),
         [],
         |r| r.get(0),
@@ -184,9 +202,16 @@ pub fn mark_read(conn: &Connection, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Marks all as read; returns how many were unread.
+/// Marks all as read (of those about a post, the ones whose post is shown); returns how
+/// many were unread.
 pub fn mark_all_read(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute("UPDATE notifications SET read = 1 WHERE read = 0", [])?)
+    Ok(conn.execute(
+        concat!(
+            "UPDATE notifications SET read = 1 WHERE read = 0 AND ",
+            post_shown!("post_id")
+        ),
+        [],
+    )?)
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
@@ -238,7 +263,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), true).unwrap();
         let c = store.conn();
+        let post = like(1).post_id.unwrap();
+        // Until its post arrives, a like is stored but not shown.
         assert!(record(c, &like(1)).unwrap().is_some());
+        assert_eq!(unread_count(c).unwrap(), 0);
+        c.execute(
+            "INSERT INTO posts (post_id, author, text, media, created_at)
+             VALUES (?1, ?2, 'p', '[]', 0)",
+            params![post.as_str(), post.author().to_string()],
+        )
+        .unwrap();
         assert!(record(c, &like(1)).unwrap().is_none());
         assert!(record(c, &like(2)).unwrap().is_some());
         assert_eq!(unread_count(c).unwrap(), 2);

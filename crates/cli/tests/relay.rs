@@ -266,10 +266,27 @@ fn reactions_to_a_deleted_post_never_notify_and_the_reactor_is_told() {
         )),
         "{stderr}"
     );
-    // Text output says it too; a second sync has nothing more to report.
+    // A second sync has nothing more to report.
     let again = cli(&ben, &["sync"]);
     assert!(again.status.success());
     assert!(!String::from_utf8_lossy(&again.stdout).contains("Not delivered"));
+
+    // The same race read by a person: the text output says it.
+    let third = post_id(json(&ana, &["post", "third, deleted too", "--json"]));
+    json(&ana, &["sync", "--json"]);
+    json(&ben, &["sync", "--json"]);
+    json(&ana, &["delete-post", &third, "--json"]);
+    json(&ana, &["sync", "--json"]);
+    json(&ben, &["like", &third, "--json"]);
+    let out = cli(&ben, &["sync"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "Not delivered: your like or comment on post {third} was not delivered: its author deleted the post (1 change dropped)"
+        )),
+        "{stdout}"
+    );
 
     // Ana syncs: no notification, none listed.
     let summary = json(&ana, &["sync", "--json"]);

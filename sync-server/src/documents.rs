@@ -320,7 +320,11 @@ impl Inner {
     }
 
     /// A thread is accepted only for a post the relay has: in its author's user document,
-    /// or a thread it already stores (a post deleted after its first reactions).
+    /// or a thread it already stores (a post deleted after its first reactions). Reactions
+    /// to a post deleted since are accepted on purpose: no client shows or notifies them,
+    /// the reacting client reports them undelivered and settles its outbox, and a refusal
+    /// would only have them offered again at every sync (see
+    /// `social_sync_core::store::deletes`).
     fn check_post_exists(&mut self, doc: &DocId, post: &PostId) -> Result<(), Refusal> {
         if self.store.stored_bytes(doc)? > 0 || self.cache.contains(doc) {
             return Ok(());

@@ -118,6 +118,7 @@ export type SyncEvent =
   | { event: 'notification'; notification: AppNotification }
   | { event: 'presence'; user: UserId; online: boolean }
   | { event: 'progress'; done: number; total: number }
+  | { event: 'undelivered'; undelivered: { post_id: PostId; author: UserId; changes: number } }
   | { event: 'rejected'; code: string; doc: string | null; message: string };
 
 export type Target =

@@ -158,6 +158,9 @@ export function applySyncEvent(e: SyncEvent) {
     case 'progress':
       progress.value = e.total > 0 && e.done < e.total ? { done: e.done, total: e.total } : null;
       break;
+    case 'undelivered':
+      toast('Not delivered', 'Your like or comment was not delivered: its author deleted the post.', 'error');
+      break;
     case 'rejected':
       toast(e.code === 'name_taken' ? 'That name is taken' : 'The relay refused a change', e.message, 'error');
       break;

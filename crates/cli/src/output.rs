@@ -223,6 +223,7 @@ pub fn describe(event: &Event) -> String {
             format!("{user} is {}", if *online { "online" } else { "offline" })
         }
         Event::Progress { done, total } => format!("synced {done} of {total} documents"),
+        Event::Undelivered { undelivered } => undelivered.to_string(),
         Event::Rejected { code, message, .. } => {
             format!("the relay refused ({}): {message}", code.as_str())
         }

@@ -304,3 +304,137 @@ fn a_second_device_made_from_an_exported_key_syncs_the_user_through_the_relay() 
         .collect();
     assert_eq!(texts, ["from the phone", "from the laptop"]);
 }
+
+/// Issue 10, item 2: likes and comments racing a delete.
+#[test]
+fn reactions_to_a_deleted_post_never_notify_and_the_reactor_is_told() {
+    let relay = RelayHandle::start();
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ben) = (root.path().join("ana"), root.path().join("ben"));
+    let ana_id = json(
+        &ana,
+        &["init", "--name", "Ana", "--relay", &relay.url, "--json"],
+    )["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(
+        &ben,
+        &["init", "--name", "Ben", "--relay", &relay.url, "--json"],
+    );
+    let post_id = |out: Value| out["post_id"].as_str().unwrap().to_owned();
+    let early = post_id(json(&ana, &["post", "liked, then deleted", "--json"]));
+    let late = post_id(json(&ana, &["post", "deleted, then liked", "--json"]));
+    json(&ana, &["sync", "--json"]);
+    json(&ben, &["follow", &ana_id, "--json"]);
+    json(&ben, &["sync", "--json"]);
+
+    // A like raised before the delete: Ana is notified, then the delete takes it away.
+    json(&ben, &["like", &early, "--json"]);
+    json(&ben, &["sync", "--json"]);
+    let summary = json(&ana, &["sync", "--json"]);
+    let kinds = |notes: &Value| -> Vec<String> {
+        let mut kinds: Vec<String> = notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["kind"].as_str().unwrap().to_owned())
+            .collect();
+        kinds.sort();
+        kinds
+    };
+    assert_eq!(kinds(&summary["notifications"]), ["follow", "like"]);
+    json(&ana, &["delete-post", &early, "--json"]);
+    json(&ana, &["delete-post", &late, "--json"]);
+    let notes = json(&ana, &["notifications", "--json"]);
+    assert_eq!(
+        kinds(&notes),
+        ["follow"],
+        "the like went with the post: {notes}"
+    );
+    json(&ana, &["sync", "--json"]);
+
+    // Ben, not synced since, likes and comments on the deleted post, then syncs.
+    json(&ben, &["like", &late, "--json"]);
+    json(&ben, &["comment", &late, "still there?", "--json"]);
+    let out = cli(&ben, &["sync", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let undelivered = summary["undelivered"].as_array().unwrap();
+    assert_eq!(undelivered.len(), 1, "{summary}");
+    assert_eq!(undelivered[0]["post_id"], late.as_str());
+    assert_eq!(undelivered[0]["changes"], 2);
+    assert_eq!(
+        summary["waiting"], 0,
+        "nothing stuck in the outbox: {summary}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "your like or comment on post {late} was not delivered: its author deleted the post"
+        )),
+        "{stderr}"
+    );
+    // A second sync has nothing more to report.
+    let again = cli(&ben, &["sync"]);
+    assert!(again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("Not delivered"));
+
+    // The same race read by a person: the text output says it.
+    let third = post_id(json(&ana, &["post", "third, deleted too", "--json"]));
+    json(&ana, &["sync", "--json"]);
+    json(&ben, &["sync", "--json"]);
+    json(&ana, &["delete-post", &third, "--json"]);
+    json(&ana, &["sync", "--json"]);
+    json(&ben, &["like", &third, "--json"]);
+    let out = cli(&ben, &["sync"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "Not delivered: your like or comment on post {third} was not delivered: its author deleted the post (1 change dropped)"
+        )),
+        "{stdout}"
+    );
+
+    // Ana syncs: no notification, none listed.
+    let summary = json(&ana, &["sync", "--json"]);
+    assert_eq!(summary["notifications"], serde_json::json!([]), "{summary}");
+    let notes = json(&ana, &["notifications", "--json"]);
+    assert_eq!(
+        kinds(&notes),
+        ["follow"],
+        "none for the deleted posts: {notes}"
+    );
+    assert!(
+        notes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["post_id"].is_null()),
+        "{notes}"
+    );
+
+    // On the deleted post, thread, like and comment say it was deleted, for both of them.
+    for (who, args) in [
+        (&ben, vec!["thread", late.as_str()]),
+        (&ben, vec!["like", late.as_str()]),
+        (&ben, vec!["comment", late.as_str(), "hello?"]),
+        (&ana, vec!["thread", late.as_str()]),
+        (&ben, vec!["thread", early.as_str()]),
+    ] {
+        let out = cli(who, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(
+                "was deleted by its author: it can no longer be shown, liked or commented on"
+            ),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -131,6 +131,10 @@ pub enum Error {
     /// The post is not in this profile.
     #[error("post {0} is not in this profile: check the id, or sync to receive it")]
     UnknownPost(PostId),
+    /// The post was deleted by its author (this profile held it and saw it go): it can no
+    /// longer be shown, liked or commented on.
+    #[error("post {0} was deleted by its author: it can no longer be shown, liked or commented on")]
+    DeletedPost(PostId),
     /// The comment is not in this profile.
     #[error("comment {0} is not in this profile: check the id, or sync to receive it")]
     UnknownComment(CommentId),
@@ -224,6 +228,7 @@ impl Error {
             Self::Unvetted(_) => "invalid_change",
             Self::InvalidId(_) => "invalid_id",
             Self::UnknownPost(_) => "unknown_post",
+            Self::DeletedPost(_) => "deleted_post",
             Self::UnknownComment(_) => "unknown_comment",
             Self::NotYours { .. } => "not_yours",
             Self::UnknownNotification(_) => "unknown_notification",

@@ -33,6 +33,7 @@ pub use env::{Clock, Env, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use identity::Identity;
 pub use replica::{MergeOutcome, Replica};
+pub use store::deletes::Undelivered;
 pub use store::notifications::{Notification, NotificationKind};
 pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 pub use sync_engine::{ConnectionStatus, Event, SyncEngine, SyncError, SyncSummary};

@@ -15,6 +15,7 @@ use crate::export_folder::{self, ExportSummary, ImportSummary};
 use crate::identity::{Identity, KEY_FILE};
 use crate::model::{self, CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, vetting};
 use crate::store::blobs::{self, Blob};
+use crate::store::deletes::{self, Undelivered};
 use crate::store::index::{self, RebuildReport};
 use crate::store::queries::{self, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 use crate::store::{Store, blocks, documents, mutes, notifications, settings};
@@ -342,11 +343,11 @@ impl Replica {
                 author: id.author().to_string(),
             });
         }
-        self.edit(DocId::User(self.me), |am, _| {
+        self.edit(DocId::User(self.me), |am, conn| {
             if UserDoc::remove_post(am, id)? {
                 Ok(())
             } else {
-                Err(Error::UnknownPost(id.clone()))
+                Err(queries::missing_post(conn, id))
             }
         })
     }
@@ -748,6 +749,13 @@ impl Replica {
             c.execute("DELETE FROM outbox WHERE doc_id = ?1", [doc.to_string()])?;
             Ok(true)
         })
+    }
+
+    /// Takes out of the outbox the local likes and comments on posts this profile has since
+    /// seen deleted, and returns them: they will never reach anyone, and the user should be
+    /// told so (see [`crate::store::deletes`]).
+    pub fn settle_deleted(&mut self) -> Result<Vec<Undelivered>> {
+        self.store.write(deletes::settle_outbox)
     }
 
     /// Posts of `author` whose thread this profile has neither stored nor asked the relay

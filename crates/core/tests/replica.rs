@@ -395,7 +395,7 @@ fn deleting_posts_and_comments_is_for_their_authors() {
     send(&ana.replica, &mut ben.replica);
     assert_eq!(
         ben.replica.thread(&post).unwrap_err().code(),
-        "unknown_post"
+        "deleted_post"
     );
     assert_eq!(
         ana.replica.search("hello", 10).unwrap().len(),
@@ -845,4 +845,94 @@ fn a_name_with_invisible_characters_is_refused_with_the_character() {
     let err =
         Replica::create(dir.path(), "\u{202E}ana", None, Env::deterministic(2, 0)).unwrap_err();
     assert_eq!(err.code(), "bad_name");
+}
+
+#[test]
+fn reactions_racing_a_delete_never_notify_and_are_reported_undelivered() {
+    let mut ana = profile("Ana", 1);
+    let mut ben = profile("Ben", 2);
+    let early = ana.replica.post("liked before the delete", &[]).unwrap();
+    let late = ana
+        .replica
+        .post("reacted to after the delete", &[])
+        .unwrap();
+    send(&ana.replica, &mut ben.replica);
+
+    // A like raised before the delete disappears with the post, from the list and the count.
+    ben.replica.like(&early).unwrap();
+    assert_eq!(
+        send(&ben.replica, &mut ana.replica),
+        vec![NotificationKind::Like]
+    );
+    assert_eq!(ana.replica.unread_count().unwrap(), 1);
+    // (The relay confirmed it: it left Ben's outbox.)
+    let early_thread = DocId::Thread(early.clone());
+    let heads = ben.replica.heads(&early_thread).unwrap();
+    assert!(ben.replica.confirm_synced(&early_thread, &heads).unwrap());
+    ana.replica.delete_post(&early).unwrap();
+    assert!(ana.replica.notifications(false, 50).unwrap().is_empty());
+    assert_eq!(ana.replica.unread_count().unwrap(), 0);
+
+    // Ana deletes `late`; Ben, not knowing, likes and comments on it: no notification.
+    ana.replica.delete_post(&late).unwrap();
+    ben.replica.like(&late).unwrap();
+    ben.replica.comment(&late, "nice").unwrap();
+    assert!(
+        send(&ben.replica, &mut ana.replica).is_empty(),
+        "reactions to a deleted post never notify"
+    );
+    assert!(ana.replica.notifications(false, 50).unwrap().is_empty());
+    for code in [
+        ana.replica.thread(&late).unwrap_err().code(),
+        ana.replica.delete_post(&late).unwrap_err().code(),
+    ] {
+        assert_eq!(code, "deleted_post");
+    }
+
+    // Ben learns of the delete: his waiting reactions leave the outbox, reported once.
+    let waiting_thread = DocId::Thread(late.clone());
+    assert!(
+        ben.replica
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|(d, _)| *d == waiting_thread)
+    );
+    send(&ana.replica, &mut ben.replica);
+    let undelivered = ben.replica.settle_deleted().unwrap();
+    assert_eq!(undelivered.len(), 1);
+    assert_eq!(undelivered[0].post_id, late);
+    assert_eq!(undelivered[0].changes, 2);
+    assert!(undelivered[0].to_string().contains("deleted the post"));
+    assert!(
+        !ben.replica
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|(d, _)| *d == waiting_thread),
+        "never stuck in the outbox"
+    );
+    assert!(ben.replica.settle_deleted().unwrap().is_empty());
+
+    // Now Ben is told "deleted", not "never received"; an unknown post still says unknown.
+    for code in [
+        ben.replica.like(&late).map(drop).unwrap_err().code(),
+        ben.replica
+            .comment(&late, "hello?")
+            .map(drop)
+            .unwrap_err()
+            .code(),
+        ben.replica.thread(&late).map(drop).unwrap_err().code(),
+    ] {
+        assert_eq!(code, "deleted_post");
+    }
+    let never = social_sync_core::PostId::new(ana.replica.user_id(), b"never-sent");
+    assert_eq!(ben.replica.like(&never).unwrap_err().code(), "unknown_post");
+
+    // Tombstones survive a rebuild of the index.
+    ben.replica.reindex().unwrap();
+    assert_eq!(
+        ben.replica.thread(&late).unwrap_err().code(),
+        "deleted_post"
+    );
 }

@@ -13,6 +13,10 @@ pub(super) fn sync(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Resu
     let engine = engine(r, relay)?;
     let summary = block_on(engine.sync_once())??;
     remember_relay(&engine, relay)?;
+    // Told on stderr too, so a script reading the JSON still shows it to a person.
+    for undelivered in &summary.undelivered {
+        tracing::warn!("{undelivered}");
+    }
     p.value(&summary, |w| {
             writeln!(
                 w,
@@ -25,6 +29,9 @@ pub(super) fn sync(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Resu
             )?;
             for refusal in &summary.refusals {
                 writeln!(w, "The relay refused ({refusal})")?;
+            }
+            for undelivered in &summary.undelivered {
+                writeln!(w, "Not delivered: {undelivered}")?;
             }
             Ok(())
         })

@@ -13,7 +13,7 @@ use automerge::{AutoCommit, ChangeHash, PatchAction, Prop, ReadDoc};
 use rusqlite::{Connection, params};
 use social_sync_protocol::{CommentId, DocId, PostId, UserId};
 
-use super::{documents, notifications};
+use super::{deletes, documents, notifications};
 use crate::model::thread::ThreadKey;
 use crate::model::user::UserKey;
 use crate::model::{ThreadDoc, UserDoc};
@@ -209,12 +209,18 @@ impl Indexer<'_> {
 
     fn post(&self, owner: UserId, am: &AutoCommit, id: &PostId) -> Result<()> {
         let Some(post) = UserDoc(am).post(id) else {
-            self.conn
+            let held = self
+                .conn
                 .execute("DELETE FROM posts WHERE post_id = ?1", [id.as_str()])?;
             self.conn
                 .execute("DELETE FROM timeline WHERE post_id = ?1", [id.as_str()])?;
+            if held > 0 {
+                // Its author deleted a post this profile held.
+                deletes::record(self.conn, id)?;
+            }
             return Ok(());
         };
+        deletes::forget(self.conn, id)?;
         let media: Vec<String> = post.media.iter().map(ToString::to_string).collect();
         self.conn.execute(
             "INSERT INTO posts (post_id, author, text, media, created_at) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -151,6 +151,17 @@ const STEPS: &[M<'static>] = &[
     INSERT INTO comments_fts(comments_fts) VALUES ('rebuild');
     "#,
     ),
+    M::up(
+        r#"
+    -- Posts this profile held and then saw deleted by their author (see
+    -- `crate::store::deletes`): kept across reindex, like notifications, so that a like or
+    -- comment on one is told "deleted", not "never received".
+    CREATE TABLE deleted_posts (
+        post_id    TEXT PRIMARY KEY,
+        author     TEXT NOT NULL
+    );
+    "#,
+    ),
 ];
 
 #[cfg(test)]

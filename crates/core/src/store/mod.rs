@@ -13,12 +13,15 @@
 //! - [`settings`]: small key/value preferences of this profile.
 //! - [`blocks`]: people the user blocked (private, never synced).
 //! - [`mutes`]: posts whose notifications the user muted (private, never synced).
+//! - [`deletes`]: posts this profile saw deleted, and the reactions that raced with a
+//!   delete (the design is there).
 //!
 //! Every function takes a `&Connection`, so a caller can run several of them in one
 //! transaction: a merge writes the changes, the index and the notifications atomically.
 
 pub mod blobs;
 pub mod blocks;
+pub mod deletes;
 pub mod documents;
 pub mod index;
 mod migrations;

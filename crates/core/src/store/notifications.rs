@@ -96,13 +96,15 @@ pub struct Notification {
 }
 
 /// Stores the notification for `event` unless it exists already; returns it only if new.
-/// Nothing is stored for a blocked actor, nor for a like or comment on a muted post.
+/// Nothing is stored for a blocked actor, nor for a like or comment on a muted post or on
+/// a deleted one (see [`super::deletes`]): one this profile saw deleted, or one missing
+/// from its author's document held here.
 pub fn record(conn: &Connection, event: &Event) -> Result<Option<Notification>> {
     if super::blocks::is_blocked(conn, event.actor)? {
         return Ok(None);
     }
     if let Some(post) = &event.post_id
-        && super::mutes::is_muted(conn, post)?
+        && (super::mutes::is_muted(conn, post)? || post_is_gone(conn, post)?)
     {
         return Ok(None);
     }
@@ -125,6 +127,21 @@ pub fn record(conn: &Connection, event: &Event) -> Result<Option<Notification>> 
     get(conn, &id)
 }
 
+/// Whether `post` was deleted, as far as this profile can tell: it saw it deleted, or it
+/// holds the author's document and the post is not indexed. (A thread may arrive before
+/// its author's document: then the post is given the benefit of the doubt.)
+fn post_is_gone(conn: &Connection, post: &PostId) -> Result<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM deleted_posts WHERE post_id = ?1)
+                 OR (NOT EXISTS (SELECT 1 FROM posts WHERE post_id = ?1)
+                     AND EXISTS (SELECT 1 FROM documents WHERE doc_id = 'user/' || ?2))",
+        )?
+        .query_row(params![post.as_str(), post.author().to_string()], |r| {
+            r.get(0)
+        })?)
+}
+
 const SELECT: &str =
     "SELECT n.id, n.kind, n.actor, p.name, n.post_id, n.comment_id, n.created_at, n.read
      FROM notifications n LEFT JOIN profiles p ON p.uid = n.actor";
@@ -135,8 +152,23 @@ fn get(conn: &Connection, id: &str) -> Result<Option<Notification>> {
         .optional()?)
 }
 
+/// SQL condition: the notification's post (if any) is one this profile shows. A like or
+/// comment whose thread arrived before its post is shown once the post arrives; one on a
+/// post deleted since is not shown (the delete also removes it, see [`super::deletes`]).
+macro_rules! post_shown {
+    ($col:literal) => {
+        concat!(
+            "(",
+            $col,
+            " IS NULL OR ",
+            $col,
+            " IN (SELECT post_id FROM posts))"
+        )
+    };
+}
+
 /// Notifications, newest first; only unread ones if `unread_only`. Those of people
-/// blocked since are left out.
+/// blocked since, and those about a post this profile does not show, are left out.
 pub fn list(conn: &Connection, unread_only: bool, limit: usize) -> Result<Vec<Notification>> {
     list_of_kinds(conn, unread_only, &[], limit)
 }
@@ -157,8 +189,9 @@ pub fn list_of_kinds(
         format!(" AND n.kind IN ({})", words.join(","))
     };
     let sql = format!(
-        "{SELECT} WHERE (?1 = 0 OR n.read = 0) AND {}{of_kinds} ORDER BY n.created_at DESC, n.id DESC LIMIT ?2",
-        not_blocked!("n.actor")
+        "{SELECT} WHERE (?1 = 0 OR n.read = 0) AND {} AND {}{of_kinds} ORDER BY n.created_at DESC, n.id DESC LIMIT ?2",
+        not_blocked!("n.actor"),
+        post_shown!("n.post_id")
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![unread_only, limit], from_row)?;
@@ -189,12 +222,14 @@ pub fn stored_after(conn: &Connection, after: i64) -> Result<(Vec<Notification>,
     Ok((notes, last_row(conn)?.max(after)))
 }
 
-/// How many are unread.
+/// How many are unread (of those [`list`] shows).
 pub fn unread_count(conn: &Connection) -> Result<u64> {
     Ok(conn.query_row(
         concat!(
             "SELECT COUNT(*) FROM notifications WHERE read = 0 AND ",
-            not_blocked!("actor")
+            not_blocked!("actor"),
+            " AND ",
+            post_shown!("post_id")
         ),
         [],
         |r| r.get(0),
@@ -209,9 +244,16 @@ pub fn mark_read(conn: &Connection, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Marks all as read; returns how many were unread.
+/// Marks all as read (of those about a post, the ones whose post is shown); returns how
+/// many were unread.
 pub fn mark_all_read(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute("UPDATE notifications SET read = 1 WHERE read = 0", [])?)
+    Ok(conn.execute(
+        concat!(
+            "UPDATE notifications SET read = 1 WHERE read = 0 AND ",
+            post_shown!("post_id")
+        ),
+        [],
+    )?)
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Notification> {
@@ -263,7 +305,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), true).unwrap();
         let c = store.conn();
+        let post = like(1).post_id.unwrap();
+        // Until its post arrives, a like is stored but not shown.
         assert!(record(c, &like(1)).unwrap().is_some());
+        assert_eq!(unread_count(c).unwrap(), 0);
+        c.execute(
+            "INSERT INTO posts (post_id, author, text, media, created_at)
+             VALUES (?1, ?2, 'p', '[]', 0)",
+            params![post.as_str(), post.author().to_string()],
+        )
+        .unwrap();
         assert!(record(c, &like(1)).unwrap().is_none());
         assert!(record(c, &like(2)).unwrap().is_some());
         assert_eq!(unread_count(c).unwrap(), 2);
@@ -284,6 +335,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), true).unwrap();
         let c = store.conn();
+        // The liked post is shown (a like on a post not held is not listed).
+        let post = like(1).post_id.unwrap();
+        c.execute(
+            "INSERT INTO posts (post_id, author, text, media, created_at)
+             VALUES (?1, ?2, 'p', '[]', 0)",
+            params![post.as_str(), post.author().to_string()],
+        )
+        .unwrap();
         record(c, &like(1)).unwrap();
         let follow = Event {
             kind: NotificationKind::Follow,

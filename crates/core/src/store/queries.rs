@@ -189,7 +189,17 @@ pub fn post(conn: &Connection, viewer: UserId, post_id: &PostId) -> Result<FeedI
     conn.prepare_cached(&format!("{ITEM} WHERE p.post_id = ?2"))?
         .query_row(params![viewer.to_string(), post_id.as_str()], item_from_row)
         .optional()?
-        .ok_or_else(|| Error::UnknownPost(post_id.clone()))
+        .map_or_else(|| Err(missing_post(conn, post_id)), Ok)
+}
+
+/// The error for a post not in the index: deleted by its author (this profile saw it go),
+/// or never received.
+pub fn missing_post(conn: &Connection, post_id: &PostId) -> Error {
+    match super::deletes::is_deleted(conn, post_id) {
+        Ok(true) => Error::DeletedPost(post_id.clone()),
+        Ok(false) => Error::UnknownPost(post_id.clone()),
+        Err(e) => e,
+    }
 }
 
 /// A post and its comments.

@@ -62,6 +62,12 @@ pub enum Event {
         /// Offered in all.
         total: u64,
     },
+    /// Local likes or comments on a post whose author deleted it before they were sent: they
+    /// were not delivered, and left the outbox.
+    Undelivered {
+        /// Which post, and how many changes.
+        undelivered: crate::Undelivered,
+    },
     /// The relay refused something this client sent.
     Rejected {
         /// Why.

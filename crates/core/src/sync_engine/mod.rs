@@ -162,6 +162,9 @@ pub struct SyncSummary {
     /// What the relay refused meanwhile, one sentence each with its code first (e.g.
     /// `name_taken: ...` when the display name set is another user's).
     pub refusals: Vec<String>,
+    /// Local likes and comments that were not delivered because the post's author deleted
+    /// the post before they were sent (see [`crate::store::deletes`]).
+    pub undelivered: Vec<crate::Undelivered>,
 }
 
 /// The sync engine of one profile.
@@ -945,6 +948,14 @@ impl<'a> Session<'a> {
     /// A round ended with nothing left to say: confirm what the relay holds, acknowledge
     /// the inbox. Returns true (settled).
     async fn settled(&mut self) -> Result<bool, SyncError> {
+        // Reactions to posts deleted meanwhile leave the outbox, and the user is told.
+        let undelivered = self.engine.replica().settle_deleted()?;
+        for u in undelivered {
+            self.engine.emit(Event::Undelivered {
+                undelivered: u.clone(),
+            });
+            self.summary.undelivered.push(u);
+        }
         let outbox = self.engine.replica().outbox()?;
         for (doc, _) in outbox {
             let their_heads = self.states.get(&doc).and_then(|s| s.their_heads.clone());

@@ -153,10 +153,10 @@ pub enum Command {
         /// The post.
         post_id: PostId,
     },
-    /// The people you follow.
+    /// The people you follow (the relay's list when it answers).
     Following,
-    /// The people who follow you, as far as this profile has synced: a follow is known
-    /// once the follower's documents reached this profile (the relay may know more).
+    /// The people who follow you: the relay's list when it answers (the same for everyone
+    /// online; at most 1,000 shown), otherwise those this profile has synced, and it says so.
     Followers,
     /// Save an image (by the hash shown in posts and profiles) to a new file.
     Image {

@@ -228,6 +228,11 @@ fn follower_counts_are_the_same_for_everyone_online() {
     assert_eq!(seen_by_ana["followers"], 3, "{seen_by_ana}");
     assert_eq!(seen_by_ben["followers"], 3, "{seen_by_ben}");
     assert_eq!(seen_by_ben["counts_from"], "relay");
+    // The lists too: Ana's followers as the relay knows them, Ben's follows likewise.
+    let followers = json(&ana, &["followers", "--json"]);
+    assert_eq!(followers.as_array().unwrap().len(), 3, "{followers}");
+    let following = json(&ben, &["following", "--json"]);
+    assert_eq!(following[0]["uid"], ana_id.as_str(), "{following}");
 
     // Offline: what Ben's profile holds, and said so.
     drop(relay);

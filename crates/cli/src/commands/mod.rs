@@ -180,8 +180,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Blocked => people::blocked(&r, &mut p),
         Command::Mute { post_id } => people::set_muted(&mut r, post_id, true, &mut p),
         Command::Unmute { post_id } => people::set_muted(&mut r, post_id, false, &mut p),
-        Command::Following => people::following(&r, &mut p),
-        Command::Followers => people::followers(&r, &mut p),
+        Command::Following => people::following(r, &mut p),
+        Command::Followers => people::followers(r, &mut p),
         Command::ExportKey {
             out,
             passphrase_file,

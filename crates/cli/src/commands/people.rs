@@ -26,8 +26,14 @@ fn people(r: &Replica, uids: Vec<UserId>) -> Vec<Person> {
         .collect()
 }
 
-/// Prints a list of people, or `empty` when there is nobody.
-fn print_people(p: &mut Printer<'_>, list: &[Person], empty: &str) -> Result<(), Error> {
+/// Prints a list of people, or `empty` when there is nobody; `local` says the list is
+/// what this profile has synced because the relay was not reached.
+fn print_people(
+    p: &mut Printer<'_>,
+    list: &[Person],
+    empty: &str,
+    local: bool,
+) -> Result<(), Error> {
     p.value(list, |w| {
         if list.is_empty() {
             writeln!(w, "{empty}")?;
@@ -40,24 +46,43 @@ fn print_people(p: &mut Printer<'_>, list: &[Person], empty: &str) -> Result<(),
                 person.uid
             )?;
         }
+        if local {
+            writeln!(
+                w,
+                "(as this profile knows them: the relay was not reached; sync to learn of more)"
+            )?;
+        }
         Ok(())
     })
 }
 
-/// `following`: the people the user follows.
-pub(super) fn following(r: &Replica, p: &mut Printer<'_>) -> Result<(), Error> {
-    let list = people(r, r.following()?);
-    print_people(p, &list, "You follow nobody yet.")
+/// `following`: the people the user follows (from the relay when it answers: the same
+/// list everyone online sees).
+pub(super) fn following(r: Replica, p: &mut Printer<'_>) -> Result<(), Error> {
+    let me = r.user_id();
+    let (graph, r) = super::relay::follow_graph_and_profile(r, me)?;
+    let local = graph.is_none();
+    let uids = match graph {
+        Some(g) => g.following_ids,
+        None => r.following()?,
+    };
+    print_people(p, &people(&r, uids), "You follow nobody yet.", local)
 }
 
-/// `followers`: the people known (from what this profile synced) to follow the user.
-pub(super) fn followers(r: &Replica, p: &mut Printer<'_>) -> Result<(), Error> {
-    let list = people(r, r.followers()?);
-    print_people(
-        p,
-        &list,
-        "No followers among what this profile has synced (sync to learn of more).",
-    )
+/// `followers`: the people who follow the user, from the relay when it answers (the same
+/// list everyone online sees); offline, those this profile knows of from what it synced.
+pub(super) fn followers(r: Replica, p: &mut Printer<'_>) -> Result<(), Error> {
+    let me = r.user_id();
+    let (graph, r) = super::relay::follow_graph_and_profile(r, me)?;
+    let local = graph.is_none();
+    let mut uids = match graph {
+        Some(g) => g.follower_ids,
+        None => r.followers()?,
+    };
+    // Blocked people are left out, as everywhere (blocking is private to this profile).
+    let blocked: Vec<UserId> = r.blocked()?.into_iter().map(|(uid, _)| uid).collect();
+    uids.retain(|uid| !blocked.contains(uid));
+    print_people(p, &people(&r, uids), "Nobody follows you yet.", local)
 }
 
 /// `blocked`: the blocked users, most recent first.
@@ -67,7 +92,7 @@ pub(super) fn blocked(r: &Replica, p: &mut Printer<'_>) -> Result<(), Error> {
         .into_iter()
         .map(|(uid, name)| Person { uid, name })
         .collect();
-    print_people(p, &list, "You blocked nobody.")
+    print_people(p, &list, "You blocked nobody.", false)
 }
 
 /// `block` / `unblock`.

@@ -128,21 +128,30 @@ pub(super) fn follow_graph(
     r: Replica,
     uid: social_sync_core::UserId,
 ) -> Result<Option<social_sync_protocol::FollowGraph>, Error> {
+    Ok(follow_graph_and_profile(r, uid)?.0)
+}
+
+/// [`follow_graph`], giving the profile back (to name the people in the graph).
+pub(super) fn follow_graph_and_profile(
+    r: Replica,
+    uid: social_sync_core::UserId,
+) -> Result<(Option<social_sync_protocol::FollowGraph>, Replica), Error> {
     if r.relay_url()?.is_none() {
-        return Ok(None);
+        return Ok((None, r));
     }
     let engine = engine(r, None)?;
     // The timer is made inside the runtime (`block_on`), not before it.
     let answer =
         block_on(async { tokio::time::timeout(GRAPH_PATIENCE, engine.follow_graph(uid)).await })?;
-    match answer {
-        Ok(Ok(graph)) => Ok(Some(graph)),
+    let graph = match answer {
+        Ok(Ok(graph)) => Some(graph),
         Ok(Err(e)) => {
-            tracing::info!("the relay's follow counts are not available: {e}");
-            Ok(None)
+            tracing::info!("the relay's follow graph is not available: {e}");
+            None
         }
-        Err(_) => Ok(None),
-    }
+        Err(_) => None,
+    };
+    Ok((graph, unwrap_replica(engine)?))
 }
 
 /// Saves `--relay` as the profile's relay, now that it answered.

@@ -2,82 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-use serde_json::Value;
+use std::process::Command;
 
-struct Run {
-    out: Output,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert!(
-            self.out.status.success(),
-            "command failed: {}\nstdout: {}",
-            self.stderr(),
-            String::from_utf8_lossy(&self.out.stdout)
-        );
-        self
-    }
-
-    fn json(self) -> Value {
-        let out = self.ok().out;
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-
-    /// Asserts a clean failure: non-zero exit, nothing on stdout, one line on stderr that
-    /// contains `expect`.
-    fn fails_with(self, expect: &str) {
-        assert!(!self.out.status.success(), "expected a failure");
-        assert!(
-            self.out.stdout.is_empty(),
-            "stdout: {}",
-            String::from_utf8_lossy(&self.out.stdout)
-        );
-        let err = self.stderr();
-        assert!(err.contains(expect), "stderr: {err}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "one sentence, got: {err}"
-        );
-    }
-}
-
-fn cli(profile: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env_remove("SOCIAL_SYNC_PROFILE")
-        .output()
-        .unwrap();
-    Run { out }
-}
-
-fn init(root: &Path, name: &str) -> (PathBuf, String) {
-    let dir = root.join(name);
-    let v = cli(&dir, &["init", "--name", name, "--json"]).json();
-    (dir, v["uid"].as_str().unwrap().to_owned())
-}
-
-/// Moves everything `from` holds to `to` through an export folder, as a USB stick would.
-fn carry(root: &Path, from: &Path, to: &Path, label: &str) -> Value {
-    let stick = root.join(label);
-    cli(from, &["export", stick.to_str().unwrap(), "--json"]).ok();
-    cli(to, &["import", stick.to_str().unwrap(), "--json"]).json()
-}
+use common::{Run, carry, cli, init};
 
 #[test]
 fn init_and_whoami_print_the_user_id_and_name() {

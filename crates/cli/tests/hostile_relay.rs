@@ -7,17 +7,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod common;
+
 use std::num::NonZeroU64;
-use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::mpsc;
 
 use automerge::legacy::{Key, ObjectId, Op, OpType};
 use automerge::sync::{Message as SyncMessage, MessageVersion};
 use automerge::{AutoCommit, Change, ExpandedChange, ROOT, transaction::Transactable};
+use common::{cli, json};
 use futures_util::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use serde_json::Value;
 use social_sync_core::model::{CommentEntry, ThreadDoc, actor_id};
 use social_sync_protocol::wire;
 use social_sync_protocol::{
@@ -25,25 +25,6 @@ use social_sync_protocol::{
     UserId,
 };
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-
-fn cli(profile: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(profile: &Path, args: &[&str]) -> Value {
-    let out = cli(profile, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn raw_message(heads: Vec<automerge::ChangeHash>, changes: Vec<Vec<u8>>) -> Vec<u8> {
     SyncMessage {
@@ -235,7 +216,7 @@ fn a_hostile_relay_cannot_crash_the_cli_or_write_into_the_profile() {
     });
     let url = format!("ws://{}", addr_rx.recv().unwrap());
 
-    let out = cli(&ana, &["sync", "--relay", &url, "--json"]);
+    let out = cli(&ana, &["sync", "--relay", &url, "--json"]).out;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(101), "the CLI panicked: {stderr}");
     assert!(out.status.success(), "sync failed: {stderr}");

@@ -3,11 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed step is a failed test
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-use serde_json::{Value, json};
+use std::path::Path;
+
+use common::{carry, cli, cli_in, init};
+use serde_json::json;
 
 /// A real 1×1 PNG.
 const PNG: &[u8] = &[
@@ -17,92 +18,6 @@ const PNG: &[u8] = &[
     0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
     0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
-
-struct Run {
-    out: Output,
-}
-
-impl Run {
-    fn ok(self) -> Self {
-        assert!(
-            self.out.status.success(),
-            "command failed: {}\nstdout: {}",
-            self.stderr(),
-            String::from_utf8_lossy(&self.out.stdout)
-        );
-        self
-    }
-
-    fn json(self) -> Value {
-        let out = self.ok().out;
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "stdout is not JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.out.stderr).into_owned()
-    }
-
-    /// Asserts a clean failure: non-zero exit, nothing on stdout, one line on stderr that
-    /// contains `expect`.
-    fn fails_with(self, expect: &str) {
-        assert!(!self.out.status.success(), "expected a failure");
-        assert!(
-            self.out.stdout.is_empty(),
-            "stdout: {}",
-            String::from_utf8_lossy(&self.out.stdout)
-        );
-        let err = self.stderr();
-        assert!(err.contains(expect), "stderr: {err}");
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "one sentence, got: {err}"
-        );
-    }
-}
-
-/// Runs the CLI on `profile` with `stdin` as standard input.
-fn cli_in(profile: &Path, args: &[&str], stdin: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .env_remove("SOCIAL_SYNC_PROFILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    // The command may exit before reading (a refused argument): a closed pipe is fine.
-    drop(input.write_all(stdin.as_bytes()));
-    drop(input);
-    Run {
-        out: child.wait_with_output().unwrap(),
-    }
-}
-
-fn cli(profile: &Path, args: &[&str]) -> Run {
-    cli_in(profile, args, "")
-}
-
-fn init(root: &Path, name: &str) -> (PathBuf, String) {
-    let dir = root.join(name);
-    let v = cli(&dir, &["init", "--name", name, "--json"]).json();
-    (dir, v["uid"].as_str().unwrap().to_owned())
-}
-
-/// Moves everything `from` holds to `to` through an export folder, as a USB stick would.
-fn carry(root: &Path, from: &Path, to: &Path, label: &str) {
-    let stick = root.join(label);
-    cli(from, &["export", stick.to_str().unwrap(), "--json"]).ok();
-    cli(to, &["import", stick.to_str().unwrap(), "--json"]).ok();
-}
 
 fn post(dir: &Path, text: &str) -> String {
     cli(dir, &["post", text, "--json"]).json()["post_id"]

@@ -3,12 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod common;
+
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::{cli, json};
 use serde_json::Value;
 
 struct RelayHandle {
@@ -61,30 +63,6 @@ impl Drop for RelayHandle {
             let _ = t.join();
         }
     }
-}
-
-fn cli(profile: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
-        .arg("--profile")
-        .arg(profile)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json(profile: &Path, args: &[&str]) -> Value {
-    let out = cli(profile, args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 #[test]
@@ -183,10 +161,10 @@ fn two_people_sync_watch_and_find_each_other_through_the_relay() {
     // Without a relay address, sync says what to do.
     let lonely = root.path().join("lonely");
     json(&lonely, &["init", "--name", "Lonely", "--json"]);
-    let out = cli(&lonely, &["sync"]);
+    let out = cli(&lonely, &["sync"]).out;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--relay ws://HOST:PORT"));
-    let out = cli(&lonely, &["sync", "--relay", "ws://127.0.0.1:9"]);
+    let out = cli(&lonely, &["sync", "--relay", "ws://127.0.0.1:9"]).out;
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot reach the relay at ws://127.0.0.1:9")
     );
@@ -236,7 +214,7 @@ fn follower_counts_are_the_same_for_everyone_online() {
 
     // Offline: what Ben's profile holds, and said so.
     drop(relay);
-    let offline = cli(&ben, &["profile", &ana_id]);
+    let offline = cli(&ben, &["profile", &ana_id]).out;
     let text = String::from_utf8_lossy(&offline.stdout);
     assert!(
         offline.status.success(),
@@ -362,7 +340,7 @@ fn reactions_to_a_deleted_post_never_notify_and_the_reactor_is_told() {
     // Ben, not synced since, likes and comments on the deleted post, then syncs.
     json(&ben, &["like", &late, "--json"]);
     json(&ben, &["comment", &late, "still there?", "--json"]);
-    let out = cli(&ben, &["sync", "--json"]);
+    let out = cli(&ben, &["sync", "--json"]).out;
     assert!(
         out.status.success(),
         "{}",
@@ -385,7 +363,7 @@ fn reactions_to_a_deleted_post_never_notify_and_the_reactor_is_told() {
         "{stderr}"
     );
     // A second sync has nothing more to report.
-    let again = cli(&ben, &["sync"]);
+    let again = cli(&ben, &["sync"]).out;
     assert!(again.status.success());
     assert!(!String::from_utf8_lossy(&again.stdout).contains("Not delivered"));
 
@@ -396,7 +374,7 @@ fn reactions_to_a_deleted_post_never_notify_and_the_reactor_is_told() {
     json(&ana, &["delete-post", &third, "--json"]);
     json(&ana, &["sync", "--json"]);
     json(&ben, &["like", &third, "--json"]);
-    let out = cli(&ben, &["sync"]);
+    let out = cli(&ben, &["sync"]).out;
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -432,7 +410,7 @@ fn reactions_to_a_deleted_post_never_notify_and_the_reactor_is_told() {
         (&ana, vec!["thread", late.as_str()]),
         (&ben, vec!["thread", early.as_str()]),
     ] {
-        let out = cli(who, &args);
+        let out = cli(who, &args).out;
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

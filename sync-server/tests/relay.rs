@@ -8,11 +8,10 @@ mod common;
 use std::time::Duration;
 
 use automerge::AutoCommit;
-use automerge::sync::{Message as SyncMessage, State, SyncDoc};
 use serde_bytes::ByteBuf;
 use social_sync_core::model::{ThreadDoc, UserDoc, actor_id};
 use social_sync_core::{DocId, Event, NotificationKind};
-use social_sync_protocol::{ClientMessage, ErrorCode, ServerMessage, SyncItem};
+use social_sync_protocol::{ClientMessage, ErrorCode, ServerMessage};
 
 use common::{Profile, Raw, Relay};
 
@@ -329,39 +328,6 @@ async fn nothing_acknowledged_is_lost_when_the_relay_is_killed_mid_sync() {
     assert_eq!(ben.r().feed(None, 500).unwrap().posts.len(), 300);
 }
 
-/// Pushes `am` as document `doc` through the sync protocol; returns the relay's refusals.
-async fn push(raw: &mut Raw, doc: &DocId, am: &mut AutoCommit) -> Vec<(ErrorCode, String)> {
-    let mut state = State::new();
-    let mut refusals = Vec::new();
-    for round in 0..6u64 {
-        let message = am.sync().generate_sync_message(&mut state);
-        if let Some(m) = message {
-            raw.send(&ClientMessage::Sync {
-                items: vec![SyncItem {
-                    doc: doc.clone(),
-                    message: ByteBuf::from(m.encode()),
-                }],
-            })
-            .await;
-        }
-        raw.send(&ClientMessage::Ping { id: round }).await;
-        loop {
-            match raw.recv().await.expect("connection ended") {
-                ServerMessage::Pong { id } if id == round => break,
-                ServerMessage::Sync { items } => {
-                    for item in items {
-                        let m = SyncMessage::decode(&item.message).unwrap();
-                        am.sync().receive_sync_message(&mut state, m).unwrap();
-                    }
-                }
-                ServerMessage::Rejected { code, message, .. } => refusals.push((code, message)),
-                _ => {}
-            }
-        }
-    }
-    refusals
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
     let relay = Relay::start(&["--max-message-bytes", "65536"]);
@@ -401,7 +367,7 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
         let mut forged = AutoCommit::new().with_actor(actor_id(actor, [i as u8; 8]));
         edit(&mut forged);
         forged.commit();
-        let refusals = push(&mut raw, doc, &mut forged).await;
+        let refusals = common::sync_doc(&mut raw, doc, &mut forged).await;
         assert!(
             refusals
                 .iter()

@@ -310,7 +310,7 @@ pub async fn sync_doc(
     use automerge::sync::{Message as SyncMessage, State, SyncDoc};
     let mut state = State::new();
     let mut refusals = Vec::new();
-    for round in 0..4u64 {
+    for round in 0..6u64 {
         if let Some(m) = am.sync().generate_sync_message(&mut state) {
             raw.send(&ClientMessage::Sync {
                 items: vec![social_sync_protocol::SyncItem {

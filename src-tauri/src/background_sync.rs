@@ -72,11 +72,7 @@ impl BackgroundSync {
                     if *stop_rx.borrow() {
                         break;
                     }
-                    let detail = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".to_owned());
+                    let detail = social_sync_core::model::vetting::panic_message(panic.as_ref());
                     tracing::error!("the sync thread panicked ({detail}); restarting it");
                     set_status(
                         &app,

@@ -2,12 +2,11 @@
 //! the store, incoming changes checked against the write rules before anything is stored,
 //! and the routing of what was accepted.
 
-use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use automerge::sync::{State, SyncDoc};
-use automerge::{AutoCommit, Change, ChangeHash};
+use automerge::{AutoCommit, Change};
 use lru::LruCache;
 use social_sync_core::model::rules::RuleViolation;
 use social_sync_core::model::user::UserKey;
@@ -215,7 +214,7 @@ impl Documents {
         let unknown: Vec<&Change> = vetted
             .changes
             .iter()
-            .filter(|c| am.get_change_by_hash(&c.hash()).is_none())
+            .filter(|c| vetting::max_op_in(&mut am, &c.hash()).is_none())
             .collect();
         if let Some(Err(refusal)) = unknown
             .iter()
@@ -225,20 +224,13 @@ impl Documents {
             inner.put(doc, am, weight);
             return Err(refusal);
         }
-        let sent: HashSet<ChangeHash> = vetted.changes.iter().map(Change::hash).collect();
-        let orphans = vetted
-            .changes
-            .iter()
-            .filter(|c| {
-                c.deps()
-                    .iter()
-                    .any(|d| !sent.contains(d) && am.get_change_by_hash(d).is_none())
-            })
-            .count();
-        if let Err(e) = vetting::check_op_order_before(doc, &mut am, &vetted.changes) {
-            inner.put(doc, am, weight);
-            return Err(e.into());
-        }
+        let orphans = match vetting::check_op_order_before(doc, &mut am, &vetted.changes) {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                inner.put(doc, am, weight);
+                return Err(e.into());
+            }
+        };
         if orphans > MAX_ORPHANS {
             inner.put(doc, am, weight);
             return Err(Refusal::Orphans {

@@ -147,15 +147,26 @@ async fn handle(
         }
         Route::Health => http::respond(stream, "200 OK", "text/plain", "ok\n").await,
         Route::Metrics => {
-            let figures = shared.docs.with_store(|s| s.counts());
-            if let Ok((docs, inbox)) = figures {
-                shared.metrics.documents.set(docs as i64);
-                shared.metrics.inbox_entries.set(inbox as i64);
+            // The store's figures wait for the document lock: off the async workers, so a
+            // long sync on the relay never stalls other connections through `/metrics`.
+            let store = shared.clone();
+            let figures = tokio::task::spawn_blocking(move || {
+                (
+                    store.docs.with_store(|s| s.counts()),
+                    store.docs.cached_bytes(),
+                )
+            })
+            .await;
+            if let Ok((counts, cached)) = figures {
+                if let Ok((docs, inbox)) = counts {
+                    shared.metrics.documents.set(docs as i64);
+                    shared.metrics.inbox_entries.set(inbox as i64);
+                }
+                shared
+                    .metrics
+                    .document_cache_bytes
+                    .set(i64::try_from(cached).unwrap_or(i64::MAX));
             }
-            shared
-                .metrics
-                .document_cache_bytes
-                .set(i64::try_from(shared.docs.cached_bytes()).unwrap_or(i64::MAX));
             let body = shared.metrics.render();
             http::respond(
                 stream,

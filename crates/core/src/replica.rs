@@ -170,6 +170,11 @@ impl Replica {
         self.me
     }
 
+    /// Random bytes from the profile's [`Env`] (deterministic in tests).
+    pub(crate) fn random_bytes<const N: usize>(&mut self) -> [u8; N] {
+        self.env.random_bytes()
+    }
+
     /// This device's id, as 16 hex digits.
     pub fn device(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.device)
@@ -915,7 +920,7 @@ fn merge_in(
     let before = am.get_heads();
     let fresh: Vec<Change> = changes
         .into_iter()
-        .filter(|c| am.get_change_by_hash(&c.hash()).is_none())
+        .filter(|c| vetting::max_op_in(&mut am, &c.hash()).is_none())
         .collect();
     if fresh.is_empty() {
         return Ok(MergeOutcome::default());

@@ -13,6 +13,9 @@ use super::Connection;
 use crate::documents::Received;
 use social_sync_protocol::wire;
 
+/// Most users one presence question may name (a client asks about those it follows).
+const MAX_PRESENCE_USERS: usize = 10_000;
+
 /// Most documents answered in one `Sync` frame.
 const ITEMS_PER_FRAME: usize = 256;
 
@@ -100,6 +103,16 @@ impl Connection {
                 if !matches!(acked, Ok(Ok(()))) {
                     self.reject(ErrorCode::Internal, None, "the relay could not record your inbox position; it will offer those documents again".into());
                 }
+            }
+            ClientMessage::Presence { users } if users.len() > MAX_PRESENCE_USERS => {
+                self.reject(
+                    ErrorCode::TooLarge,
+                    None,
+                    format!(
+                        "a presence question about {} users; the relay answers about at most {MAX_PRESENCE_USERS} at once: ask in parts",
+                        users.len()
+                    ),
+                );
             }
             ClientMessage::Presence { users } => {
                 match crate::presence::online_for(&self.shared, self.session.user, users).await {

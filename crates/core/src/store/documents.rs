@@ -138,7 +138,7 @@ pub fn compact(conn: &Connection, doc: &DocId, am: &mut AutoCommit) -> Result<()
             continue;
         };
         // A change still waiting for a dependency is not in the snapshot: keep its row.
-        if am.get_change_by_hash(&h).is_some() {
+        if crate::model::vetting::max_op_in(am, &h).is_some() {
             delete.execute(params![key, hash])?;
         }
     }

@@ -209,10 +209,17 @@ impl SyncEngine {
     /// An engine syncing `replica` with the relay at `url`.
     pub fn new(replica: Arc<Mutex<Replica>>, url: impl Into<String>) -> Self {
         let (events, _) = broadcast::channel(1024);
+        // From the profile's randomness (deterministic in tests), like every other id.
+        let instance = u64::from_le_bytes(
+            replica
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .random_bytes(),
+        );
         Self {
             replica,
             url: url.into(),
-            instance: rand::random(),
+            instance,
             events,
             live: Mutex::new(Live::default()),
         }
@@ -996,11 +1003,7 @@ fn retry_one_shot(e: &SyncError) -> bool {
 
 /// The error for a session that panicked, logged.
 fn crashed(panic: &(dyn std::any::Any + Send)) -> SyncError {
-    let detail = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_owned());
+    let detail = crate::model::vetting::panic_message(panic);
     tracing::error!("sync session panicked: {detail}");
     SyncError::Crashed(detail)
 }

@@ -147,16 +147,9 @@ pub struct Vetted {
 /// Runs `f`, turning a panic inside it into [`Unvetted::Panicked`]. Whatever `f` was
 /// working on must be dropped by the caller on error: it may be half-changed.
 pub fn contained<T>(doc: &DocId, f: impl FnOnce() -> T) -> Result<T, Unvetted> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        let detail = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_owned());
-        Unvetted::Panicked {
-            doc: doc.clone(),
-            detail,
-        }
+    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| Unvetted::Panicked {
+        doc: doc.clone(),
+        detail: panic_message(panic.as_ref()),
     })
 }
 
@@ -261,15 +254,19 @@ pub fn vet_change(doc: &DocId, index: usize, bytes: &[u8]) -> Result<Change, Unv
 /// counters) made documents whose snapshot no longer loads (`InvalidMaxOp`), locking every
 /// reader out. Run it before applying (Automerge's own checks are debug assertions), and
 /// again on what applied, so a change that waited for its dependency is checked too.
+/// Returns how many changes depend on a change nobody has (orphans, not checked yet).
 pub fn check_op_order(
     doc: &DocId,
     changes: &[Change],
     mut max_op_of: impl FnMut(&ChangeHash) -> Option<u64>,
-) -> Result<(), Unvetted> {
+) -> Result<usize, Unvetted> {
+    let mut orphans = 0;
     for change in changes {
         let start_op = change.start_op().get();
+        let mut orphan = false;
         for dep in change.deps() {
             let Some(dep_max_op) = max_op_of(dep) else {
+                orphan = true;
                 continue;
             };
             if start_op <= dep_max_op {
@@ -282,22 +279,28 @@ pub fn check_op_order(
                 });
             }
         }
+        orphans += usize::from(orphan);
     }
-    Ok(())
+    Ok(orphans)
+}
+
+/// The last op of change `hash` in `am`, if `am` holds it (from the change's metadata: the
+/// change itself is not rebuilt).
+pub fn max_op_in(am: &mut AutoCommit, hash: &ChangeHash) -> Option<u64> {
+    am.get_change_meta_by_hash(hash).map(|meta| meta.max_op)
 }
 
 /// [`check_op_order`] for `changes` about to be applied to `am`: dependencies are looked up
-/// among `changes` first, then in `am`.
+/// among `changes` first, then in `am`. Returns how many changes wait for a dependency
+/// neither holds.
 pub fn check_op_order_before(
     doc: &DocId,
     am: &mut AutoCommit,
     changes: &[Change],
-) -> Result<(), Unvetted> {
+) -> Result<usize, Unvetted> {
     let sent: HashMap<ChangeHash, u64> = changes.iter().map(|c| (c.hash(), c.max_op())).collect();
     check_op_order(doc, changes, |dep| {
-        sent.get(dep)
-            .copied()
-            .or_else(|| am.get_change_by_hash(dep).map(|d| d.max_op()))
+        sent.get(dep).copied().or_else(|| max_op_in(am, dep))
     })
 }
 
@@ -307,9 +310,16 @@ pub fn check_op_order_after(
     am: &mut AutoCommit,
     applied: &[Change],
 ) -> Result<(), Unvetted> {
-    check_op_order(doc, applied, |dep| {
-        am.get_change_by_hash(dep).map(|d| d.max_op())
-    })
+    check_op_order(doc, applied, |dep| max_op_in(am, dep)).map(drop)
+}
+
+/// The message of a caught panic.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_owned())
 }
 
 /// Splits concatenated chunks (as an export folder holds them), each vetted as a change.

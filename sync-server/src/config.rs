@@ -72,6 +72,18 @@ pub struct Config {
     /// several times more); the least recently used are dropped first.
     #[arg(long, env = "SYNC_SERVER_DOCUMENT_CACHE_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub document_cache_bytes: u64,
+    /// The addresses clients reach this relay at (`wss://relay.example.org`), repeatable or
+    /// comma-separated. A client's login names the relay it dialled, and is refused
+    /// elsewhere, so a hostile relay cannot pass a user's login on to this one. Without it,
+    /// only the address a client connected to counts (`ws://IP:PORT` of this socket, and
+    /// `localhost` on loopback): set it when clients dial a host name, or reach the relay
+    /// through a reverse proxy or a port mapping.
+    #[arg(
+        long = "public-url",
+        env = "SYNC_SERVER_PUBLIC_URL",
+        value_delimiter = ','
+    )]
+    pub public_urls: Vec<String>,
     /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `sync_server=debug`.
     #[arg(long, env = "SYNC_SERVER_LOG", default_value = "info")]
     pub log: String,

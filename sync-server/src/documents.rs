@@ -6,16 +6,16 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use automerge::sync::{State, SyncDoc};
-use automerge::{AutoCommit, Change};
+use automerge::{AutoCommit, Change, ChangeHash};
 use lru::LruCache;
 use social_sync_core::model::rules::RuleViolation;
-use social_sync_core::model::user::UserKey;
-use social_sync_core::model::vetting::{self, Unvetted};
+use social_sync_core::model::vetting::{self, ChangeSig, Unvetted};
 use social_sync_core::model::{UserDoc, user_of_actor};
-use social_sync_protocol::{DocId, ErrorCode, PostId, UserId};
+use social_sync_protocol::{ChangeSignature, DocId, ErrorCode, PostId, UserId};
 
-use crate::names::{self, NameRefused};
-use crate::store::{Accepted, RelayStore, Routing, StoreError};
+use crate::names::NameRefused;
+use crate::routing;
+use crate::store::{Accepted, RelayStore, StoreError};
 
 /// Why an incoming sync message was refused. Nothing of it is stored or forwarded.
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +80,8 @@ impl Refusal {
     /// The wire code for this refusal.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Invalid { .. } | Self::Unvetted(_) | Self::Orphans { .. } => {
-                ErrorCode::InvalidChange
-            }
+            Self::Unvetted(u) => u.code(),
+            Self::Invalid { .. } | Self::Orphans { .. } => ErrorCode::InvalidChange,
             Self::NotYours { .. } | Self::Rule(_) => ErrorCode::Forbidden,
             Self::NoSuchPost { .. } => ErrorCode::NotFound,
             Self::Store(_) => ErrorCode::Internal,
@@ -109,14 +108,27 @@ pub const MAX_ORPHANS: usize = 64;
 pub struct Received {
     /// The relay's answer to the sender, if any.
     pub reply: Option<Vec<u8>>,
+    /// The signatures of [`Self::reply`]'s changes, one each, in order.
+    pub reply_signatures: Vec<Vec<u8>>,
     /// The new changes, encoded, to push to others.
     pub changes: Vec<Vec<u8>>,
+    /// Their authors' signatures, one per change, in order.
+    pub signatures: Vec<Vec<u8>>,
     /// Inbox sequence number of the new changes.
     pub seq: u64,
     /// Users the changes concern (their devices get them live, their inboxes keep them).
     pub recipients: Vec<UserId>,
     /// A display name the changes set that was not registered to the sender, and why.
     pub name_refused: Option<NameRefused>,
+}
+
+/// A sync message for a peer, with the signature of each change it carries.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The encoded `automerge::sync::Message`.
+    pub message: Vec<u8>,
+    /// One signature per change of the message, in order (empty where the relay holds none).
+    pub signatures: Vec<Vec<u8>>,
 }
 
 /// Documents, their cache and their store.
@@ -169,14 +181,14 @@ impl Documents {
     }
 
     /// The relay's next sync message for `doc` to a peer in `state` (an unknown document
-    /// syncs as an empty one).
-    pub fn generate(&self, doc: &DocId, state: &mut State) -> Result<Option<Vec<u8>>, StoreError> {
+    /// syncs as an empty one), with the signature of each change it carries.
+    pub fn generate(&self, doc: &DocId, state: &mut State) -> Result<Option<Outgoing>, StoreError> {
         let mut inner = self.lock();
         let (mut am, weight) = inner.take(doc)?;
         match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
             Ok(message) => {
                 inner.put(doc, am, weight);
-                Ok(message.map(vetting::encode_outgoing))
+                message.map(|m| inner.outgoing(doc, m)).transpose()
             }
             Err(panic) => {
                 // The copy and the state may be half-changed: drop both, start over.
@@ -198,8 +210,15 @@ impl Documents {
         doc: &DocId,
         state: &mut State,
         message: &[u8],
+        signatures: &[impl AsRef<[u8]>],
     ) -> Result<Received, Refusal> {
-        let vetted = vetting::vet_sync_message(doc, message)?;
+        let vetted = vetting::vet_sync_message(doc, message, signatures)?;
+        let signed: Vec<(ChangeHash, ChangeSig)> = vetted
+            .changes
+            .iter()
+            .map(Change::hash)
+            .zip(vetted.signatures.iter().copied())
+            .collect();
         let mut inner = self.lock();
         if let DocId::Thread(post) = doc
             && !vetted.changes.is_empty()
@@ -216,6 +235,7 @@ impl Documents {
             .iter()
             .filter(|c| vetting::max_op_in(&mut am, &c.hash()).is_none())
             .collect();
+        let unknown_hashes: Vec<ChangeHash> = unknown.iter().map(|c| c.hash()).collect();
         if let Some(Err(refusal)) = unknown
             .iter()
             .map(|c| check_author(user, doc, c))
@@ -253,22 +273,34 @@ impl Documents {
         let mut received = Received::default();
         let mut weight = weight;
         if !new.is_empty() {
-            let (routing, name_refused) = route(inner.store.as_mut(), doc, &am, &new)?;
+            let (routing, name_refused) = routing::route(inner.store.as_mut(), doc, &am, &new)?;
             received.name_refused = name_refused;
             let accepted = Accepted {
                 doc,
                 changes: &new,
                 routing,
+                signatures: &signed,
             };
             received.seq = inner.store.accept(&mut am, &accepted)?;
             received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
+            // A change that waited for a dependency came with an earlier message: its
+            // signature is in the store since then.
+            received.signatures = inner.store.signatures_for(doc, &received.changes)?;
             received.recipients = accepted.routing.recipients;
             weight += received.changes.iter().map(|c| c.len() as u64).sum::<u64>();
+        } else if !unknown_hashes.is_empty() {
+            // Changes waiting for a dependency: their signatures are kept now, for when
+            // they apply.
+            inner.store.put_signatures(doc, &signed)?;
         }
         match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
             Ok(reply) => {
-                received.reply = reply.map(vetting::encode_outgoing);
                 inner.put(doc, am, weight);
+                if let Some(reply) = reply {
+                    let out = inner.outgoing(doc, reply)?;
+                    received.reply = Some(out.message);
+                    received.reply_signatures = out.signatures;
+                }
             }
             Err(panic) => {
                 tracing::error!(%doc, "answering a sync message failed: {panic}");
@@ -279,7 +311,69 @@ impl Documents {
     }
 }
 
+impl Documents {
+    /// Takes `user`'s signatures of their own changes of `doc` that the relay stored
+    /// before changes were signed (see [`ClientMessage::Signatures`]). Each must be of a
+    /// change the relay holds, made by `user`, and verify; the first that does not refuses
+    /// the message, and nothing of it is kept.
+    ///
+    /// [`ClientMessage::Signatures`]: social_sync_protocol::ClientMessage::Signatures
+    pub fn add_signatures(
+        &self,
+        user: UserId,
+        doc: &DocId,
+        signatures: &[ChangeSignature],
+    ) -> Result<usize, Refusal> {
+        if signatures.len() > MAX_SIGNATURES {
+            return Err(Refusal::Unvetted(Unvetted::TooMany {
+                doc: doc.clone(),
+                what: "signatures",
+                count: signatures.len(),
+                max: MAX_SIGNATURES,
+            }));
+        }
+        let mut inner = self.lock();
+        let (mut am, weight) = inner.take(doc)?;
+        let checked: Result<Vec<(ChangeHash, ChangeSig)>, Refusal> = signatures
+            .iter()
+            .enumerate()
+            .map(|(index, s)| {
+                let unknown = || Refusal::Invalid {
+                    doc: doc.clone(),
+                    detail: format!("signature #{index} names a change this relay does not hold"),
+                };
+                let hash = ChangeHash::try_from(s.hash.as_slice()).map_err(|_| unknown())?;
+                let change = am.get_change_by_hash(&hash).ok_or_else(unknown)?;
+                check_author(user, doc, &change)?;
+                let sig = vetting::signature::verify(doc, index, &change, &s.signature)?;
+                Ok((hash, sig))
+            })
+            .collect();
+        inner.put(doc, am, weight);
+        let checked = checked?;
+        inner.store.put_signatures(doc, &checked)?;
+        Ok(checked.len())
+    }
+}
+
+/// Most signatures one [`Documents::add_signatures`] takes.
+pub const MAX_SIGNATURES: usize = 4_096;
+
 impl Inner {
+    /// Encodes a sync message for a peer, with its changes' signatures from the store.
+    fn outgoing(
+        &mut self,
+        doc: &DocId,
+        message: automerge::sync::Message,
+    ) -> Result<Outgoing, StoreError> {
+        let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+        let signatures = self.store.signatures_for(doc, &chunks)?;
+        Ok(Outgoing {
+            message: vetting::encode_outgoing(message),
+            signatures,
+        })
+    }
+
     /// Takes the document out of the cache, or loads it (empty if never stored), with its
     /// weight.
     fn take(&mut self, doc: &DocId) -> Result<(AutoCommit, u64), StoreError> {
@@ -347,66 +441,4 @@ fn check_author(user: UserId, doc: &DocId, change: &Change) -> Result<(), Refusa
         });
     }
     Ok(())
-}
-
-/// Who accepted changes concern, and what they change in the follow graph and names:
-/// the document's owner and the owner's followers; for a follow, the followed user too.
-/// A name that cannot be registered to the owner is returned beside, with why.
-fn route(
-    store: &mut dyn RelayStore,
-    doc: &DocId,
-    am: &AutoCommit,
-    changes: &[Change],
-) -> Result<(Routing, Option<NameRefused>), StoreError> {
-    let mut name_refused = None;
-    let owner = doc.owner();
-    let mut recipients = store.followers(owner)?;
-    recipients.push(owner);
-    let mut follows = Vec::new();
-    let mut name = None;
-    if let DocId::User(_) = doc {
-        let view = UserDoc(am);
-        for key in touched_keys(changes) {
-            match UserKey::parse(&key) {
-                Some(UserKey::Follow(followee)) => {
-                    let on = view.followed_at(followee).is_some();
-                    follows.push((owner, followee, on));
-                    recipients.push(followee);
-                }
-                Some(UserKey::Profile) if key == "name" => {
-                    match names::claim(store, owner, &view.profile().name)? {
-                        Ok(key) => name = Some((owner, key)),
-                        Err(refused) => name_refused = Some(refused),
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    recipients.sort();
-    recipients.dedup();
-    Ok((
-        Routing {
-            follows,
-            name,
-            recipients,
-        },
-        name_refused,
-    ))
-}
-
-fn touched_keys(changes: &[Change]) -> Vec<String> {
-    let mut keys: Vec<String> = changes
-        .iter()
-        .flat_map(|c| c.decode().operations)
-        .filter_map(|op| match (op.obj, op.key) {
-            (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(k)) => {
-                Some(k.to_string())
-            }
-            _ => None,
-        })
-        .collect();
-    keys.sort();
-    keys.dedup();
-    keys
 }

@@ -13,9 +13,12 @@
 //! - [`connection`]: one client: the handshake within one deadline and with small frames
 //!   until authenticated, limits, message handling, the byte-budgeted outbound queue and
 //!   its writer task.
-//! - [`documents`]: the sync protocol on the relay's side, write rules, routing.
+//! - [`documents`]: the sync protocol on the relay's side: every change's signature and
+//!   author checked, the write rules, the bounded document cache.
+//! - [`routing`]: whom accepted changes concern; what they change in follows and names.
 //! - [`hub`]: live connections, presence, subscriptions, fan-out.
 //! - [`presence`]: who may see whom online (people a user follows back), never devices.
+//! - [`origins`]: the relay addresses a client's login may name (its own).
 //! - [`names`]: display names: look-alikes are one name, first come first served.
 //! - [`blobs`]: images: types read from the bytes, per-user quota.
 //! - [`store`]: the durable state behind a trait; [`store::sqlite`] is the embedded backend.
@@ -31,8 +34,10 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod names;
+pub mod origins;
 pub mod presence;
 pub mod rewind;
+pub mod routing;
 pub mod server;
 pub mod store;
 

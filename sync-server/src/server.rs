@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use social_sync_protocol::ErrorCode;
+use social_sync_protocol::signing::BadRelayUrl;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,6 +19,7 @@ use crate::documents::Documents;
 use crate::http::{self, Route};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::origins::Origins;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 
@@ -31,6 +33,8 @@ pub struct Shared {
     pub hub: Hub,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The relay addresses a login may name.
+    pub origins: Origins,
 }
 
 /// Why the relay could not start.
@@ -47,6 +51,9 @@ pub enum StartError {
     /// The store did not open.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A `--public-url` that is not a relay address.
+    #[error("--public-url: {0}")]
+    PublicUrl(#[from] BadRelayUrl),
 }
 
 /// Binds the listening socket of `config`.
@@ -65,6 +72,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let origins = Origins::new(&config.public_urls)?;
     let store = SqliteStore::open(&config.data)?;
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
@@ -75,6 +83,7 @@ pub async fn serve(
         ),
         hub: Hub::new(metrics.clone()),
         metrics,
+        origins,
         config,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -138,11 +147,13 @@ async fn handle(
         return;
     }
     shared.metrics.sockets.inc();
+    // The address the client connected to: a login may name it (see `crate::origins`).
+    let local = stream.local_addr().unwrap_or_else(|_| shared.config.listen);
     let head = http::read_head(&mut stream, deadline).await;
     match head.route {
         Route::WebSocket => {
             shared.metrics.connections.inc();
-            connection::run(stream, head, peer, &shared, stop, deadline).await;
+            connection::run(stream, head, peer, local, &shared, stop, deadline).await;
             shared.metrics.connections.dec();
         }
         Route::Health => http::respond(stream, "200 OK", "text/plain", "ok\n").await,

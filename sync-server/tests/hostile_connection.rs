@@ -168,6 +168,7 @@ async fn frames_before_authentication_are_small() {
         items: vec![SyncItem {
             doc: DocId::User(ana.uid),
             message: ByteBuf::from(vec![0u8; 100 * 1024]),
+            signatures: Vec::new(),
         }],
     })
     .await;
@@ -359,6 +360,7 @@ fn hello_sync(doc: DocId) -> SyncItem {
     SyncItem {
         doc,
         message: ByteBuf::from(message.encode()),
+        signatures: Vec::new(),
     }
 }
 

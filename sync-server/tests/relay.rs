@@ -338,32 +338,33 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
     let docs_before = relay.metric("social_sync_relay_documents").await;
 
     // Eve writes into Ana's user document; likes Ana's post in Ana's name; sends a change
-    // whose actor claims to be Ana's device. Each is refused as forbidden, with the reason.
+    // whose actor claims to be Ana's device (which Eve cannot sign for: issue 11). Each is
+    // refused with its code and reason.
     let mut raw = Raw::login(&relay.url(), &eve, "00000000000000e1").await;
     let ana_doc = DocId::User(ana.uid);
     let thread = DocId::Thread(post.clone());
     type Edit<'a> = &'a dyn Fn(&mut AutoCommit);
-    let attempts: [(_, &DocId, Edit<'_>, &str); 3] = [
+    let attempts: [(_, &DocId, Edit<'_>, (ErrorCode, &str)); 3] = [
         (
             eve.uid,
             &ana_doc,
             &|am| UserDoc::follow(am, eve.uid, 1).unwrap(),
-            "only its owner",
+            (ErrorCode::Forbidden, "only its owner"),
         ),
         (
             eve.uid,
             &thread,
             &|am| ThreadDoc::like(am, ana.uid, 1).unwrap(),
-            "like/",
+            (ErrorCode::Forbidden, "like/"),
         ),
         (
             ana.uid,
             &thread,
             &|am| ThreadDoc::like(am, ana.uid, 1).unwrap(),
-            "not by you",
+            (ErrorCode::BadChangeSignature, "is not signed by"),
         ),
     ];
-    for (i, (actor, doc, edit, reason)) in attempts.into_iter().enumerate() {
+    for (i, (actor, doc, edit, (code, reason))) in attempts.into_iter().enumerate() {
         let mut forged = AutoCommit::new().with_actor(actor_id(actor, [i as u8; 8]));
         edit(&mut forged);
         forged.commit();
@@ -371,7 +372,7 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
         assert!(
             refusals
                 .iter()
-                .any(|(c, m)| *c == ErrorCode::Forbidden && m.contains(reason)),
+                .any(|(c, m)| *c == code && m.contains(reason)),
             "attempt {i}: {refusals:?}"
         );
     }
@@ -407,7 +408,7 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
     // A bad signature.
     let mut raw = Raw::connect(&relay.url()).await;
     raw.send(&ClientMessage::Hello {
-        version: 1,
+        version: social_sync_protocol::PROTOCOL_VERSION,
         user: eve.uid,
         device: "00000000000000e2".into(),
         agent: "t".into(),
@@ -417,6 +418,7 @@ async fn hostile_clients_get_clear_errors_and_others_keep_being_served() {
     let _challenge = raw.recv().await.unwrap();
     raw.send(&ClientMessage::Auth {
         signature: ByteBuf::from(vec![7u8; 64]),
+        relay: social_sync_protocol::signing::relay_origin(&relay.url()).unwrap(),
     })
     .await;
     let m = raw.recv().await;

@@ -103,21 +103,25 @@ fn hostile_frames(ana: UserId, post: &PostId) -> Vec<ServerMessage> {
     let item = |message: Vec<u8>| SyncItem {
         doc: thread.clone(),
         message: ByteBuf::from(message),
+        signatures: Vec::new(),
     };
     vec![
         ServerMessage::Changes {
             doc: thread.clone(),
             changes: vec![ByteBuf::from(compressed)],
+            signatures: Vec::new(),
             seq: 0,
         },
         ServerMessage::Changes {
             doc: thread.clone(),
             changes: vec![ByteBuf::from(forged.clone())],
+            signatures: Vec::new(),
             seq: 0,
         },
         ServerMessage::Changes {
             doc: thread.clone(),
             changes: vec![ByteBuf::from(delete.raw_bytes().to_vec())],
+            signatures: Vec::new(),
             seq: 0,
         },
         ServerMessage::Sync {

@@ -15,12 +15,13 @@
 
 use std::time::{Duration, Instant};
 
-use automerge::{AutoCommit, transaction::CommitOptions};
+use automerge::{AutoCommit, Change, transaction::CommitOptions};
 use rand::{Rng, SeedableRng, rngs::StdRng};
+use social_sync_core::model::vetting::signature;
 use social_sync_core::model::{
     CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, actor_id,
 };
-use social_sync_core::{CommentId, DocId, Env, FeedCursor, PostId, Replica, UserId};
+use social_sync_core::{CommentId, DocId, Env, FeedCursor, Identity, PostId, Replica, UserId};
 
 struct Scale {
     users: usize,
@@ -66,10 +67,26 @@ fn main() {
 
     // ----- generate the other users' documents, as their own devices would ------------
     let t = Instant::now();
-    let users: Vec<UserId> = (0..scale.users)
-        .map(|_| UserId::from_bytes(rng.random()))
+    let mut env = Env::deterministic(11, 0);
+    let keys: Vec<Identity> = (0..scale.users)
+        .map(|_| Identity::generate(&mut env))
         .collect();
-    let mut docs: Vec<(DocId, Vec<Vec<u8>>)> = Vec::new();
+    let users: Vec<UserId> = keys.iter().map(Identity::user_id).collect();
+    let key_of = |uid: UserId| &keys[users.iter().position(|u| *u == uid).unwrap()];
+    // Each change with its author's signature, as their devices would send them.
+    let signed =
+        |doc: &DocId, key: &Identity, changes: &[Change]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+            changes
+                .iter()
+                .map(|c| {
+                    (
+                        c.raw_bytes().to_vec(),
+                        signature::sign(key, doc, c).to_vec(),
+                    )
+                })
+                .unzip()
+        };
+    let mut docs: Vec<(DocId, Vec<Vec<u8>>, Vec<Vec<u8>>)> = Vec::new();
     let mut posts: Vec<PostId> = Vec::with_capacity(total_posts);
     let mut time = 1_700_000_000_000i64;
     for (i, &uid) in users.iter().enumerate() {
@@ -101,17 +118,14 @@ fn main() {
             am.commit_with(CommitOptions::default().with_time(time));
             posts.push(id);
         }
-        docs.push((
-            DocId::User(uid),
-            am.get_changes(&[])
-                .iter()
-                .map(|c| c.raw_bytes().to_vec())
-                .collect(),
-        ));
+        let doc = DocId::User(uid);
+        let (changes, sigs) = signed(&doc, &keys[i], &am.get_changes(&[]));
+        docs.push((doc, changes, sigs));
     }
     let mut reactions = 0usize;
     for post in posts.iter().step_by(scale.thread_every) {
-        let mut changes = Vec::new();
+        let doc = DocId::Thread(post.clone());
+        let (mut changes, mut sigs) = (Vec::new(), Vec::new());
         for _ in 0..scale.likes_per_thread {
             let who = users[rng.random_range(0..users.len())];
             reactions += 1;
@@ -119,7 +133,9 @@ fn main() {
                 AutoCommit::new().with_actor(actor_id(who, (reactions as u64).to_le_bytes()));
             ThreadDoc::like(&mut am, who, time).unwrap();
             am.commit_with(CommitOptions::default().with_time(time));
-            changes.extend(am.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()));
+            let (c, s) = signed(&doc, key_of(who), &am.get_changes(&[]));
+            changes.extend(c);
+            sigs.extend(s);
         }
         for _ in 0..scale.comments_per_thread {
             let who = users[rng.random_range(0..users.len())];
@@ -133,11 +149,13 @@ fn main() {
             };
             ThreadDoc::add_comment(&mut am, &entry).unwrap();
             am.commit_with(CommitOptions::default().with_time(time));
-            changes.extend(am.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()));
+            let (c, s) = signed(&doc, key_of(who), &am.get_changes(&[]));
+            changes.extend(c);
+            sigs.extend(s);
         }
-        docs.push((DocId::Thread(post.clone()), changes));
+        docs.push((doc, changes, sigs));
     }
-    let change_count: usize = docs.iter().map(|(_, c)| c.len()).sum();
+    let change_count: usize = docs.iter().map(|(_, c, _)| c.len()).sum();
     println!(
         "generated {} documents, {} changes ({} likes and comments) in {:.1?}",
         docs.len(),
@@ -149,8 +167,8 @@ fn main() {
     // ----- merge ----------------------------------------------------------------------
     let t = Instant::now();
     let mut notified = 0;
-    for (doc, changes) in &docs {
-        notified += me.merge(doc, changes).unwrap().notifications.len();
+    for (doc, changes, sigs) in &docs {
+        notified += me.merge(doc, changes, sigs).unwrap().notifications.len();
     }
     let merge = t.elapsed();
     println!(

@@ -5,6 +5,7 @@
 //! DIR/
 //!   manifest.json            format, version, who exported, and every file with its SHA-256
 //!   documents/NNNNNN.automerge   one document's changes: uncompressed change chunks, end to end
+//!   documents/NNNNNN.sig         their authors' signatures: 64 bytes per change, same order
 //!   blobs/<sha-256>          one file per image
 //! ```
 //!
@@ -16,6 +17,11 @@
 //! columns may be DEFLATE-compressed, and a few hostile kilobytes then inflate to
 //! gigabytes inside Automerge before any check can run. Version 1 folders are refused with
 //! a message to export again.
+//!
+//! Version 3 adds the signatures: every change is checked against its author's key before
+//! anything is merged, as from the network, so a folder handed over cannot put words in
+//! anyone's mouth. A document holding changes from before signatures (another user's,
+//! which this profile cannot prove) is left out of an export and listed as skipped.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,18 +30,19 @@ use automerge::Change;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use social_sync_protocol::signing::SIGNATURE_LEN;
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
-use crate::model::vetting;
-use crate::store::{blobs, documents};
+use crate::model::vetting::{self, ChangeSig};
+use crate::store::{blobs, documents, signatures};
 use crate::{Error, Notification, Result};
 
 /// The `format` field of every manifest.
 pub const FORMAT: &str = "social-sync-export";
 /// The newest manifest version this build writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The oldest manifest version this build reads.
-pub const OLDEST_VERSION: u32 = 2;
+pub const OLDEST_VERSION: u32 = 3;
 const MANIFEST: &str = "manifest.json";
 /// The largest manifest read.
 pub const MAX_MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
@@ -169,6 +176,8 @@ struct DocumentEntry {
     id: DocId,
     file: String,
     sha256: String,
+    signatures: String,
+    signatures_sha256: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -206,8 +215,9 @@ pub struct ImportSummary {
 /// An export folder read and checked in full, ready to merge.
 #[derive(Debug)]
 pub struct CheckedFolder {
-    /// Every document with all its changes, each checked against the write rules.
-    pub documents: Vec<(DocId, Vec<Change>)>,
+    /// Every document with all its changes, each checked against the write rules, and
+    /// their authors' signatures, verified, in the same order.
+    pub documents: Vec<(DocId, Vec<Change>, Vec<ChangeSig>)>,
     /// Every image, checksum verified.
     pub blobs: Vec<blobs::Blob>,
 }
@@ -245,18 +255,38 @@ pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<Exp
             }
             Err(e) => return Err(e),
         };
-        let bytes: Vec<u8> = am
-            .get_changes(&[])
+        let changes = am.get_changes(&[]);
+        let mut sigs = Vec::with_capacity(changes.len() * 64);
+        let mut unsigned = 0;
+        for change in &changes {
+            match signatures::get(conn, &doc, &change.hash())? {
+                Some(sig) => sigs.extend_from_slice(&sig),
+                None => unsigned += 1,
+            }
+        }
+        if unsigned > 0 {
+            skipped.push(format!(
+                "{doc}: {unsigned} changes from before changes were signed cannot be proven; the document was left out"
+            ));
+            continue;
+        }
+        let bytes: Vec<u8> = changes
             .iter()
             .flat_map(|c| c.raw_bytes().iter().copied())
             .collect();
-        let file = format!("documents/{:06}.automerge", manifest.documents.len());
+        let n = manifest.documents.len();
+        let file = format!("documents/{n:06}.automerge");
         let path = dir.join(&file);
         fs::write(&path, &bytes).map_err(io(&path))?;
+        let sig_file = format!("documents/{n:06}.sig");
+        let sig_path = dir.join(&sig_file);
+        fs::write(&sig_path, &sigs).map_err(io(&sig_path))?;
         manifest.documents.push(DocumentEntry {
             id: doc,
             file,
             sha256: sha256_hex(&bytes),
+            signatures: sig_file,
+            signatures_sha256: sha256_hex(&sigs),
         });
     }
     for hash in blobs::list(conn)? {
@@ -326,19 +356,26 @@ pub fn read(dir: &Path) -> Result<CheckedFolder, ExportError> {
         if sha256_hex(&bytes) != entry.sha256 {
             return Err(ExportError::Checksum { path });
         }
-        let changes =
-            vetting::vet_changes_concatenated(&entry.id, &bytes).map_err(|e| match e {
-                vetting::Unvetted::Rule(violation) => ExportError::Forbidden {
-                    path: path.clone(),
-                    violation,
-                },
-                other => ExportError::BadDocument {
-                    path: path.clone(),
-                    doc: entry.id.clone(),
-                    detail: other.to_string(),
-                },
-            })?;
-        documents.push((entry.id, changes));
+        let sig_path = inside(dir, &entry.signatures, &manifest_path)?;
+        let sig_bytes = read_file(&sig_path, MAX_DOCUMENT_BYTES)?;
+        if sha256_hex(&sig_bytes) != entry.signatures_sha256 {
+            return Err(ExportError::Checksum { path: sig_path });
+        }
+        let refused = |e: vetting::Unvetted| match e {
+            vetting::Unvetted::Rule(violation) => ExportError::Forbidden {
+                path: path.clone(),
+                violation,
+            },
+            other => ExportError::BadDocument {
+                path: path.clone(),
+                doc: entry.id.clone(),
+                detail: other.to_string(),
+            },
+        };
+        let changes = vetting::vet_changes_concatenated(&entry.id, &bytes).map_err(refused)?;
+        let sigs: Vec<&[u8]> = sig_bytes.chunks(SIGNATURE_LEN).collect();
+        let sigs = vetting::signature::verify_all(&entry.id, &changes, &sigs).map_err(refused)?;
+        documents.push((entry.id, changes, sigs));
     }
     let mut blob_list = Vec::with_capacity(manifest.blobs.len());
     for entry in manifest.blobs {

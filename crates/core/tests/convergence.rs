@@ -128,11 +128,11 @@ fn exchange(
         if doc_mask & (1 << (i % 64)) == 0 {
             continue;
         }
-        let mut changes: Vec<Vec<u8>> = nodes[from]
-            .replica
-            .changes(doc, &[])
-            .unwrap()
+        let all = nodes[from].replica.changes(doc, &[]).unwrap();
+        let all_sigs = nodes[from].replica.signatures_of(doc, &all).unwrap();
+        let mut changes: Vec<(Vec<u8>, Vec<u8>)> = all
             .into_iter()
+            .zip(all_sigs)
             .enumerate()
             .filter(|(j, _)| change_mask & (1 << (j % 64)) != 0)
             .map(|(_, c)| c)
@@ -145,7 +145,8 @@ fn exchange(
             }
             _ => {}
         }
-        let outcome = nodes[to].replica.merge(doc, &changes).unwrap();
+        let (changes, sigs): (Vec<Vec<u8>>, Vec<Vec<u8>>) = changes.into_iter().unzip();
+        let outcome = nodes[to].replica.merge(doc, &changes, &sigs).unwrap();
         nodes[to]
             .notified
             .extend(outcome.notifications.into_iter().map(|n| n.id));

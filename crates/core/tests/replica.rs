@@ -42,7 +42,8 @@ fn send(from: &Replica, to: &mut Replica) -> Vec<NotificationKind> {
     let mut kinds = Vec::new();
     for doc in from.documents().unwrap() {
         let changes = from.changes(&doc, &[]).unwrap();
-        let outcome = to.merge(&doc, &changes).unwrap();
+        let sigs = from.signatures_of(&doc, &changes).unwrap();
+        let outcome = to.merge(&doc, &changes, &sigs).unwrap();
         kinds.extend(outcome.notifications.iter().map(|n| n.kind));
     }
     kinds.sort();
@@ -488,7 +489,10 @@ fn a_like_in_someone_elses_name_is_refused_and_nothing_is_stored() {
     ThreadDoc::like(&mut forged, cara.replica.user_id(), 5).unwrap();
     forged.commit();
     let bytes = forged.get_last_local_change().unwrap().raw_bytes().to_vec();
-    let err = ana.replica.merge(&thread, &[bytes]).unwrap_err();
+    let err = ana
+        .replica
+        .merge(&thread, &[bytes], &[Vec::<u8>::new()])
+        .unwrap_err();
     assert!(matches!(err, Error::Forbidden(_)), "{err}");
     assert!(err.to_string().contains("nothing was merged"), "{err}");
     assert_eq!(ana.replica.post_view(&post).unwrap().likes, 0);
@@ -503,7 +507,9 @@ fn garbage_change_bytes_are_refused_with_their_position() {
     let doc = DocId::User(ben.replica.user_id());
     let mut changes = ben.replica.changes(&doc, &[]).unwrap();
     changes.push(b"definitely not automerge".to_vec());
-    let err = ana.replica.merge(&doc, &changes).unwrap_err();
+    let mut sigs = ben.replica.signatures_of(&doc, &changes).unwrap();
+    sigs.push(Vec::new());
+    let err = ana.replica.merge(&doc, &changes, &sigs).unwrap_err();
     assert_eq!(err.code(), "invalid_change");
     assert!(
         err.to_string().contains(&format!("#{}", changes.len() - 1)),
@@ -523,12 +529,13 @@ fn changes_that_arrive_before_their_dependencies_wait_and_then_apply() {
     ana.replica.post("two", &[]).unwrap();
     let doc = DocId::User(ana.replica.user_id());
     let changes = ana.replica.changes(&doc, &[]).unwrap();
+    let sigs = ana.replica.signatures_of(&doc, &changes).unwrap();
     let (first, rest) = changes.split_first().unwrap();
-    let outcome = ben.replica.merge(&doc, rest).unwrap();
+    let outcome = ben.replica.merge(&doc, rest, &sigs[1..]).unwrap();
     assert_eq!((outcome.applied, outcome.waiting), (0, rest.len()));
     let outcome = ben
         .replica
-        .merge(&doc, std::slice::from_ref(first))
+        .merge(&doc, std::slice::from_ref(first), &sigs[..1])
         .unwrap();
     assert_eq!(outcome.applied, changes.len());
     assert_eq!(
@@ -787,14 +794,45 @@ fn a_hostile_import_folder_cannot_inflate_or_smuggle_anything() {
     replace_document(&compressed, "documents/000000.automerge", &bytes);
     assert_import_refused(&mut ben.replica, &compressed, "is a chunk of type 2");
 
-    let old = fresh("version-1");
+    let old = fresh("version-2");
     let manifest = std::fs::read_to_string(old.join("manifest.json")).unwrap();
     std::fs::write(
         old.join("manifest.json"),
-        manifest.replace("\"version\": 2", "\"version\": 1"),
+        manifest.replace("\"version\": 3", "\"version\": 2"),
     )
     .unwrap();
     assert_import_refused(&mut ben.replica, &old, "no longer reads");
+
+    // Issue 11: the folder's changes must carry their author's signatures. Forged
+    // signatures (checksums fixed up), and a post's text altered after it was signed.
+    let forged = fresh("forged-signatures");
+    let sigs = std::fs::read(forged.join("documents/000000.sig")).unwrap();
+    replace_document(&forged, "documents/000000.sig", &vec![7u8; sigs.len()]);
+    assert_import_refused(&mut ben.replica, &forged, "is not signed by");
+    let altered = fresh("altered-text");
+    let mut changes: Vec<automerge::Change> = ana
+        .replica
+        .changes(&doc, &[])
+        .unwrap()
+        .iter()
+        .map(|b| automerge::Change::try_from(&b[..]).unwrap())
+        .collect();
+    let mut expanded = changes.last().unwrap().decode();
+    for op in &mut expanded.operations {
+        if let automerge::legacy::OpType::Put(automerge::ScalarValue::Str(text)) = &mut op.action {
+            if text.starts_with("aaa") {
+                *text = "Ana never wrote this".into();
+            }
+        }
+    }
+    let last = changes.len() - 1;
+    changes[last] = automerge::Change::from(expanded);
+    let bytes: Vec<u8> = changes
+        .iter()
+        .flat_map(|c| c.raw_bytes().to_vec())
+        .collect();
+    replace_document(&altered, "documents/000000.automerge", &bytes);
+    assert_import_refused(&mut ben.replica, &altered, "is not signed by");
 
     // An HTML page listed as an image, checksum and all.
     let html = fresh("html");

@@ -7,15 +7,18 @@
 //!   printable encodings, parsing and validation.
 //! - [`wire`]: the messages between client and relay ([`ClientMessage`], [`ServerMessage`])
 //!   and their CBOR encoding; `README.md` describes the exchange for other implementers.
+//! - [`signing`]: the bytes a user signs: the handshake (bound to the relay) and every
+//!   Automerge change (bound to its document), and the canonical relay origin.
 //! - [`error`]: [`IdError`], what parsing an identifier can report.
 
 pub mod error;
 pub mod ids;
+pub mod signing;
 pub mod wire;
 
 pub use error::IdError;
 pub use ids::{AuthoredId, BlobHash, CommentId, DocId, PostId, UserId};
 pub use wire::{
-    ClientMessage, ErrorCode, FOLLOW_GRAPH_PAGE, FollowGraph, Limits, PROTOCOL_VERSION,
-    PresenceEntry, ServerMessage, SyncItem,
+    ChangeSignature, ClientMessage, ErrorCode, FOLLOW_GRAPH_PAGE, FollowGraph, Limits,
+    PROTOCOL_VERSION, PresenceEntry, ServerMessage, SyncItem,
 };

@@ -13,21 +13,11 @@ use serde_bytes::ByteBuf;
 use crate::{BlobHash, DocId, UserId};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// Prefix of the bytes a client signs to prove its key: `AUTH_CONTEXT || nonce || user key
-/// || device id`.
-pub const AUTH_CONTEXT: &[u8] = b"social-sync/auth/v1\0";
-
-/// The bytes a client signs for `nonce`.
-pub fn auth_payload(nonce: &[u8], user: &UserId, device: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(AUTH_CONTEXT.len() + nonce.len() + 32 + device.len());
-    out.extend_from_slice(AUTH_CONTEXT);
-    out.extend_from_slice(nonce);
-    out.extend_from_slice(user.as_bytes());
-    out.extend_from_slice(device.as_bytes());
-    out
-}
+///
+/// Version 2: every change carries its author's signature ([`SyncItem::signatures`],
+/// `changes.signatures`), and the handshake's signature names the relay
+/// ([`crate::signing`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One document's Automerge sync message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +26,21 @@ pub struct SyncItem {
     pub doc: DocId,
     /// An encoded `automerge::sync::Message`.
     pub message: ByteBuf,
+    /// One Ed25519 signature (64 bytes) per change of `message`, in the same order: the
+    /// change's author signs [`crate::signing::change_payload`] of this document and the
+    /// change's hash. A change without a valid signature by the key in its actor id is
+    /// refused, and with it the whole item.
+    #[serde(default)]
+    pub signatures: Vec<ByteBuf>,
+}
+
+/// An author's signature of a change the receiver already holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeSignature {
+    /// The change's hash (32 bytes).
+    pub hash: ByteBuf,
+    /// The signature of [`crate::signing::change_payload`] (64 bytes).
+    pub signature: ByteBuf,
 }
 
 /// What a client sends.
@@ -64,10 +69,13 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         instance: Option<u64>,
     },
-    /// Answer to [`ServerMessage::Challenge`]: Ed25519 signature of [`auth_payload`].
+    /// Answer to [`ServerMessage::Challenge`]: Ed25519 signature of [`crate::signing::auth_payload`].
     Auth {
         /// 64 bytes.
         signature: ByteBuf,
+        /// The relay's origin as the client dialled it ([`crate::signing::relay_origin`]),
+        /// which the signature covers. The relay refuses an origin that is not its own.
+        relay: String,
     },
     /// Automerge sync messages, any number of documents in one frame.
     Sync {
@@ -120,6 +128,16 @@ pub enum ClientMessage {
     GetBlob {
         /// Its hash.
         hash: BlobHash,
+    },
+    /// Signatures of the client's own changes that the relay stored before changes were
+    /// signed (protocol version 1). Sent once by a client after it signed its own old
+    /// changes; the relay checks each against the change it holds and keeps the valid ones,
+    /// so it can hand those changes on to clients that require signatures.
+    Signatures {
+        /// The document.
+        doc: DocId,
+        /// The signatures, at most 4,096 per message.
+        signatures: Vec<ChangeSignature>,
     },
     /// Who follows `user` and whom `user` follows, as the relay knows it: from every
     /// user's document, not only those this client holds, so every client shows the same
@@ -198,6 +216,10 @@ pub enum ServerMessage {
         doc: DocId,
         /// Encoded Automerge changes.
         changes: Vec<ByteBuf>,
+        /// Their authors' signatures, one per change, in the same order (see
+        /// [`SyncItem::signatures`]).
+        #[serde(default)]
+        signatures: Vec<ByteBuf>,
         /// Inbox sequence number, to acknowledge with `InboxAck` once stored (0 when the
         /// push is not from the recipient's inbox).
         seq: u64,
@@ -311,6 +333,9 @@ pub enum ErrorCode {
     /// The display name just set, or one that looks like it, is held by another user: the
     /// profile is stored but the name is not registered to this user. Pick another name.
     NameTaken,
+    /// A change without a valid signature by the key in its actor id: missing, not
+    /// verifying, or signed for another document. The whole message was refused.
+    BadChangeSignature,
 }
 
 impl ErrorCode {
@@ -333,6 +358,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::Internal => "internal",
             Self::NameTaken => "name_taken",
+            Self::BadChangeSignature => "bad_change_signature",
         }
     }
 }
@@ -394,11 +420,13 @@ mod tests {
             },
             ClientMessage::Auth {
                 signature: ByteBuf::from(vec![1; 64]),
+                relay: "ws://127.0.0.1:8787".into(),
             },
             ClientMessage::Sync {
                 items: vec![SyncItem {
                     doc: DocId::Thread(PostId::new(uid(), b"x")),
                     message: ByteBuf::from(vec![9]),
+                    signatures: vec![ByteBuf::from(vec![1; 64])],
                 }],
             },
             ClientMessage::InboxAck { seq: 7 },

@@ -2,13 +2,15 @@
 //! the challenge and the signed `auth`, all within the one deadline set when the socket was
 //! accepted, with frames limited to `--max-preauth-frame-bytes` (see [`super::guard`]).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use futures_util::{SinkExt, StreamExt};
 use rand::RngCore;
 use serde_bytes::ByteBuf;
-use social_sync_protocol::wire::{self, auth_payload};
+use social_sync_protocol::signing::auth_payload;
+use social_sync_protocol::wire;
 use social_sync_protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, UserId};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -98,6 +100,7 @@ async fn next_binary(ws: &mut Ws, deadline: Instant, shared: &Shared) -> Result<
 pub(crate) async fn authenticate(
     ws: &mut Ws,
     deadline: Instant,
+    local: SocketAddr,
     shared: &Shared,
 ) -> Result<Session, Refused> {
     let hello: ClientMessage = wire::decode(&next_binary(ws, deadline, shared).await?)
@@ -148,7 +151,7 @@ pub(crate) async fn authenticate(
     .map_err(|_| (ErrorCode::NotAuthenticated, "connection closed".into()))?;
     let auth: ClientMessage = wire::decode(&next_binary(ws, deadline, shared).await?)
         .map_err(|e| (ErrorCode::MalformedFrame, e.to_string()))?;
-    let ClientMessage::Auth { signature } = auth else {
+    let ClientMessage::Auth { signature, relay } = auth else {
         return Err((
             ErrorCode::NotAuthenticated,
             "the second message must be auth".into(),
@@ -160,10 +163,24 @@ pub(crate) async fn authenticate(
             format!("the signature does not prove the key of {user}"),
         )
     };
+    if !shared.origins.accepts(&relay, local) {
+        let known = if shared.origins.public().is_empty() {
+            format!("the address it was reached at ({local})")
+        } else {
+            shared.origins.public().join(", ")
+        };
+        return Err((
+            ErrorCode::BadSignature,
+            format!(
+                "this login was made for the relay at {relay}, and this relay answers to {known}: \
+                 dial this relay's own address (its operator sets --public-url for host names and proxies)"
+            ),
+        ));
+    }
     let key = VerifyingKey::from_bytes(user.as_bytes()).map_err(|_| bad())?;
     let signature: [u8; 64] = signature.as_slice().try_into().map_err(|_| bad())?;
     key.verify_strict(
-        &auth_payload(&nonce, &user, &device),
+        &auth_payload(&nonce, &user, &device, &relay),
         &Signature::from_bytes(&signature),
     )
     .map_err(|_| bad())?;

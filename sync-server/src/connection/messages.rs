@@ -30,10 +30,11 @@ impl Connection {
             let mut states = Vec::new();
             for doc in docs {
                 let mut state = State::new();
-                if let Some(message) = shared.docs.generate(&doc, &mut state)? {
+                if let Some(out) = shared.docs.generate(&doc, &mut state)? {
                     items.push(SyncItem {
                         doc: doc.clone(),
-                        message: ByteBuf::from(message),
+                        message: ByteBuf::from(out.message),
+                        signatures: out.signatures.into_iter().map(ByteBuf::from).collect(),
                     });
                 }
                 states.push((doc, state));
@@ -83,6 +84,23 @@ impl Connection {
                 self.send(&ServerMessage::Pong { id });
             }
             ClientMessage::Sync { items } => self.sync(items).await,
+            ClientMessage::Signatures { doc, signatures } => {
+                let (shared, user) = (self.shared.clone(), self.session.user);
+                let doc2 = doc.clone();
+                let taken = tokio::task::spawn_blocking(move || {
+                    shared.docs.add_signatures(user, &doc2, &signatures)
+                })
+                .await;
+                match taken {
+                    Ok(Ok(n)) => {
+                        tracing::info!(%user, %doc, signatures = n, "took signatures of changes stored before signing")
+                    }
+                    Ok(Err(refusal)) => {
+                        self.reject(refusal.code(), Some(doc), refusal.to_string());
+                    }
+                    Err(e) => tracing::error!(error = %e, "signature task failed"),
+                }
+            }
             ClientMessage::Subscribe { docs } => {
                 for doc in docs {
                     if !self.subscribe(&doc) {
@@ -205,11 +223,11 @@ impl Connection {
                 ),
             );
         }
-        let mut work: Vec<(DocId, State, ByteBuf)> = items
+        let mut work: Vec<(DocId, State, SyncItem)> = items
             .into_iter()
             .map(|item| {
                 let state = self.take_state(&item.doc).unwrap_or_default();
-                (item.doc, state, item.message)
+                (item.doc.clone(), state, item)
             })
             .collect();
         // User documents first: a thread is accepted only once its post is known, and a
@@ -219,8 +237,14 @@ impl Connection {
         let user = self.session.user;
         let done = tokio::task::spawn_blocking(move || {
             work.into_iter()
-                .map(|(doc, mut state, message)| {
-                    let result = shared.docs.receive(user, &doc, &mut state, &message);
+                .map(|(doc, mut state, item)| {
+                    let result = shared.docs.receive(
+                        user,
+                        &doc,
+                        &mut state,
+                        &item.message,
+                        &item.signatures,
+                    );
                     (doc, state, result)
                 })
                 .collect::<Vec<_>>()
@@ -240,7 +264,9 @@ impl Connection {
             match result {
                 Ok(Received {
                     reply,
+                    reply_signatures,
                     changes,
+                    signatures,
                     seq,
                     recipients,
                     name_refused,
@@ -253,6 +279,7 @@ impl Connection {
                         let frame = Bytes::from(wire::encode(&ServerMessage::Changes {
                             doc: doc.clone(),
                             changes: changes.into_iter().map(ByteBuf::from).collect(),
+                            signatures: signatures.into_iter().map(ByteBuf::from).collect(),
                             seq,
                         }));
                         self.shared
@@ -263,6 +290,7 @@ impl Connection {
                         replies.push(SyncItem {
                             doc,
                             message: ByteBuf::from(reply),
+                            signatures: reply_signatures.into_iter().map(ByteBuf::from).collect(),
                         });
                     }
                 }

@@ -46,11 +46,13 @@ type Refused = (ErrorCode, String);
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves one WebSocket connection until it ends. `head` is the upgrade request already
-/// read from `stream`; `deadline` (set at accept) covers the upgrade and authentication.
+/// read from `stream`; `local` is the address the client connected to; `deadline` (set at
+/// accept) covers the upgrade and authentication.
 pub async fn run(
     stream: TcpStream,
     head: Head,
     peer: SocketAddr,
+    local: SocketAddr,
     shared: &Arc<Shared>,
     stop: watch::Receiver<bool>,
     deadline: Instant,
@@ -82,7 +84,7 @@ pub async fn run(
             return;
         }
     };
-    let session = match handshake::authenticate(&mut ws, deadline, shared).await {
+    let session = match handshake::authenticate(&mut ws, deadline, local, shared).await {
         Ok(session) => session,
         Err((code, message)) => {
             shared.metrics.reject(code);

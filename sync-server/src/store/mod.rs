@@ -4,7 +4,8 @@
 
 pub mod sqlite;
 
-use automerge::{AutoCommit, Change};
+use automerge::{AutoCommit, Change, ChangeHash};
+use social_sync_core::model::vetting::ChangeSig;
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
 /// A store failure; the relay answers the client with `internal` and logs it.
@@ -38,6 +39,9 @@ pub struct Accepted<'a> {
     pub changes: &'a [Change],
     /// Who they concern and what they change in the follow graph and names.
     pub routing: Routing,
+    /// The authors' signatures of every change of the message (verified), applied or
+    /// still waiting for a dependency.
+    pub signatures: &'a [(ChangeHash, ChangeSig)],
 }
 
 /// Who accepted changes concern, and what they change besides the document.
@@ -56,6 +60,21 @@ pub struct Routing {
 pub trait RelayStore: Send {
     /// Loads a document, if stored.
     fn load(&mut self, doc: &DocId) -> Result<Option<AutoCommit>, StoreError>;
+
+    /// Keeps verified signatures of changes of `doc` (those already kept stay).
+    fn put_signatures(
+        &mut self,
+        doc: &DocId,
+        signatures: &[(ChangeHash, ChangeSig)],
+    ) -> Result<(), StoreError>;
+
+    /// The signatures of encoded changes of `doc`, one per change in order, empty where
+    /// none is kept (changes stored before signatures, until their author hands them in).
+    fn signatures_for(
+        &mut self,
+        doc: &DocId,
+        changes: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// Bytes `doc` takes in the store (0 if never stored): how the document cache weighs it.
     fn stored_bytes(&mut self, doc: &DocId) -> Result<u64, StoreError>;

@@ -4,10 +4,12 @@
 use std::path::Path;
 
 use automerge::AutoCommit;
+use automerge::ChangeHash;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 use social_sync_core::model::name::name_key;
-use social_sync_core::store::documents;
+use social_sync_core::model::vetting::ChangeSig;
+use social_sync_core::store::{documents, signatures};
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
 use super::{Accepted, RelayStore, StoreError};
@@ -70,6 +72,10 @@ fn migrations() -> Migrations<'static> {
             rekey_names(tx)?;
             Ok(())
         }),
+        // The authors' signatures of the changes (`social_sync_core::store::signatures`).
+        // Changes stored before have none until their author's client hands them in
+        // (`ClientMessage::Signatures`); clients refuse them unsigned meanwhile.
+        M::up(social_sync_core::change_signatures_sql!()),
     ])
 }
 
@@ -140,6 +146,25 @@ impl RelayStore for SqliteStore {
         Ok(documents::load(&self.conn, doc)?)
     }
 
+    fn put_signatures(
+        &mut self,
+        doc: &DocId,
+        signed: &[(ChangeHash, ChangeSig)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        signatures::put(&tx, doc, signed.iter().map(|(h, s)| (h, s)))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn signatures_for(
+        &mut self,
+        doc: &DocId,
+        changes: &[Vec<u8>],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(signatures::for_encoded(&self.conn, doc, changes)?)
+    }
+
     fn stored_bytes(&mut self, doc: &DocId) -> Result<u64, StoreError> {
         let key = doc.to_string();
         let bytes: Option<i64> = self
@@ -160,6 +185,7 @@ impl RelayStore for SqliteStore {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         documents::append(&tx, a.doc, a.changes)?;
+        signatures::put(&tx, a.doc, a.signatures.iter().map(|(h, s)| (h, s)))?;
         documents::compact_if_due(&tx, a.doc, am)?;
         for (follower, followee, on) in &a.routing.follows {
             if *on {

@@ -20,7 +20,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
 use social_sync_core::{Env, Identity, Replica, SyncEngine};
-use social_sync_protocol::wire::{self, auth_payload};
+use social_sync_protocol::signing::{auth_payload, relay_origin};
+use social_sync_protocol::wire;
 use social_sync_protocol::{ClientMessage, PROTOCOL_VERSION, ServerMessage, UserId};
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -187,12 +188,14 @@ pub type RawWs = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A hand-driven client.
 pub struct Raw {
     pub ws: RawWs,
+    /// The key this connection logged in with: [`sync_doc`] signs with it.
+    pub identity: Option<Identity>,
 }
 
 impl Raw {
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-        Self { ws }
+        Self { ws, identity: None }
     }
 
     /// Connects and authenticates as the profile's user.
@@ -230,11 +233,14 @@ impl Raw {
         let ServerMessage::Challenge { nonce, .. } = raw.recv().await.unwrap() else {
             panic!("no challenge")
         };
-        let sig = identity.sign(&auth_payload(&nonce, &user, device));
+        let origin = relay_origin(url).unwrap();
+        let sig = identity.sign(&auth_payload(&nonce, &user, device, &origin));
         raw.send(&ClientMessage::Auth {
             signature: ByteBuf::from(sig.to_vec()),
+            relay: origin,
         })
         .await;
+        raw.identity = Some(identity.clone());
         match raw.recv().await {
             Some(ServerMessage::Welcome { .. }) => {}
             other => panic!("expected Welcome after Auth, got {other:?}"),
@@ -301,7 +307,9 @@ pub fn identity(seed: u64) -> (Identity, UserId) {
 }
 
 /// Syncs `am` as `doc` over `raw` until the relay has nothing more to say (a few rounds,
-/// each closed by a ping); returns the refusals the relay answered with.
+/// each closed by a ping); returns the refusals the relay answered with. Every change sent
+/// is signed with the key `raw` logged in with (a change by another actor then carries a
+/// signature that is not its author's).
 pub async fn sync_doc(
     raw: &mut Raw,
     doc: &social_sync_protocol::DocId,
@@ -312,10 +320,12 @@ pub async fn sync_doc(
     let mut refusals = Vec::new();
     for round in 0..6u64 {
         if let Some(m) = am.sync().generate_sync_message(&mut state) {
+            let signatures = sign_chunks(raw.identity.as_ref(), doc, m.changes.iter());
             raw.send(&ClientMessage::Sync {
                 items: vec![social_sync_protocol::SyncItem {
                     doc: doc.clone(),
                     message: ByteBuf::from(m.encode()),
+                    signatures,
                 }],
             })
             .await;
@@ -336,6 +346,25 @@ pub async fn sync_doc(
         }
     }
     refusals
+}
+
+/// One signature per encoded change, by `identity` (empty ones without an identity, or for
+/// bytes that are not a change).
+pub fn sign_chunks<'a>(
+    identity: Option<&Identity>,
+    doc: &social_sync_protocol::DocId,
+    chunks: impl Iterator<Item = &'a [u8]>,
+) -> Vec<ByteBuf> {
+    chunks
+        .map(
+            |bytes| match (identity, automerge::Change::try_from(bytes)) {
+                (Some(id), Ok(change)) => ByteBuf::from(
+                    social_sync_core::model::vetting::signature::sign(id, doc, &change).to_vec(),
+                ),
+                _ => ByteBuf::new(),
+            },
+        )
+        .collect()
 }
 
 /// Sends `message` and returns the first answer that is not a presence change or a

@@ -162,6 +162,9 @@ const STEPS: &[M<'static>] = &[
     );
     "#,
     ),
+    // Every change's author's signature (see `crate::store::signatures`); a profile's own
+    // older changes are signed when it is next opened (`crate::replica`).
+    M::up(crate::change_signatures_sql!()),
 ];
 
 #[cfg(test)]

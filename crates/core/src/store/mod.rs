@@ -5,6 +5,8 @@
 //! - [`migrations`]: the schema, step by step.
 //! - [`documents`]: Automerge documents as snapshot + incremental changes, compacted now
 //!   and then.
+//! - [`signatures`]: the authors' signatures of every stored change, kept for as long as
+//!   the changes (they go wherever the changes go).
 //! - [`index`]: the derived tables (posts, likes, comments, follows, profiles, full-text),
 //!   updated from what changed in a document, or rebuilt from all of them.
 //! - [`notifications`]: events aimed at the user, with deterministic ids and read state.
@@ -29,6 +31,7 @@ pub mod mutes;
 pub mod notifications;
 pub mod queries;
 pub mod settings;
+pub mod signatures;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

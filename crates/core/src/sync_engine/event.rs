@@ -68,13 +68,15 @@ pub enum Event {
         /// Which post, and how many changes.
         undelivered: crate::Undelivered,
     },
-    /// The relay refused something this client sent.
+    /// The relay refused something this client sent, or this client refused something the
+    /// relay sent (changes without a valid signature, `bad_change_signature`, or against
+    /// the write rules): in both cases nothing of it was kept.
     Rejected {
         /// Why.
         code: ErrorCode,
         /// The document concerned.
         doc: Option<DocId>,
-        /// The relay's sentence.
+        /// One sentence for people.
         message: String,
     },
 }

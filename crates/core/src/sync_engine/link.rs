@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use social_sync_protocol::wire::{self, auth_payload};
+use social_sync_protocol::signing::{auth_payload, relay_origin};
+use social_sync_protocol::wire;
 use social_sync_protocol::{ClientMessage, Limits, PROTOCOL_VERSION, ServerMessage, UserId};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -44,6 +45,9 @@ impl Link {
             url: url.to_owned(),
             detail,
         };
+        // The handshake's signature names the relay as dialled, so a relay cannot forward
+        // its challenge to another relay and log in there as this user.
+        let origin = relay_origin(url).map_err(|e| unreachable(e.to_string()))?;
         let (ws, _) = tokio::time::timeout(
             HANDSHAKE,
             tokio_tungstenite::connect_async_with_config(url, Some(config), true),
@@ -72,9 +76,10 @@ impl Link {
             ServerMessage::Challenge { nonce, .. } => nonce,
             other => return Err(unexpected(other)),
         };
-        let signature = identity.sign(&auth_payload(&nonce, &user, device));
+        let signature = identity.sign(&auth_payload(&nonce, &user, device, &origin));
         link.send(&ClientMessage::Auth {
             signature: ByteBuf::from(signature.to_vec()),
+            relay: origin,
         })
         .await?;
         match link.recv_timeout(HANDSHAKE).await? {

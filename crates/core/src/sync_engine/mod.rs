@@ -538,6 +538,9 @@ struct Session<'a> {
     /// Ids of the notifications this session emitted since the last look at those stored
     /// by other processes (not shown twice).
     emitted_notes: HashSet<String>,
+    /// Signatures of this profile's changes from before signatures were handed to the
+    /// relay on this connection; once a round settles, they are known taken.
+    signatures_sent: bool,
 }
 
 impl<'a> Session<'a> {
@@ -562,6 +565,7 @@ impl<'a> Session<'a> {
             graphs_asked: VecDeque::new(),
             catch_up: None,
             emitted_notes: HashSet::new(),
+            signatures_sent: false,
         }
     }
 
@@ -578,8 +582,26 @@ impl<'a> Session<'a> {
             docs
         };
         self.summary.documents = docs.len();
+        self.publish_signatures().await?;
         self.offer(docs).await?;
         self.ping().await
+    }
+
+    /// Hands the relay the signatures of this profile's changes made before signatures
+    /// (see `Replica::sign_own_changes`), once.
+    async fn publish_signatures(&mut self) -> Result<(), SyncError> {
+        let batches = self.engine.replica().signatures_to_publish()?;
+        if batches.is_empty() {
+            return Ok(());
+        }
+        for (doc, signatures) in batches {
+            self.link
+                .send(&ClientMessage::Signatures { doc, signatures })
+                .await?;
+        }
+        self.signatures_sent = true;
+        self.sent_since_ping = true;
+        Ok(())
     }
 
     /// Sends sync messages for `docs` (those with something to say), batched.
@@ -594,12 +616,9 @@ impl<'a> Session<'a> {
                     None => r.sync_state(&doc)?,
                 };
                 let mut state = state;
-                if let Some(message) = r.generate_sync_message(&doc, &mut state)? {
+                if let Some(item) = r.generate_sync_message(&doc, &mut state)? {
                     r.save_sync_state(&doc, &state)?;
-                    items.push(SyncItem {
-                        doc: doc.clone(),
-                        message: ByteBuf::from(message),
-                    });
+                    items.push(item);
                 }
                 self.states.insert(doc, state);
             }
@@ -748,10 +767,15 @@ impl<'a> Session<'a> {
     async fn handle(&mut self, message: ServerMessage) -> Result<bool, SyncError> {
         match message {
             ServerMessage::Sync { items } => self.receive(items).await?,
-            ServerMessage::Changes { doc, changes, seq } => {
+            ServerMessage::Changes {
+                doc,
+                changes,
+                signatures,
+                seq,
+            } => {
                 self.max_seq = self.max_seq.max(seq);
                 let changes: Vec<Vec<u8>> = changes.into_iter().map(ByteBuf::into_vec).collect();
-                let merged = self.engine.replica().merge(&doc, &changes);
+                let merged = self.engine.replica().merge(&doc, &changes, &signatures);
                 match merged {
                     Ok(outcome) => {
                         self.report(&doc, outcome);
@@ -759,9 +783,7 @@ impl<'a> Session<'a> {
                             self.ping().await?;
                         }
                     }
-                    Err(e) => {
-                        tracing::warn!(%doc, error = %e, "refused pushed changes; syncing the document instead")
-                    }
+                    Err(e) => self.refused_from_relay(&doc, &e),
                 }
                 // Whatever could not apply yet (or was refused) is fetched through sync.
                 self.offer(vec![doc]).await?;
@@ -861,6 +883,7 @@ impl<'a> Session<'a> {
     /// Applies sync messages and answers them.
     async fn receive(&mut self, items: Vec<SyncItem>) -> Result<(), SyncError> {
         let mut touched = Vec::new();
+        let mut refused = Vec::new();
         {
             let mut r = self.engine.replica();
             for item in items {
@@ -868,19 +891,23 @@ impl<'a> Session<'a> {
                     Some(s) => s,
                     None => r.sync_state(&item.doc)?,
                 };
-                match r.receive_sync_message(&item.doc, &mut state, &item.message) {
+                match r.receive_sync_message(&item.doc, &mut state, &item.message, &item.signatures)
+                {
                     Ok(outcome) => {
                         self.report(&item.doc, outcome);
                         self.states.insert(item.doc.clone(), state);
                     }
                     Err(e) => {
-                        tracing::warn!(doc = %item.doc, error = %e, "refused a sync message from the relay");
                         self.states
                             .insert(item.doc.clone(), r.sync_state(&item.doc)?);
+                        refused.push((item.doc.clone(), e));
                     }
                 }
                 touched.push(item.doc);
             }
+        }
+        for (doc, e) in refused {
+            self.refused_from_relay(&doc, &e);
         }
         self.report_progress();
         self.offer(touched).await?;
@@ -935,6 +962,27 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The relay sent changes this client refuses (unsigned, forged, altered, moved from
+    /// another document, or against the write rules): nothing of them was kept, and the
+    /// user hears of it as a `rejected` event with the code.
+    fn refused_from_relay(&mut self, doc: &DocId, e: &crate::Error) {
+        let code = match e {
+            crate::Error::Unvetted(u) => u.code(),
+            crate::Error::Forbidden(_) => ErrorCode::Forbidden,
+            _ => ErrorCode::InvalidChange,
+        };
+        tracing::warn!(%doc, code = code.as_str(), error = %e, "refused changes from the relay; kept what was here");
+        let message = format!("refused what the relay sent: {e}");
+        self.summary
+            .refusals
+            .push(format!("{}: {message}", code.as_str()));
+        self.engine.emit(Event::Rejected {
+            code,
+            doc: Some(doc.clone()),
+            message,
+        });
+    }
+
     fn report(&mut self, doc: &DocId, outcome: crate::MergeOutcome) {
         if outcome.applied > 0 {
             if let Some((done, _)) = &mut self.catch_up {
@@ -955,6 +1003,9 @@ impl<'a> Session<'a> {
     /// A round ended with nothing left to say: confirm what the relay holds, acknowledge
     /// the inbox. Returns true (settled).
     async fn settled(&mut self) -> Result<bool, SyncError> {
+        if std::mem::take(&mut self.signatures_sent) {
+            self.engine.replica().signatures_published()?;
+        }
         // Reactions to posts deleted meanwhile leave the outbox, and the user is told.
         let undelivered = self.engine.replica().settle_deleted()?;
         for u in undelivered {

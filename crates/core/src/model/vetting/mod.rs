@@ -30,11 +30,15 @@ use automerge::sync::Message;
 use automerge::{AutoCommit, Change, ChangeHash};
 use social_sync_protocol::DocId;
 
-use super::rules::{self, RuleViolation};
+use super::rules;
 
 mod chunk;
+mod refusal;
+pub mod signature;
 
 use chunk::{CHANGE_CHUNK, chunk_len, count_ops, uleb128};
+pub use refusal::Unvetted;
+pub use signature::ChangeSig;
 
 /// Most changes one sync message may carry.
 pub const MAX_CHANGES: usize = 20_000;
@@ -49,92 +53,6 @@ pub const MAX_OPS_PER_CHANGE: u64 = 10_000;
 /// Most Bloom-filter bits per entry (Automerge uses 10).
 pub const MAX_BLOOM_BITS_PER_ENTRY: u64 = 32;
 
-/// Why input was refused. Nothing of it was applied or stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Unvetted {
-    /// Not an Automerge sync message.
-    #[error(
-        "the sync message for {doc} does not decode ({detail}); the sender must speak Automerge sync"
-    )]
-    Malformed {
-        /// The document.
-        doc: DocId,
-        /// What was wrong.
-        detail: String,
-    },
-    /// More of something than a sync message may hold.
-    #[error("the sync message for {doc} has {count} {what}; at most {max} are accepted: split it")]
-    TooMany {
-        /// The document.
-        doc: DocId,
-        /// What was counted.
-        what: &'static str,
-        /// How many there were.
-        count: usize,
-        /// The cap.
-        max: usize,
-    },
-    /// A Bloom filter outside what Automerge writes.
-    #[error(
-        "the sync message for {doc} has a Bloom filter with {detail}; only Automerge's own filters are accepted"
-    )]
-    BadBloom {
-        /// The document.
-        doc: DocId,
-        /// What was wrong.
-        detail: String,
-    },
-    /// An item that is not exactly one uncompressed change chunk.
-    #[error(
-        "change #{index} for {doc} {detail}: only uncompressed Automerge change chunks are accepted"
-    )]
-    NotAChange {
-        /// The document.
-        doc: DocId,
-        /// Position of the change in its batch, from 0.
-        index: usize,
-        /// What it is instead.
-        detail: String,
-    },
-    /// A change with no operations.
-    #[error("change {hash} for {doc} is empty: a change must carry at least one edit")]
-    Empty {
-        /// The document.
-        doc: DocId,
-        /// The change.
-        hash: String,
-    },
-    /// A change whose operation counter does not move past its dependencies'.
-    #[error(
-        "change {hash} for {doc} starts at op {start_op}, not after op {dep_max_op} of the change {dep} it depends on: Automerge never makes such a change"
-    )]
-    OpOrder {
-        /// The document.
-        doc: DocId,
-        /// The change.
-        hash: String,
-        /// Its first op.
-        start_op: u64,
-        /// The dependency.
-        dep: String,
-        /// The dependency's last op.
-        dep_max_op: u64,
-    },
-    /// A change breaking the write rules.
-    #[error(transparent)]
-    Rule(#[from] RuleViolation),
-    /// Automerge panicked on the input; the panic was contained.
-    #[error(
-        "the input for {doc} made Automerge fail ({detail}); it was refused and nothing was kept"
-    )]
-    Panicked {
-        /// The document.
-        doc: DocId,
-        /// The panic message.
-        detail: String,
-    },
-}
-
 /// A sync message whose every change passed [`vet_sync_message`].
 #[derive(Debug)]
 pub struct Vetted {
@@ -142,6 +60,8 @@ pub struct Vetted {
     pub message: Message,
     /// Its changes, decoded, in order.
     pub changes: Vec<Change>,
+    /// Their authors' signatures, verified, in the same order.
+    pub signatures: Vec<ChangeSig>,
 }
 
 /// Runs `f`, turning a panic inside it into [`Unvetted::Panicked`]. Whatever `f` was
@@ -161,8 +81,12 @@ pub fn encode_outgoing(mut message: Message) -> Vec<u8> {
     message.encode()
 }
 
-/// Decodes and vets one encoded sync message for `doc`.
-pub fn vet_sync_message(doc: &DocId, bytes: &[u8]) -> Result<Vetted, Unvetted> {
+/// Decodes and vets one encoded sync message for `doc`, with one signature per change.
+pub fn vet_sync_message<S: AsRef<[u8]>>(
+    doc: &DocId,
+    bytes: &[u8],
+    signatures: &[S],
+) -> Result<Vetted, Unvetted> {
     let malformed = |detail: String| Unvetted::Malformed {
         doc: doc.clone(),
         detail,
@@ -203,8 +127,13 @@ pub fn vet_sync_message(doc: &DocId, bytes: &[u8]) -> Result<Vetted, Unvetted> {
         .enumerate()
         .map(|(index, bytes)| vet_change(doc, index, bytes))
         .collect::<Result<Vec<_>, _>>()?;
+    let signatures = signature::verify_all(doc, &changes, signatures)?;
     message.flags = None;
-    Ok(Vetted { message, changes })
+    Ok(Vetted {
+        message,
+        changes,
+        signatures,
+    })
 }
 
 /// Decodes and vets one encoded change for `doc` (`index` names it in errors).
@@ -432,16 +361,31 @@ mod tests {
         let ask = empty.sync().generate_sync_message(&mut theirs).unwrap();
         am.sync().receive_sync_message(&mut ours, ask).unwrap();
         let v2 = am.sync().generate_sync_message(&mut ours).unwrap().encode();
-        let err = vet_sync_message(&thread(), &v2).unwrap_err();
+        let err = vet_sync_message::<Vec<u8>>(&thread(), &v2, &[]).unwrap_err();
         assert!(err.to_string().contains("type 0"), "{err}");
     }
 
     #[test]
     fn an_honest_message_passes_and_loses_its_flags() {
-        let mut am = liked(2);
-        let vetted = vet_sync_message(&thread(), &first_message(&mut am)).unwrap();
+        let ana = crate::Identity::generate(&mut crate::Env::deterministic(1, 0));
+        let mut am = AutoCommit::new().with_actor(actor_id(ana.user_id(), [0; 8]));
+        ThreadDoc::like(&mut am, ana.user_id(), 1).unwrap();
+        am.commit();
+        let sig = signature::sign(&ana, &thread(), &am.get_changes(&[])[0]);
+        let message = first_message(&mut am);
+        let vetted = vet_sync_message(&thread(), &message, &[sig]).unwrap();
         assert_eq!(vetted.changes.len(), 1);
+        assert_eq!(vetted.signatures, vec![sig]);
         assert!(vetted.message.flags.is_none());
+        // The same message without its signature, or signed for another thread.
+        let err = vet_sync_message::<Vec<u8>>(&thread(), &message, &[]).unwrap_err();
+        assert_eq!(
+            err.code(),
+            social_sync_protocol::ErrorCode::BadChangeSignature
+        );
+        let other = DocId::Thread(PostId::new(UserId::from_bytes([1; 32]), b"q"));
+        let err = vet_sync_message(&other, &message, &[sig]).unwrap_err();
+        assert!(matches!(err, Unvetted::BadSignature { .. }), "{err}");
     }
 
     #[test]

@@ -75,7 +75,8 @@ fn main() {
 fn send_all(from: &Replica, to: &mut Replica) {
     for doc in from.documents().expect("list documents") {
         let changes = from.changes(&doc, &[]).expect("read changes");
-        to.merge(&doc, &changes).expect("merge");
+        let sigs = from.signatures_of(&doc, &changes).expect("read signatures");
+        to.merge(&doc, &changes, &sigs).expect("merge");
     }
 }
 
@@ -141,6 +142,11 @@ fn wire_seeds(dir: &Path, fixture: &Fixture, ben: &Replica) {
         .expect("a sync message");
     let item = SyncItem {
         doc: doc.clone(),
+        signatures: fixture
+            .sign_message(&doc, &message)
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         message: message.into(),
     };
     let hash = BlobHash::from_digest([7; 32]);
@@ -160,6 +166,7 @@ fn wire_seeds(dir: &Path, fixture: &Fixture, ben: &Replica) {
             "auth",
             ClientMessage::Auth {
                 signature: vec![1; 64].into(),
+                relay: "ws://127.0.0.1:8787".into(),
             },
         ),
         (
@@ -201,12 +208,14 @@ fn wire_seeds(dir: &Path, fixture: &Fixture, ben: &Replica) {
     for (name, message) in client {
         write_seed(dir, &format!("client-{name}"), &wire::encode(&message));
     }
-    let changes = ben
-        .changes(&doc, &[])
-        .expect("read changes")
+    let raw_changes = ben.changes(&doc, &[]).expect("read changes");
+    let signatures = ben
+        .signatures_of(&doc, &raw_changes)
+        .expect("read signatures")
         .into_iter()
         .map(Into::into)
         .collect();
+    let changes = raw_changes.into_iter().map(Into::into).collect();
     let server = [
         (
             "challenge",
@@ -232,6 +241,7 @@ fn wire_seeds(dir: &Path, fixture: &Fixture, ben: &Replica) {
             ServerMessage::Changes {
                 doc,
                 changes,
+                signatures,
                 seq: 3,
             },
         ),
@@ -242,7 +252,7 @@ fn wire_seeds(dir: &Path, fixture: &Fixture, ben: &Replica) {
             ServerMessage::Presence {
                 online: vec![PresenceEntry {
                     user,
-                    devices: vec!["00ff00ff00ff00ff".into()],
+                    devices: 1,
                 }],
             },
         ),
@@ -250,7 +260,6 @@ fn wire_seeds(dir: &Path, fixture: &Fixture, ben: &Replica) {
             "presence-changed",
             ServerMessage::PresenceChanged {
                 user,
-                device: "00ff00ff00ff00ff".into(),
                 online: true,
             },
         ),
@@ -336,7 +345,8 @@ fn try_relay(fixture: &Fixture, input: &[u8]) -> (usize, usize) {
         } else {
             fixture.ana
         };
-        match docs.receive(user, &fixture.doc(tag), state, message) {
+        let sigs = fixture.sign_message(&fixture.doc(tag), message);
+        match docs.receive(user, &fixture.doc(tag), state, message, &sigs) {
             Ok(_) => accepted += 1,
             Err(_) => refused += 1,
         }
@@ -363,7 +373,8 @@ fn client_seeds(dir: &Path, fixture: &Fixture, ben: &Replica, ana: &mut Replica)
             );
         }
         let input = encode_steps(changes.iter().map(|c| (n | CHANGE, &c[..])));
-        let outcome = ana.merge(&fixture.doc(n), &changes);
+        let sigs = fixture.sign(&fixture.doc(n), &changes);
+        let outcome = ana.merge(&fixture.doc(n), &changes, &sigs);
         println!(
             "client_merge/{name}: {}",
             outcome.map_or_else(|e| format!("refused ({e})"), |o| format!("{o:?}"))

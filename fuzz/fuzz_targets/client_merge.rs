@@ -61,7 +61,8 @@ fuzz_target!(|data: &[u8]| {
                     continue;
                 }
                 Some((batch_doc, changes)) => {
-                    let _ = client.ana.merge(&batch_doc, &changes);
+                    let sigs = client.fixture.sign(&batch_doc, &changes);
+                    let _ = client.ana.merge(&batch_doc, &changes, &sigs);
                 }
                 None => {}
             }
@@ -73,9 +74,10 @@ fuzz_target!(|data: &[u8]| {
                 states.remove(&(tag % 4));
             }
             let state = states.entry(tag % 4).or_default();
+            let sigs = client.fixture.sign_message(&doc, &payload);
             if client
                 .ana
-                .receive_sync_message(&doc, state, &payload)
+                .receive_sync_message(&doc, state, &payload, &sigs)
                 .is_err()
             {
                 *state = client.ana.sync_state(&doc).unwrap_or_default();
@@ -83,7 +85,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = client.ana.generate_sync_message(&doc, state);
         }
         if let Some((doc, changes)) = batch {
-            let _ = client.ana.merge(&doc, &changes);
+            let sigs = client.fixture.sign(&doc, &changes);
+            let _ = client.ana.merge(&doc, &changes, &sigs);
         }
     });
 });

@@ -68,7 +68,8 @@ fuzz_target!(|data: &[u8]| {
             fix_sync_checksums(&mut message);
         }
         let mut state = states.remove(&key).unwrap_or_default();
-        if relay.docs.receive(user, &doc, &mut state, &message).is_ok() {
+        let sigs = relay.fixture.sign_message(&doc, &message);
+        if relay.docs.receive(user, &doc, &mut state, &message, &sigs).is_ok() {
             states.insert(key, state);
         }
     }

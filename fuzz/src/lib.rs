@@ -24,7 +24,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use social_sync_core::{DocId, Env, PostId, Replica, UserId};
+use social_sync_core::model::user_of_actor;
+use social_sync_core::model::vetting::{self, signature};
+use social_sync_core::{DocId, Env, Identity, PostId, Replica, UserId};
 
 /// Start of the deterministic clock of every fixture profile (ms since the epoch).
 pub const START_MS: i64 = 1_700_000_000_000;
@@ -79,6 +81,12 @@ pub struct Fixture {
     pub ana_post: PostId,
     /// Ben's post.
     pub ben_post: PostId,
+    /// Ana's key: the targets sign the changes they make in her name with it, as a hostile
+    /// device of hers would, so mutated changes get past the signature check to the parser,
+    /// the write rules and Automerge.
+    pub ana_key: Identity,
+    /// Ben's key, likewise.
+    pub ben_key: Identity,
 }
 
 impl Fixture {
@@ -111,6 +119,44 @@ impl Fixture {
             ben: ben.user_id(),
             ana_post,
             ben_post,
+            ana_key: ana.identity().clone(),
+            ben_key: ben.identity().clone(),
+        }
+    }
+
+    /// One signature per encoded change of `doc`: by its author when that is Ana or Ben
+    /// (whose keys the fixture holds), empty otherwise (refused as unsigned). Only changes
+    /// that pass the product's own vetting are decoded here (it counts operations before
+    /// Automerge does and contains its panics), so the harness never inflates or panics on
+    /// what the code under test would refuse.
+    pub fn sign(&self, doc: &DocId, changes: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        changes
+            .iter()
+            .enumerate()
+            .map(|(index, bytes)| {
+                let Ok(change) = vetting::vet_change(doc, index, bytes) else {
+                    return Vec::new();
+                };
+                let key = match user_of_actor(change.actor_id()) {
+                    Some(u) if u == self.ana => &self.ana_key,
+                    Some(u) if u == self.ben => &self.ben_key,
+                    _ => return Vec::new(),
+                };
+                signature::sign(key, doc, &change).to_vec()
+            })
+            .collect()
+    }
+
+    /// [`Self::sign`] for the changes of an encoded sync message (none if it does not
+    /// decode).
+    pub fn sign_message(&self, doc: &DocId, message: &[u8]) -> Vec<Vec<u8>> {
+        let decoded =
+            vetting::contained(doc, || automerge::sync::Message::decode(message)).ok();
+        match decoded {
+            Some(Ok(m)) if m.changes.len() <= vetting::MAX_CHANGES => {
+                self.sign(doc, &m.changes.iter().map(<[u8]>::to_vec).collect::<Vec<_>>())
+            }
+            _ => Vec::new(),
         }
     }
 

@@ -119,7 +119,7 @@ export type SyncEvent =
   | { event: 'presence'; user: UserId; online: boolean }
   | { event: 'progress'; done: number; total: number }
   | { event: 'undelivered'; undelivered: { post_id: PostId; author: UserId; changes: number } }
-  | { event: 'rejected'; code: string; doc: string | null; message: string };
+  | { event: 'rejected'; by: 'relay' | 'client'; code: string; doc: string | null; message: string };
 
 export type Target =
   | { kind: 'post'; post_id: PostId }

@@ -162,7 +162,19 @@ export function applySyncEvent(e: SyncEvent) {
       toast('Not delivered', 'Your like or comment was not delivered: its author deleted the post.', 'error');
       break;
     case 'rejected':
-      toast(e.code === 'name_taken' ? 'That name is taken' : 'The relay refused a change', e.message, 'error');
+      if (e.by === 'client') {
+        // The relay sent something this app would not keep (a change not signed by the
+        // person it claims to come from): nothing changed here, so no alarm.
+        toast(
+          'Something was held back',
+          e.code === 'bad_change_signature'
+            ? 'The relay passed on changes that their authors did not sign. They were not kept; your feed is as it was.'
+            : 'The relay passed on changes this app does not accept. They were not kept; your feed is as it was.',
+          'info',
+        );
+      } else {
+        toast(e.code === 'name_taken' ? 'That name is taken' : 'The relay refused a change', e.message, 'error');
+      }
       break;
   }
 }

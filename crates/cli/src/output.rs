@@ -3,7 +3,9 @@
 use std::io::{self, Write};
 
 use serde::Serialize;
-use social_sync_core::{Event, FeedItem, Notification, NotificationKind, ProfileView, ThreadView};
+use social_sync_core::{
+    Event, FeedItem, Notification, NotificationKind, ProfileView, RefusedBy, ThreadView,
+};
 
 use crate::Error;
 
@@ -224,8 +226,20 @@ pub fn describe(event: &Event) -> String {
         }
         Event::Progress { done, total } => format!("synced {done} of {total} documents"),
         Event::Undelivered { undelivered } => undelivered.to_string(),
-        Event::Rejected { code, message, .. } => {
-            format!("the relay refused ({}): {message}", code.as_str())
-        }
+        Event::Rejected {
+            by: RefusedBy::Relay,
+            code,
+            message,
+            ..
+        } => format!("the relay refused ({}): {message}", code.as_str()),
+        Event::Rejected {
+            by: RefusedBy::Client,
+            code,
+            message,
+            ..
+        } => format!(
+            "refused what the relay sent ({}), kept what was here: {message}",
+            code.as_str()
+        ),
     }
 }

@@ -10,21 +10,14 @@
 mod common;
 
 use std::num::NonZeroU64;
-use std::sync::mpsc;
 
 use automerge::legacy::{Key, ObjectId, Op, OpType};
 use automerge::sync::{Message as SyncMessage, MessageVersion};
 use automerge::{AutoCommit, Change, ExpandedChange, ROOT, transaction::Transactable};
-use common::{cli, json};
-use futures_util::{SinkExt, StreamExt};
+use common::{cli, json, spawn_hostile_relay};
 use serde_bytes::ByteBuf;
 use social_sync_core::model::{CommentEntry, ThreadDoc, actor_id};
-use social_sync_protocol::wire;
-use social_sync_protocol::{
-    ClientMessage, CommentId, DocId, Limits, PROTOCOL_VERSION, PostId, ServerMessage, SyncItem,
-    UserId,
-};
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+use social_sync_protocol::{CommentId, DocId, PostId, ServerMessage, SyncItem, UserId};
 
 fn raw_message(heads: Vec<automerge::ChangeHash>, changes: Vec<Vec<u8>>) -> Vec<u8> {
     SyncMessage {
@@ -137,55 +130,6 @@ fn hostile_frames(ana: UserId, post: &PostId) -> Vec<ServerMessage> {
     ]
 }
 
-/// A relay that authenticates anyone, sends `frames` after the first client message that
-/// follows the handshake, and answers pings. Serves one connection, then returns.
-async fn hostile_relay(listener: tokio::net::TcpListener, frames: Vec<ServerMessage>) {
-    let (stream, _) = listener.accept().await.unwrap();
-    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-    let send = |m: &ServerMessage| Message::Binary(Bytes::from(wire::encode(m)));
-    let mut user = None;
-    let mut frames = Some(frames);
-    while let Some(Ok(frame)) = ws.next().await {
-        let Message::Binary(bytes) = frame else {
-            continue;
-        };
-        let Ok(message) = wire::decode::<ClientMessage>(&bytes) else {
-            continue;
-        };
-        let replies = match message {
-            ClientMessage::Hello { user: u, .. } => {
-                user = Some(u);
-                vec![ServerMessage::Challenge {
-                    version: PROTOCOL_VERSION,
-                    nonce: ByteBuf::from(vec![0; 32]),
-                }]
-            }
-            ClientMessage::Auth { .. } => vec![
-                ServerMessage::Welcome {
-                    user: user.unwrap(),
-                    limits: Limits {
-                        max_message_bytes: 16 << 20,
-                        max_blob_bytes: 10 << 20,
-                        messages_per_second: 200,
-                    },
-                },
-                ServerMessage::InboxSent { seq: 0, docs: 0 },
-            ],
-            ClientMessage::Ping { id } => {
-                let mut out = frames.take().unwrap_or_default();
-                out.push(ServerMessage::Pong { id });
-                out
-            }
-            _ => frames.take().unwrap_or_default(),
-        };
-        for reply in &replies {
-            if ws.send(send(reply)).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
 #[test]
 fn a_hostile_relay_cannot_crash_the_cli_or_write_into_the_profile() {
     let root = tempfile::tempdir().unwrap();
@@ -201,24 +145,7 @@ fn a_hostile_relay_cannot_crash_the_cli_or_write_into_the_profile() {
         .parse()
         .unwrap();
 
-    let (addr_tx, addr_rx) = mpsc::channel();
-    let frames = hostile_frames(uid, &post);
-    let relay = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_secs(60),
-                hostile_relay(listener, frames),
-            )
-            .await;
-        });
-    });
-    let url = format!("ws://{}", addr_rx.recv().unwrap());
+    let url = spawn_hostile_relay(hostile_frames(uid, &post));
 
     let out = cli(&ana, &["sync", "--relay", &url, "--json"]).out;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -234,7 +161,6 @@ fn a_hostile_relay_cannot_crash_the_cli_or_write_into_the_profile() {
     ] {
         assert!(stderr.contains(reason), "no '{reason}' in: {stderr}");
     }
-    drop(relay);
 
     // The profile shows nothing of it: no comment, no like, the post intact.
     let thread = json(&ana, &["thread", &post.to_string(), "--json"]);

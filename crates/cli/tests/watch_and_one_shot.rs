@@ -5,14 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::Watch;
 use serde_json::Value;
+
+mod common;
 
 /// A relay serving from `data` on `addr` in a thread of this process, until dropped.
 struct Relay {
@@ -104,91 +106,6 @@ fn parse(args: &[&str], out: &Output) -> Value {
 
 fn json(profile: &Path, args: &[&str]) -> Value {
     parse(args, &cli(profile, args))
-}
-
-/// A running `watch --json`, its stdout lines as JSON values, killed when dropped.
-struct Watch {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-    /// Every line printed so far.
-    seen: Vec<Value>,
-}
-
-impl Watch {
-    fn start(profile: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
-            .arg("--profile")
-            .arg(profile)
-            .args(["watch", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel::<Value>();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("watch printed non-JSON ({e}): {line}"));
-                if tx.send(v).is_err() {
-                    break;
-                }
-            }
-        });
-        Self {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next line matching `pred` within `within`.
-    fn wait_for(&mut self, what: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) => {
-                    self.seen.push(v.clone());
-                    if pred(&v) {
-                        return v;
-                    }
-                }
-                Err(_) => {
-                    let running = self.running();
-                    panic!(
-                        "watch printed no {what} within {within:?}; it printed {:?}; still running: {running}",
-                        self.seen
-                    )
-                }
-            }
-        }
-    }
-
-    fn online(&mut self, within: Duration) {
-        self.wait_for("connection online", within, |v| {
-            v["event"] == "connection" && v["status"] == "online"
-        });
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-
-    /// Takes the lines printed meanwhile (without waiting).
-    fn drain(&mut self) {
-        while let Ok(v) = self.lines.try_recv() {
-            self.seen.push(v);
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Two profiles, Ana and Ben, on `relay`; Ana has synced one post. Returns their folders and

@@ -166,6 +166,15 @@ impl Profile {
         }
     }
 
+    /// Opens the profile folder again (as a new start of the app would), syncing with
+    /// `relay`.
+    pub fn reopen(&mut self, relay: &str) {
+        let replica =
+            Replica::open(self.dir.path(), Env::deterministic(99, 1_700_000_000_000)).unwrap();
+        self.replica = Arc::new(Mutex::new(replica));
+        self.engine = SyncEngine::new(self.replica.clone(), relay);
+    }
+
     /// The same profile folder, pointed at another relay address.
     pub fn repoint(&mut self, relay: &str) {
         self.engine = SyncEngine::new(self.replica.clone(), relay);

@@ -19,6 +19,17 @@ pub enum ConnectionStatus {
     Reconnecting,
 }
 
+/// Who refused something, in [`Event::Rejected`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusedBy {
+    /// The relay refused what this client sent.
+    Relay,
+    /// This client refused what the relay sent (forged, altered or unsigned changes, or
+    /// changes against the write rules); it kept what it had.
+    Client,
+}
+
 /// One thing that happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -72,6 +83,9 @@ pub enum Event {
     /// relay sent (changes without a valid signature, `bad_change_signature`, or against
     /// the write rules): in both cases nothing of it was kept.
     Rejected {
+        /// Who refused: the relay (what this client sent), or this client (what the relay
+        /// sent).
+        by: RefusedBy,
         /// Why.
         code: ErrorCode,
         /// The document concerned.

@@ -31,7 +31,7 @@ use social_sync_protocol::{
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-pub use event::{ConnectionStatus, Event};
+pub use event::{ConnectionStatus, Event, RefusedBy};
 pub use link::Link;
 
 use crate::{Error, Replica};
@@ -541,6 +541,10 @@ struct Session<'a> {
     /// Signatures of this profile's changes from before signatures were handed to the
     /// relay on this connection; once a round settles, they are known taken.
     signatures_sent: bool,
+    /// Documents whose input from the relay this client refused on this connection: not
+    /// offered again until the next one (the relay would only send the same again, and a
+    /// round would never settle).
+    refused_docs: HashSet<DocId>,
 }
 
 impl<'a> Session<'a> {
@@ -566,6 +570,7 @@ impl<'a> Session<'a> {
             catch_up: None,
             emitted_notes: HashSet::new(),
             signatures_sent: false,
+            refused_docs: HashSet::new(),
         }
     }
 
@@ -605,7 +610,8 @@ impl<'a> Session<'a> {
     }
 
     /// Sends sync messages for `docs` (those with something to say), batched.
-    async fn offer(&mut self, docs: Vec<DocId>) -> Result<(), SyncError> {
+    async fn offer(&mut self, mut docs: Vec<DocId>) -> Result<(), SyncError> {
+        docs.retain(|d| !self.refused_docs.contains(d));
         let (items, names_images) = {
             let mut r = self.engine.replica();
             let names_images = docs.contains(&DocId::User(r.user_id()));
@@ -860,7 +866,12 @@ impl<'a> Session<'a> {
                 self.summary
                     .refusals
                     .push(format!("{}: {message}", code.as_str()));
-                self.engine.emit(Event::Rejected { code, doc, message });
+                self.engine.emit(Event::Rejected {
+                    by: RefusedBy::Relay,
+                    code,
+                    doc,
+                    message,
+                });
             }
             ServerMessage::Name { user, .. } => {
                 if let Some(reply) = self.names_asked.pop_front() {
@@ -972,11 +983,14 @@ impl<'a> Session<'a> {
             _ => ErrorCode::InvalidChange,
         };
         tracing::warn!(%doc, code = code.as_str(), error = %e, "refused changes from the relay; kept what was here");
-        let message = format!("refused what the relay sent: {e}");
-        self.summary
-            .refusals
-            .push(format!("{}: {message}", code.as_str()));
+        self.refused_docs.insert(doc.clone());
+        let message = e.to_string();
+        self.summary.refusals.push(format!(
+            "{}: refused what the relay sent: {message}",
+            code.as_str()
+        ));
         self.engine.emit(Event::Rejected {
+            by: RefusedBy::Client,
             code,
             doc: Some(doc.clone()),
             message,

@@ -24,6 +24,7 @@ use automerge::sync::{Message as SyncMessage, State, SyncDoc};
 use automerge::transaction::CommitOptions;
 use futures_util::future::join_all;
 use serde_bytes::ByteBuf;
+use social_sync_core::model::vetting::signature;
 use social_sync_core::model::{PostEntry, UserDoc, actor_id};
 use social_sync_core::sync_engine::Link;
 use social_sync_core::{DocId, Env, Identity, PostId};
@@ -95,14 +96,34 @@ fn device(n: u64) -> String {
     format!("{n:016x}")
 }
 
-/// Syncs `am` as `doc` until the relay has it all.
-async fn push(link: &mut Link, doc: &DocId, am: &mut AutoCommit, state: &mut State) {
+/// A sync item for `m`, each change signed by `key` (the author of every change here).
+fn signed_item(key: &Identity, doc: &DocId, m: automerge::sync::Message) -> SyncItem {
+    let signatures = m
+        .changes
+        .iter()
+        .map(|bytes| {
+            let change = automerge::Change::try_from(bytes).unwrap();
+            ByteBuf::from(signature::sign(key, doc, &change).to_vec())
+        })
+        .collect();
+    SyncItem {
+        doc: doc.clone(),
+        message: ByteBuf::from(m.encode()),
+        signatures,
+    }
+}
+
+/// Syncs `am` as `doc` (written by `key`) until the relay has it all.
+async fn push(
+    link: &mut Link,
+    key: &Identity,
+    doc: &DocId,
+    am: &mut AutoCommit,
+    state: &mut State,
+) {
     for round in 0..8u64 {
         if let Some(m) = am.sync().generate_sync_message(state) {
-            let items = vec![SyncItem {
-                doc: doc.clone(),
-                message: ByteBuf::from(m.encode()),
-            }];
+            let items = vec![signed_item(key, doc, m)];
             link.send(&ClientMessage::Sync { items }).await.unwrap();
         } else if round > 0 {
             return;
@@ -158,6 +179,7 @@ async fn main() {
                 am.commit();
                 push(
                     &mut link,
+                    &me,
                     &DocId::User(me.user_id()),
                     &mut am,
                     &mut State::new(),
@@ -189,7 +211,7 @@ async fn main() {
     let doc = DocId::User(author_uid);
     let mut am = AutoCommit::new().with_actor(actor_id(author_uid, [0; 8]));
     let mut state = State::new();
-    push(&mut link, &doc, &mut am, &mut state).await;
+    push(&mut link, &author, &doc, &mut am, &mut state).await;
     let mut latencies = Vec::new();
     for p in 0..posts {
         let entry = PostEntry {
@@ -201,7 +223,7 @@ async fn main() {
         UserDoc::add_post(&mut am, &entry).unwrap();
         am.commit_with(CommitOptions::default().with_time(p as i64));
         let sent = Instant::now();
-        push(&mut link, &doc, &mut am, &mut state).await;
+        push(&mut link, &author, &doc, &mut am, &mut state).await;
         let mut got = 0;
         let mut seq = None;
         while got < followers {
@@ -246,10 +268,7 @@ async fn main() {
     }
     // One frame per post, sent back to back, as a busy client would.
     for m in items {
-        let items = vec![SyncItem {
-            doc: doc.clone(),
-            message: ByteBuf::from(m.encode()),
-        }];
+        let items = vec![signed_item(&author, &doc, m)];
         link.send(&ClientMessage::Sync { items }).await.unwrap();
     }
     // Each accepted sync message fans out one frame per follower.

@@ -26,17 +26,22 @@ async fn forwarding_relay(listener: tokio::net::TcpListener, real: String) {
     loop {
         tokio::select! {
             Some(Ok(frame)) = client.next() => {
-                if let Message::Binary(b) = frame {
-                    if upstream.ws.send(Message::Binary(b)).await.is_err() { return; }
+                let sent = match frame {
+                    Message::Binary(b) => upstream.ws.send(Message::Binary(b)).await.is_ok(),
+                    _ => true,
+                };
+                if !sent {
+                    return;
                 }
             }
             Some(Ok(frame)) = upstream.ws.next() => {
-                match frame {
-                    Message::Binary(b) => {
-                        if client.send(Message::Binary(b)).await.is_err() { return; }
-                    }
-                    Message::Close(_) => return,
-                    _ => {}
+                let sent = match frame {
+                    Message::Binary(b) => client.send(Message::Binary(b)).await.is_ok(),
+                    Message::Close(_) => false,
+                    _ => true,
+                };
+                if !sent {
+                    return;
                 }
             }
             else => return,

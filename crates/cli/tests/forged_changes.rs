@@ -114,10 +114,10 @@ fn a_relay_cannot_alter_move_reattribute_or_unsign_anyones_words() {
     // 1. The comment's text rewritten (a new change, Ana's signature kept).
     let mut expanded = comment.decode();
     for op in &mut expanded.operations {
-        if let OpType::Put(ScalarValue::Str(text)) = &mut op.action {
-            if text.as_str() == "nice one" {
-                *text = "I hate this".into();
-            }
+        if let OpType::Put(ScalarValue::Str(text)) = &mut op.action
+            && text.as_str() == "nice one"
+        {
+            *text = "I hate this".into();
         }
     }
     let altered = Change::from(expanded);

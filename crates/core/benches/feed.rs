@@ -23,6 +23,9 @@ use social_sync_core::model::{
 };
 use social_sync_core::{CommentId, DocId, Env, FeedCursor, Identity, PostId, Replica, UserId};
 
+/// A document's changes and their authors' signatures, one each.
+type SignedDoc = (DocId, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 struct Scale {
     users: usize,
     posts_per_user: usize,
@@ -86,7 +89,7 @@ fn main() {
                 })
                 .unzip()
         };
-    let mut docs: Vec<(DocId, Vec<Vec<u8>>, Vec<Vec<u8>>)> = Vec::new();
+    let mut docs: Vec<SignedDoc> = Vec::new();
     let mut posts: Vec<PostId> = Vec::with_capacity(total_posts);
     let mut time = 1_700_000_000_000i64;
     for (i, &uid) in users.iter().enumerate() {

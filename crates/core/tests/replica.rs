@@ -819,10 +819,10 @@ fn a_hostile_import_folder_cannot_inflate_or_smuggle_anything() {
         .collect();
     let mut expanded = changes.last().unwrap().decode();
     for op in &mut expanded.operations {
-        if let automerge::legacy::OpType::Put(automerge::ScalarValue::Str(text)) = &mut op.action {
-            if text.starts_with("aaa") {
-                *text = "Ana never wrote this".into();
-            }
+        if let automerge::legacy::OpType::Put(automerge::ScalarValue::Str(text)) = &mut op.action
+            && text.starts_with("aaa")
+        {
+            *text = "Ana never wrote this".into();
         }
     }
     let last = changes.len() - 1;

@@ -230,7 +230,21 @@ impl Raw {
         device: &str,
         instance: Option<u64>,
     ) -> Self {
-        let mut raw = Self::connect(url).await;
+        // A relay still closing earlier connections of this address may answer 429 for a
+        // moment (on a busy machine); a login here is meant to succeed, so it waits.
+        let mut tries = 0;
+        let mut raw = loop {
+            match tokio_tungstenite::connect_async(url).await {
+                Ok((ws, _)) => break Self { ws, identity: None },
+                Err(tokio_tungstenite::tungstenite::Error::Http(r))
+                    if r.status() == 429 && tries < 100 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("cannot connect to {url}: {e}"),
+            }
+        };
         raw.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             user,

@@ -25,7 +25,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use social_sync_core::model::user_of_actor;
-use social_sync_core::model::vetting::{self, signature};
+use social_sync_core::model::vetting;
 use social_sync_core::{DocId, Env, Identity, PostId, Replica, UserId};
 
 /// Start of the deterministic clock of every fixture profile (ms since the epoch).
@@ -142,7 +142,7 @@ impl Fixture {
                     Some(u) if u == self.ben => &self.ben_key,
                     _ => return Vec::new(),
                 };
-                signature::sign(key, doc, &change).to_vec()
+                key.sign_change(doc, &change).to_vec()
             })
             .collect()
     }

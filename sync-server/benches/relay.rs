@@ -24,7 +24,6 @@ use automerge::sync::{Message as SyncMessage, State, SyncDoc};
 use automerge::transaction::CommitOptions;
 use futures_util::future::join_all;
 use serde_bytes::ByteBuf;
-use social_sync_core::model::vetting::signature;
 use social_sync_core::model::{PostEntry, UserDoc, actor_id};
 use social_sync_core::sync_engine::Link;
 use social_sync_core::{DocId, Env, Identity, PostId};
@@ -103,7 +102,7 @@ fn signed_item(key: &Identity, doc: &DocId, m: automerge::sync::Message) -> Sync
         .iter()
         .map(|bytes| {
             let change = automerge::Change::try_from(bytes).unwrap();
-            ByteBuf::from(signature::sign(key, doc, &change).to_vec())
+            ByteBuf::from(key.sign_change(doc, &change).to_vec())
         })
         .collect();
     SyncItem {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use social_sync_core::store::blobs::{IMAGE_TYPES, image_type};
+use social_sync_model::images::{IMAGE_TYPES, image_type};
 use social_sync_protocol::{BlobHash, ErrorCode, UserId};
 
 use crate::server::Shared;

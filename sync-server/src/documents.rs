@@ -8,9 +8,9 @@ use std::sync::Mutex;
 use automerge::sync::{State, SyncDoc};
 use automerge::{AutoCommit, Change, ChangeHash};
 use lru::LruCache;
-use social_sync_core::model::rules::RuleViolation;
-use social_sync_core::model::vetting::{self, ChangeSig, Unvetted};
-use social_sync_core::model::{UserDoc, user_of_actor};
+use social_sync_model::rules::RuleViolation;
+use social_sync_model::vetting::{self, ChangeSig, Unvetted};
+use social_sync_model::{UserDoc, user_of_actor};
 use social_sync_protocol::{ChangeSignature, DocId, ErrorCode, PostId, UserId};
 
 use crate::names::NameRefused;
@@ -410,7 +410,7 @@ impl Inner {
     /// to a post deleted since are accepted on purpose: no client shows or notifies them,
     /// the reacting client reports them undelivered and settles its outbox, and a refusal
     /// would only have them offered again at every sync (see
-    /// `social_sync_core::store::deletes`).
+    /// the client's `store::deletes`).
     fn check_post_exists(&mut self, doc: &DocId, post: &PostId) -> Result<(), Refusal> {
         if self.store.stored_bytes(doc)? > 0 || self.cache.contains(doc) {
             return Ok(());

@@ -1,5 +1,5 @@
 //! Display names on the relay: who may register a name a profile change sets, and who holds
-//! a name looked up. Names are compared by their key (`social_sync_core::model::name`), so a
+//! a name looked up. Names are compared by their key (`social_sync_model::name`), so a
 //! look-alike of a taken name (other case, full-width, Cyrillic letters, a zero-width
 //! joiner, a trailing dot) is the same name.
 //!
@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use social_sync_core::model::name::{NameError, lookup_key, name_key};
+use social_sync_model::name::{NameError, lookup_key, name_key};
 use social_sync_protocol::{ErrorCode, UserId};
 
 use crate::server::Shared;

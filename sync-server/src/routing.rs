@@ -2,8 +2,8 @@
 //! user of a follow), and what they change in the relay's follow graph and names.
 
 use automerge::{AutoCommit, Change};
-use social_sync_core::model::UserDoc;
-use social_sync_core::model::user::UserKey;
+use social_sync_model::UserDoc;
+use social_sync_model::user::UserKey;
 use social_sync_protocol::DocId;
 
 use crate::names::{self, NameRefused};

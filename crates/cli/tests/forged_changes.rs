@@ -18,7 +18,6 @@ use automerge::sync::{Message as SyncMessage, MessageVersion};
 use automerge::{AutoCommit, Change, ScalarValue, transaction::CommitOptions};
 use common::{Watch, json, spawn_hostile_relay};
 use serde_bytes::ByteBuf;
-use social_sync_core::model::vetting::signature;
 use social_sync_core::model::{CommentEntry, ThreadDoc, UserDoc, actor_id};
 use social_sync_core::{Env, Identity};
 use social_sync_protocol::{CommentId, DocId, PostId, ServerMessage, SyncItem, UserId};
@@ -31,7 +30,7 @@ fn signed(key: &Identity, doc: &DocId, edit: impl FnOnce(&mut AutoCommit)) -> (C
     edit(&mut am);
     am.commit_with(CommitOptions::default().with_time(T));
     let change = am.get_changes(&[]).remove(0);
-    let sig = signature::sign(key, doc, &change).to_vec();
+    let sig = key.sign_change(doc, &change).to_vec();
     (change, sig)
 }
 

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use automerge::{AutoCommit, Change, transaction::CommitOptions};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use social_sync_core::model::vetting::signature;
 use social_sync_core::model::{
     CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, actor_id,
 };
@@ -81,12 +80,7 @@ fn main() {
         |doc: &DocId, key: &Identity, changes: &[Change]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
             changes
                 .iter()
-                .map(|c| {
-                    (
-                        c.raw_bytes().to_vec(),
-                        signature::sign(key, doc, c).to_vec(),
-                    )
-                })
+                .map(|c| (c.raw_bytes().to_vec(), key.sign_change(doc, c).to_vec()))
                 .unzip()
         };
     let mut docs: Vec<SignedDoc> = Vec::new();

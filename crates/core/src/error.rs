@@ -246,6 +246,17 @@ impl Error {
     }
 }
 
+impl From<crate::model::ModelError> for Error {
+    fn from(e: crate::model::ModelError) -> Self {
+        match e {
+            crate::model::ModelError::DamagedDocument { doc, detail } => {
+                Self::DamagedDocument { doc, detail }
+            }
+            crate::model::ModelError::Database(e) => Self::Database(e),
+        }
+    }
+}
+
 impl From<crate::model::vetting::Unvetted> for Error {
     fn from(e: crate::model::vetting::Unvetted) -> Self {
         match e {

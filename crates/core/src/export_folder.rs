@@ -249,11 +249,11 @@ pub fn export(conn: &Connection, me: UserId, now: i64, dir: &Path) -> Result<Exp
         let mut am = match documents::load(conn, &doc) {
             Ok(Some(am)) => am,
             Ok(None) => continue,
-            Err(e @ Error::DamagedDocument { .. }) => {
+            Err(e @ crate::model::ModelError::DamagedDocument { .. }) => {
                 skipped.push(e.to_string());
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let changes = am.get_changes(&[]);
         let mut sigs = Vec::with_capacity(changes.len() * 64);

@@ -49,6 +49,16 @@ impl Identity {
         self.key.sign(message).to_bytes()
     }
 
+    /// Signs `change`, made by this user, as a change of `doc` (see
+    /// [`crate::model::vetting::signature`]).
+    pub fn sign_change(
+        &self,
+        doc: &social_sync_protocol::DocId,
+        change: &automerge::Change,
+    ) -> crate::model::vetting::ChangeSig {
+        crate::model::vetting::signature::sign(&self.key, doc, change)
+    }
+
     /// Reads the key file of the profile folder `dir`.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(KEY_FILE);

@@ -9,10 +9,10 @@
 //!
 //! - [`replica`]: [`Replica`], one user's profile folder opened: every operation and query.
 //! - [`identity`]: the Ed25519 key pair in the profile folder (mode 0600).
-//! - [`model`]: the Automerge documents `user/<uid>` and `thread/<post_id>`, typed
-//!   accessors, the write rules ([`model::rules`]) and display-name keys
-//!   ([`model::name`]: look-alike names share one key), and the vetting of Automerge input
-//!   from elsewhere before it reaches a document ([`model::vetting`]).
+//! - [`model`]: the crate `social-sync-model`, shared with the relay: the Automerge
+//!   documents `user/<uid>` and `thread/<post_id>`, typed accessors, the write rules
+//!   ([`model::rules`]), display-name keys ([`model::name`]), and the vetting of Automerge
+//!   input from elsewhere, signatures included ([`model::vetting`]).
 //! - [`store`]: the SQLite file: documents (snapshot + changes), the derived index, blobs,
 //!   settings, notifications, and the queries over them.
 //! - [`export_folder`]: documents and blobs as files, for offline exchange.
@@ -24,7 +24,6 @@ pub mod env;
 pub mod error;
 pub mod export_folder;
 pub mod identity;
-pub mod model;
 pub mod replica;
 pub mod store;
 pub mod sync_engine;
@@ -38,4 +37,6 @@ pub use store::notifications::{Notification, NotificationKind};
 pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 pub use sync_engine::{ConnectionStatus, Event, RefusedBy, SyncEngine, SyncError, SyncSummary};
 
+/// The document model, shared with the relay (the crate `social-sync-model`).
+pub use social_sync_model as model;
 pub use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};

@@ -5,7 +5,7 @@
 pub mod sqlite;
 
 use automerge::{AutoCommit, Change, ChangeHash};
-use social_sync_core::model::vetting::ChangeSig;
+use social_sync_model::vetting::ChangeSig;
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
 /// A store failure; the relay answers the client with `internal` and logs it.
@@ -14,9 +14,9 @@ pub enum StoreError {
     /// From SQLite.
     #[error("relay database error: {0}; check the data folder's disk and permissions")]
     Sqlite(#[from] rusqlite::Error),
-    /// From the shared document storage of the core library.
+    /// From the document storage shared with the client (`social_sync_model::documents`).
     #[error(transparent)]
-    Core(#[from] social_sync_core::Error),
+    Model(#[from] social_sync_model::ModelError),
     /// A worker task running a store call failed.
     #[error("a relay worker task failed ({0}); try again")]
     Task(String),
@@ -99,7 +99,7 @@ pub trait RelayStore: Send {
     /// `device` of `user` has stored its inbox up to `seq`.
     fn ack_inbox(&mut self, user: UserId, device: &str, seq: u64) -> Result<(), StoreError>;
 
-    /// Who holds the display name with this key (see `social_sync_core::model::name`).
+    /// Who holds the display name with this key (see `social_sync_model::name`).
     fn name_holder(&mut self, key: &str) -> Result<Option<UserId>, StoreError>;
 
     /// Stores a blob uploaded by `uploader` (a no-op if the hash is stored already).

@@ -1,5 +1,5 @@
 //! The embedded backend: one SQLite file (WAL) in the data folder. Documents use the same
-//! snapshot + changes tables as the client, through `social_sync_core::store::documents`.
+//! snapshot + changes tables as the client, through `social_sync_model::documents`.
 
 use std::path::Path;
 
@@ -7,16 +7,16 @@ use automerge::AutoCommit;
 use automerge::ChangeHash;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
-use social_sync_core::model::name::name_key;
-use social_sync_core::model::vetting::ChangeSig;
-use social_sync_core::store::{documents, signatures};
+use social_sync_model::name::name_key;
+use social_sync_model::vetting::ChangeSig;
+use social_sync_model::{documents, signatures};
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
 use super::{Accepted, RelayStore, StoreError};
 
 const SCHEMA: &str = concat!(
-    // Documents, kept as the client keeps them (see `social_sync_core::store::documents`).
-    social_sync_core::document_tables_sql!(),
+    // Documents, kept as the client keeps them (see `social_sync_model::documents`).
+    social_sync_model::document_tables_sql!(),
     r#"
     -- Who follows whom, from the user documents; routes posts to followers.
     CREATE TABLE follows (
@@ -58,7 +58,7 @@ const SCHEMA: &str = concat!(
 );
 
 /// Blobs record who uploaded them, for the per-user image quota (blobs stored before have
-/// no uploader and count against nobody); names are keyed by `social_sync_core::model::name`
+/// no uploader and count against nobody); names are keyed by `social_sync_model::name`
 /// rather than lowercased, so the stored keys are computed again.
 const UPLOADERS_AND_NAME_KEYS: &str = r#"
     ALTER TABLE blobs ADD COLUMN uploader TEXT;
@@ -72,10 +72,10 @@ fn migrations() -> Migrations<'static> {
             rekey_names(tx)?;
             Ok(())
         }),
-        // The authors' signatures of the changes (`social_sync_core::store::signatures`).
+        // The authors' signatures of the changes (`social_sync_model::signatures`).
         // Changes stored before have none until their author's client hands them in
         // (`ClientMessage::Signatures`); clients refuse them unsigned meanwhile.
-        M::up(social_sync_core::change_signatures_sql!()),
+        M::up(social_sync_model::change_signatures_sql!()),
     ])
 }
 

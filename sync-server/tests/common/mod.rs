@@ -381,9 +381,7 @@ pub fn sign_chunks<'a>(
     chunks
         .map(
             |bytes| match (identity, automerge::Change::try_from(bytes)) {
-                (Some(id), Ok(change)) => ByteBuf::from(
-                    social_sync_core::model::vetting::signature::sign(id, doc, &change).to_vec(),
-                ),
+                (Some(id), Ok(change)) => ByteBuf::from(id.sign_change(doc, &change).to_vec()),
                 _ => ByteBuf::new(),
             },
         )

@@ -12,7 +12,7 @@ use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};
 
 use crate::export_folder::{self, ExportSummary, ImportSummary};
 use crate::identity::{Identity, KEY_FILE};
-use crate::model::{self, CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc, vetting};
+use crate::model::{self, CommentEntry, PostEntry, ProfileFields, ThreadDoc, UserDoc};
 use crate::store::blobs::{self, Blob};
 use crate::store::index::{self, RebuildReport};
 use crate::store::queries::{self, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
@@ -22,21 +22,8 @@ use crate::{Env, Error, Notification, NotificationKind, Result};
 mod signing;
 mod sync;
 
-/// Limits on what a user can write.
-pub mod limits {
-    /// Display name length, in characters.
-    pub const NAME: (usize, usize) = (1, 64);
-    /// Bio length.
-    pub const BIO: (usize, usize) = (0, 500);
-    /// Post text length (a post with images may have no text).
-    pub const POST_TEXT: (usize, usize) = (0, 5_000);
-    /// Comment length.
-    pub const COMMENT: (usize, usize) = (1, 2_000);
-    /// Images per post.
-    pub const IMAGES_PER_POST: usize = 8;
-    /// Bytes per image.
-    pub const IMAGE_BYTES: u64 = 10 * 1024 * 1024;
-}
+/// Limits on what a user can write (kept with the write rules that enforce them).
+pub use social_sync_model::limits;
 
 /// What merging a batch of changes did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -498,7 +485,7 @@ impl Replica {
                 documents::append(conn, &doc, &new)?;
                 let signed: Vec<_> = new
                     .iter()
-                    .map(|c| (c.hash(), vetting::signature::sign(identity, &doc, c)))
+                    .map(|c| (c.hash(), identity.sign_change(&doc, c)))
                     .collect();
                 signatures::put(conn, &doc, signed.iter().map(|(h, s)| (h, s)))?;
                 // Waits here until the relay confirms it holds the document.

@@ -48,10 +48,7 @@ impl Replica {
                     if user_of_actor(change.actor_id()) == Some(me)
                         && signatures::get(conn, &doc, &change.hash())?.is_none()
                     {
-                        new.push((
-                            change.hash(),
-                            vetting::signature::sign(identity, &doc, &change),
-                        ));
+                        new.push((change.hash(), identity.sign_change(&doc, &change)));
                     }
                 }
                 signatures::put(conn, &doc, new.iter().map(|(h, s)| (h, s)))?;

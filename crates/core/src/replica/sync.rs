@@ -18,7 +18,7 @@ use crate::{Error, Result};
 impl Replica {
     /// Every document this profile holds.
     pub fn documents(&self) -> Result<Vec<DocId>> {
-        documents::list(self.store.conn())
+        Ok(documents::list(self.store.conn())?)
     }
 
     /// The current heads of a document (empty if unknown).
@@ -44,7 +44,7 @@ impl Replica {
     /// The kept signatures of encoded changes of `doc` (from [`Self::changes`]), one per
     /// change in order; empty where none is kept.
     pub fn signatures_of(&self, doc: &DocId, changes: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
-        signatures::for_encoded(self.store.conn(), doc, changes)
+        Ok(signatures::for_encoded(self.store.conn(), doc, changes)?)
     }
 
     /// Merges another replica's changes to `doc`, one author's signature per change, in

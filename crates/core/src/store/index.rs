@@ -14,11 +14,11 @@ use rusqlite::{Connection, params};
 use social_sync_protocol::{CommentId, DocId, PostId, UserId};
 
 use super::{deletes, documents, notifications};
+use crate::Result;
 use crate::model::thread::ThreadKey;
 use crate::model::user::UserKey;
 use crate::model::{ThreadDoc, UserDoc};
 use crate::store::notifications::{Event, Notification, NotificationKind};
-use crate::{Error, Result};
 
 /// Brings the index up to date with what changed in `doc` between `before` and its current
 /// heads, and returns the notifications this causes for `me`, each at most once ever.
@@ -84,8 +84,10 @@ pub fn rebuild(conn: &Connection, me: UserId) -> Result<RebuildReport> {
                 report.documents += 1;
             }
             Ok(None) => {}
-            Err(e @ Error::DamagedDocument { .. }) => report.damaged.push((doc, e.to_string())),
-            Err(e) => return Err(e),
+            Err(e @ crate::model::ModelError::DamagedDocument { .. }) => {
+                report.damaged.push((doc, e.to_string()))
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     // The timeline in one statement, rather than row by row.

@@ -14,7 +14,7 @@ pub(crate) const LATEST: usize = STEPS.len();
 const STEPS: &[M<'static>] = &[
     M::up(concat!(
         // Automerge documents: the last compacted snapshot, plus the changes received since.
-        crate::document_tables_sql!(),
+        social_sync_model::document_tables_sql!(),
         r#"
     -- The derived index: always rebuildable from the documents alone.
     CREATE TABLE profiles (
@@ -164,7 +164,7 @@ const STEPS: &[M<'static>] = &[
     ),
     // Every change's author's signature (see `crate::store::signatures`); a profile's own
     // older changes are signed when it is next opened (`crate::replica`).
-    M::up(crate::change_signatures_sql!()),
+    M::up(social_sync_model::change_signatures_sql!()),
 ];
 
 #[cfg(test)]

@@ -24,14 +24,17 @@
 pub mod blobs;
 pub mod blocks;
 pub mod deletes;
-pub mod documents;
 pub mod index;
 mod migrations;
 pub mod mutes;
 pub mod notifications;
 pub mod queries;
 pub mod settings;
-pub mod signatures;
+
+/// Documents as snapshot + changes (from `social-sync-model`, shared with the relay).
+pub use social_sync_model::documents;
+/// Every change's author's signature (from `social-sync-model`, shared with the relay).
+pub use social_sync_model::signatures;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

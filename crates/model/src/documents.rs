@@ -9,7 +9,7 @@ use automerge::{AutoCommit, Change, ChangeHash, SaveOptions};
 use rusqlite::{Connection, OptionalExtension, params};
 use social_sync_protocol::DocId;
 
-use crate::{Error, Result};
+use crate::{ModelError as Error, Result};
 
 /// The SQL that creates the two tables this module keeps documents in. Every store that
 /// keeps documents through this module (the client's profile, the relay) creates them with
@@ -138,7 +138,7 @@ pub fn compact(conn: &Connection, doc: &DocId, am: &mut AutoCommit) -> Result<()
             continue;
         };
         // A change still waiting for a dependency is not in the snapshot: keep its row.
-        if crate::model::vetting::max_op_in(am, &h).is_some() {
+        if crate::vetting::max_op_in(am, &h).is_some() {
             delete.execute(params![key, hash])?;
         }
     }
@@ -168,8 +168,29 @@ pub fn list(conn: &Connection) -> Result<Vec<DocId>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ThreadDoc, actor_id};
-    use crate::store::Store;
+    use crate::{ThreadDoc, actor_id};
+
+    /// A database with the document tables, as the client's and the relay's stores have.
+    struct Store(Connection);
+
+    impl Store {
+        fn open(_dir: &std::path::Path, _create: bool) -> Result<Self> {
+            let conn = Connection::open_in_memory()?;
+            conn.execute_batch(crate::document_tables_sql!())?;
+            Ok(Self(conn))
+        }
+
+        fn conn(&self) -> &Connection {
+            &self.0
+        }
+
+        fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+            let tx = self.0.transaction()?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        }
+    }
     use social_sync_protocol::{PostId, UserId};
 
     fn thread() -> DocId {

@@ -18,7 +18,7 @@
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::skeleton;
 
-use crate::replica::limits;
+use crate::limits;
 
 /// Why a display name cannot be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -199,9 +199,9 @@ fn check_value(doc: &DocId, hash: &str, author: UserId, op: &Op) -> Result<(), R
 }
 
 /// The longest string a field may hold, in characters: the app's limits
-/// ([`crate::replica::limits`]); ids, hashes and other short fields get [`SHORT_FIELD`].
+/// ([`crate::limits`]); ids, hashes and other short fields get [`SHORT_FIELD`].
 fn max_chars(doc: &DocId, at_root: bool, key: &str) -> usize {
-    use crate::replica::limits;
+    use crate::limits;
     match (doc, at_root, key) {
         (DocId::User(_), true, "name") => limits::NAME.1,
         (DocId::User(_), true, "bio") => limits::BIO.1,
@@ -217,7 +217,7 @@ pub const SHORT_FIELD: usize = 256;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CommentEntry, PostEntry, ThreadDoc, UserDoc, actor_id};
+    use crate::{CommentEntry, PostEntry, ThreadDoc, UserDoc, actor_id};
     use automerge::{AutoCommit, ROOT, ReadDoc, transaction::Transactable};
     use social_sync_protocol::{CommentId, PostId};
 

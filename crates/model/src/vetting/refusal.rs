@@ -2,7 +2,7 @@
 
 use social_sync_protocol::{DocId, ErrorCode};
 
-use crate::model::rules::RuleViolation;
+use crate::rules::RuleViolation;
 
 /// Why input was refused. Nothing of it was applied or stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use social_sync_protocol::DocId;
 
 use crate::Result;
-use crate::model::vetting::ChangeSig;
+use crate::vetting::ChangeSig;
 
 /// The SQL that creates the signature table; every store that keeps documents through
 /// [`super::documents`] creates it in a migration of its own.
@@ -91,7 +91,7 @@ pub fn hash_of_chunk(bytes: &[u8]) -> Option<ChangeHash> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ThreadDoc, actor_id};
+    use crate::{ThreadDoc, actor_id};
     use automerge::AutoCommit;
     use social_sync_protocol::UserId;
 

@@ -1,5 +1,23 @@
-//! The Automerge document model: what lives in `user/<uid>` and `thread/<post_id>`, read and
-//! written through typed accessors. No other module spells a key of a document.
+//! # social-sync-model
+//!
+//! The Automerge document model shared by the client (`social-sync-core`) and the relay
+//! (`sync-server`): what lives in `user/<uid>` and `thread/<post_id>`, read and written
+//! through typed accessors (no other module spells a key of a document), the write rules
+//! every receiver enforces, the vetting of Automerge input from elsewhere (signatures
+//! included), and the tables documents and signatures are stored in. The relay depends on
+//! this crate and the protocol, never on the client.
+//!
+//! # Layout
+//!
+//! - [`user`], [`thread`]: the two kinds of document, as typed views and edits.
+//! - [`rules`]: who may write what; [`limits`]: how long texts may be.
+//! - [`name`]: display names: the key under which look-alikes are one name.
+//! - [`vetting`]: Automerge input from elsewhere, checked before it touches a document
+//!   (chunk kinds, sizes, op order, write rules, authors' signatures).
+//! - [`documents`]: documents on disk as snapshot + changes, compacted; [`signatures`]:
+//!   every change's signature, kept for as long as the change.
+//! - [`images`]: what counts as an image (read from the bytes).
+//! - [`error`]: [`ModelError`], what reading stored documents can report.
 //!
 //! # Shape: flat, prefixed keys at the root
 //!
@@ -21,11 +39,18 @@
 //! device id, so every change names the user who made it and two devices of one user never
 //! share an actor.
 
+pub mod documents;
+pub mod error;
+pub mod images;
+pub mod limits;
 pub mod name;
 pub mod rules;
+pub mod signatures;
 pub mod thread;
 pub mod user;
 pub mod vetting;
+
+pub use error::{ModelError, Result};
 
 use automerge::{
     ActorId, AutoCommit, ObjId, ReadDoc, ScalarValue, Value, transaction::Transactable,

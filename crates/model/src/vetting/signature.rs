@@ -5,20 +5,20 @@
 //! withhold changes, never forge, alter or move them to another document.
 
 use automerge::Change;
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use social_sync_protocol::DocId;
 use social_sync_protocol::signing::{SIGNATURE_LEN, change_payload};
 
 use super::Unvetted;
-use crate::Identity;
-use crate::model::user_of_actor;
+use crate::user_of_actor;
 
 /// An Ed25519 signature.
 pub type ChangeSig = [u8; SIGNATURE_LEN];
 
-/// Signs `change` of `doc` as `identity` (the caller made the change).
-pub fn sign(identity: &Identity, doc: &DocId, change: &Change) -> ChangeSig {
-    identity.sign(&change_payload(doc, &change.hash().0))
+/// Signs `change` of `doc` with `key`, the key of the user who made it.
+pub fn sign(key: &SigningKey, doc: &DocId, change: &Change) -> ChangeSig {
+    use ed25519_dalek::Signer;
+    key.sign(&change_payload(doc, &change.hash().0)).to_bytes()
 }
 
 /// Checks `signature` is the author's signature of `change` in `doc`; `index` names the
@@ -75,25 +75,27 @@ pub fn verify_all<S: AsRef<[u8]>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Env;
-    use crate::model::{ThreadDoc, actor_id};
+    use crate::{ThreadDoc, actor_id};
     use automerge::AutoCommit;
-    use social_sync_protocol::PostId;
+    use social_sync_protocol::{PostId, UserId};
 
-    fn liked(identity: &Identity) -> Change {
-        let mut am = AutoCommit::new().with_actor(actor_id(identity.user_id(), [0; 8]));
-        ThreadDoc::like(&mut am, identity.user_id(), 1).unwrap();
+    fn user(key: &SigningKey) -> UserId {
+        UserId::from_bytes(key.verifying_key().to_bytes())
+    }
+
+    fn liked(key: &SigningKey) -> Change {
+        let mut am = AutoCommit::new().with_actor(actor_id(user(key), [0; 8]));
+        ThreadDoc::like(&mut am, user(key), 1).unwrap();
         am.commit();
         am.get_changes(&[]).remove(0)
     }
 
     #[test]
     fn a_signature_proves_author_document_and_bytes() {
-        let mut env = Env::deterministic(1, 0);
-        let ana = Identity::generate(&mut env);
-        let eve = Identity::generate(&mut env);
-        let post = DocId::Thread(PostId::new(ana.user_id(), b"p"));
-        let other = DocId::Thread(PostId::new(ana.user_id(), b"q"));
+        let ana = SigningKey::from_bytes(&[1; 32]);
+        let eve = SigningKey::from_bytes(&[2; 32]);
+        let post = DocId::Thread(PostId::new(user(&ana), b"p"));
+        let other = DocId::Thread(PostId::new(user(&ana), b"q"));
         let change = liked(&ana);
         let sig = sign(&ana, &post, &change);
         assert_eq!(verify(&post, 0, &change, &sig).unwrap(), sig);

@@ -36,6 +36,6 @@ pub use replica::{MergeOutcome, Replica};
 pub use store::deletes::Undelivered;
 pub use store::notifications::{Notification, NotificationKind};
 pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
-pub use sync_engine::{ConnectionStatus, Event, SyncEngine, SyncError, SyncSummary};
+pub use sync_engine::{ConnectionStatus, Event, SyncEngine, SyncError, SyncSummary, TlsProblem};
 
 pub use social_sync_protocol::{BlobHash, CommentId, DocId, PostId, UserId};

@@ -1,5 +1,5 @@
-//! The accept loop: one port, HTTP or WebSocket per connection, limits per address, and a
-//! graceful shutdown that stops accepting, lets connections finish what they are writing,
+//! The accept loop: one port, HTTP or WebSocket per connection (over the relay's own TLS
+//! when it has a certificate), limits per address, and a graceful shutdown that stops accepting, lets connections finish what they are writing,
 //! and closes every socket with a close frame.
 
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
+use crate::stream::Stream;
+use crate::tls::{CertError, CertFiles, Certificates};
 
 /// What the relay's tasks share.
 pub struct Shared {
@@ -31,6 +33,8 @@ pub struct Shared {
     pub hub: Hub,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The TLS acceptor, when the relay has its own certificate.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Why the relay could not start.
@@ -47,6 +51,20 @@ pub enum StartError {
     /// The store did not open.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] CertError),
+}
+
+/// The certificate files of `config`, if it has them (clap makes sure of both or neither).
+pub fn cert_files(config: &Config) -> Option<CertFiles> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// Binds the listening socket of `config`.
@@ -65,6 +83,14 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
+    let certificates = cert_files(&config)
+        .map(Certificates::load)
+        .transpose()?
+        .map(Arc::new);
+    let tls = certificates
+        .as_ref()
+        .map(Certificates::acceptor)
+        .transpose()?;
     let store = SqliteStore::open(&config.data)?;
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
@@ -76,8 +102,12 @@ pub async fn serve(
         hub: Hub::new(metrics.clone()),
         metrics,
         config,
+        tls,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(certificates) = certificates {
+        tokio::spawn(certificates.watch(stop_rx.clone()));
+    }
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -118,12 +148,13 @@ pub async fn serve(
 }
 
 async fn handle(
-    mut stream: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
-    // One deadline from accept: the HTTP head, the upgrade and the authentication.
+    // One deadline from accept: the TLS handshake, the HTTP head, the upgrade and the
+    // authentication.
     let deadline = Instant::now() + Duration::from_secs(shared.config.handshake_timeout_secs);
     let max = shared.config.max_connections_per_ip;
     // Counted from accept, before a byte of the head arrives: half-sent heads hold a slot.
@@ -134,15 +165,74 @@ async fn handle(
              close some, or finish their requests, and try again\n",
             peer.ip(),
         );
-        http::refuse(stream, "429 Too Many Requests", &body).await;
+        if shared.tls.is_some() {
+            // Plain text would read as "this relay does not speak TLS" to the client.
+            tracing::debug!(%peer, "{}", body.trim_end());
+        } else {
+            http::refuse(tcp, "429 Too Many Requests", &body).await;
+        }
         return;
     }
     shared.metrics.sockets.inc();
+    if let Some(stream) = secure(tcp, peer, &shared, deadline).await {
+        route(stream, peer, &shared, stop, deadline).await;
+    }
+    shared.metrics.sockets.dec();
+    shared.hub.release(peer.ip());
+}
+
+/// The TLS handshake, within `deadline`, when the relay has a certificate; a plain HTTP
+/// request to the TLS port is told to use TLS (`426`, like RFC 2817's upgrade).
+async fn secure(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    deadline: Instant,
+) -> Option<Stream> {
+    let Some(acceptor) = &shared.tls else {
+        return Some(Stream::Plain(tcp));
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
+        Ok(Ok(1..)) if first[0] == http::TLS_HANDSHAKE => {}
+        Ok(Ok(1..)) => {
+            http::respond_with(
+                tcp,
+                "426 Upgrade Required",
+                "content-type: text/plain\r\nupgrade: TLS/1.3, TLS/1.2\r\n",
+                "this port speaks TLS: use wss:// (https:// for /healthz and /metrics)\n",
+            )
+            .await;
+            return None;
+        }
+        _ => return None,
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls))),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake not finished by the deadline");
+            None
+        }
+    }
+}
+
+/// Reads the request head and answers it: the WebSocket protocol, `/healthz`, `/metrics`.
+async fn route(
+    mut stream: Stream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    deadline: Instant,
+) {
     let head = http::read_head(&mut stream, deadline).await;
     match head.route {
         Route::WebSocket => {
             shared.metrics.connections.inc();
-            connection::run(stream, head, peer, &shared, stop, deadline).await;
+            connection::run(stream, head, peer, shared, stop, deadline).await;
             shared.metrics.connections.dec();
         }
         Route::Health => http::respond(stream, "200 OK", "text/plain", "ok\n").await,
@@ -185,8 +275,16 @@ async fn handle(
             )
             .await;
         }
+        Route::Tls => {
+            http::respond(
+                stream,
+                "400 Bad Request",
+                "text/plain",
+                "this port does not speak TLS: use ws:// (http:// for /healthz and /metrics), \
+                 or give the relay --tls-cert and --tls-key\n",
+            )
+            .await;
+        }
         Route::BadRequest => {}
     }
-    shared.metrics.sockets.dec();
-    shared.hub.release(peer.ip());
 }

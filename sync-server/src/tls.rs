@@ -13,6 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use social_sync_core::sync_engine::tls::pem_problem;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -92,16 +93,21 @@ pub fn load(
         detail,
     };
     let chain = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| cert_error(e.to_string()))?
+        .map_err(|e| cert_error(pem_problem(&e)))?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| cert_error(e.to_string()))?;
+        .map_err(|e| cert_error(pem_problem(&e)))?;
     let Some(leaf) = chain.first() else {
         return Err(cert_error("no BEGIN CERTIFICATE block in it".into()));
     };
     let summary = summarize(leaf).map_err(cert_error)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| CertError::Key {
         path: files.key.clone(),
-        detail: e.to_string(),
+        detail: match e {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "no BEGIN PRIVATE KEY block in it".into()
+            }
+            other => pem_problem(&other),
+        },
     })?;
     let pair = CertifiedKey::from_der(chain, key, provider).map_err(|e| CertError::Mismatch {
         cert: files.cert.clone(),

@@ -80,11 +80,29 @@ impl TlsProblem {
     }
 }
 
+/// What is wrong with a PEM file, in words (rustls's own show bytes as numbers).
+pub fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { end_marker } => format!(
+            "a section has no {} line",
+            String::from_utf8_lossy(end_marker)
+        ),
+        E::IllegalSectionStart { line } => {
+            format!("a malformed BEGIN line: {}", String::from_utf8_lossy(line))
+        }
+        E::Base64Decode(detail) => format!("a section is not valid base64 ({detail})"),
+        E::Io(io) => io.to_string(),
+        E::NoItemsFound => "nothing of the expected kind in it".into(),
+        other => other.to_string(),
+    }
+}
+
 /// The certificates in `pem` (`-----BEGIN CERTIFICATE-----` blocks), at least one.
 pub fn parse_roots(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        .map_err(|e| format!("not a PEM certificate: {}", pem_problem(&e)))?;
     if certs.is_empty() {
         return Err("no BEGIN CERTIFICATE block in it".into());
     }

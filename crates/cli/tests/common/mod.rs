@@ -1,5 +1,6 @@
 //! Shared by the CLI's whole-process tests: the real `social-sync-cli` binary run on a
-//! temporary profile, its output, and moving an export between profiles.
+//! temporary profile, its output, moving an export between profiles, and a real relay in
+//! the test process ([`relay`]), over TLS with certificates from [`tls`].
 
 #![allow(
     dead_code,
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+
+pub mod relay;
+#[path = "../../../../sync-server/tests/common/tls.rs"]
+pub mod tls;
 
 pub struct Run {
     /// What the process did.
@@ -67,11 +72,17 @@ impl Run {
 
 /// Runs the CLI on `profile` with `stdin` as standard input.
 pub fn cli_in(profile: &Path, args: &[&str], stdin: &str) -> Run {
+    cli_with(profile, args, stdin, &[])
+}
+
+/// Runs the CLI on `profile` with `stdin` as standard input and `env` set.
+pub fn cli_with(profile: &Path, args: &[&str], stdin: &str, env: &[(&str, &Path)]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
         .arg("--profile")
         .arg(profile)
         .args(args)
         .env_remove("SOCIAL_SYNC_PROFILE")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -49,9 +49,8 @@ fn syncs_over_wss_trusting_the_ca_from_ssl_cert_file_or_ca_cert() {
     json(&ben, &["follow", &ana_id, "--json"]);
     json(&ben, &["sync", "--json"]);
     let feed = json(&ben, &["feed", "--json"]);
-    let texts: Vec<_> = feed["items"]
+    let texts: Vec<_> = feed
         .as_array()
-        .or(feed.as_array())
         .unwrap()
         .iter()
         .map(|p| p["text"].as_str().unwrap_or_default().to_owned())

@@ -89,7 +89,6 @@ impl Relay {
         format!("{scheme}://{}", self.addr)
     }
 
-
     /// Stops with SIGKILL (no chance to clean up).
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

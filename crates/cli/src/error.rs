@@ -113,7 +113,7 @@ fn sync_in_cli_terms(e: &social_sync_core::SyncError) -> String {
         social_sync_core::SyncError::Local(inner) => in_cli_terms(inner),
         social_sync_core::SyncError::Tls { problem, .. } => match problem {
             social_sync_core::TlsProblem::Untrusted => format!(
-                "{e} (`social-sync-cli sync --ca-cert CA.pem` trusts a private CA and saves it with the relay)"
+                "{e} (or `social-sync-cli sync --ca-cert CA.pem`, which also saves it with the relay)"
             ),
             social_sync_core::TlsProblem::NotTls | social_sync_core::TlsProblem::TlsRequired => {
                 format!("{e} (`social-sync-cli sync --relay URL` saves the new address)")

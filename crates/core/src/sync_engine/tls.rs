@@ -49,8 +49,8 @@ impl TlsProblem {
         match self {
             Self::Untrusted => format!(
                 "the relay at {url} shows a certificate this machine does not trust (unknown issuer): \
-                 if the relay uses a private CA, trust its certificate (SSL_CERT_FILE, or the CLI's --ca-cert PEM); \
-                 otherwise check the address, someone may be in between"
+                 if the relay uses a private CA, trust that CA's certificate (SSL_CERT_FILE names a PEM bundle); \
+                 otherwise check the address: someone may be in between"
             ),
             Self::Expired => format!(
                 "the relay at {url} shows an expired certificate (or one not valid yet): \

@@ -86,32 +86,16 @@ fn classify(req: &httparse::Request<'_, '_>) -> Route {
     }
 }
 
-/// Writes a complete HTTP/1.1 response and closes the connection.
+/// Writes a complete HTTP/1.1 response (head and body in one write) and closes the
+/// connection.
 pub async fn respond<S: AsyncWrite + Unpin>(
-    stream: S,
+    mut stream: S,
     status: &str,
     content_type: &str,
     body: &str,
 ) {
-    respond_with(
-        stream,
-        status,
-        &format!("content-type: {content_type}\r\n"),
-        body,
-    )
-    .await;
-}
-
-/// [`respond`] with `headers` (each ending in CRLF); head and body in one write, so a
-/// client reading one segment gets both.
-pub async fn respond_with<S: AsyncWrite + Unpin>(
-    mut stream: S,
-    status: &str,
-    headers: &str,
-    body: &str,
-) {
     let response = format!(
-        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes()).await;
@@ -121,9 +105,19 @@ pub async fn respond_with<S: AsyncWrite + Unpin>(
 /// Answers a connection refused at accept (too many from its address) without holding it:
 /// the response is written at once, then what the client sends is read and dropped for at
 /// most a second (so closing does not reset the connection before it reads the answer).
-pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: &str, body: &str) {
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: S, status: &str, body: &str) {
+    refuse_with(stream, status, "", body).await;
+}
+
+/// [`refuse`] with `headers` (each ending in CRLF) besides `content-type: text/plain`.
+pub async fn refuse_with<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    status: &str,
+    headers: &str,
+    body: &str,
+) {
     let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     let linger = async {

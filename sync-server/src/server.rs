@@ -1,6 +1,7 @@
 //! The accept loop: one port, HTTP or WebSocket per connection (over the relay's own TLS
-//! when it has a certificate), limits per address, and a graceful shutdown that stops accepting, lets connections finish what they are writing,
-//! and closes every socket with a close frame.
+//! when it has a certificate), limits per address, and a graceful shutdown that stops
+//! accepting, lets connections finish what they are writing, and closes every socket with
+//! a close frame.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -196,10 +197,11 @@ async fn secure(
     match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
         Ok(Ok(1..)) if first[0] == http::TLS_HANDSHAKE => {}
         Ok(Ok(1..)) => {
-            http::respond_with(
+            // Lingers to read the request it did not read, so the answer is not reset.
+            http::refuse_with(
                 tcp,
                 "426 Upgrade Required",
-                "content-type: text/plain\r\nupgrade: TLS/1.3, TLS/1.2\r\n",
+                "upgrade: TLS/1.3, TLS/1.2\r\n",
                 "this port speaks TLS: use wss:// (https:// for /healthz and /metrics)\n",
             )
             .await;
@@ -214,6 +216,7 @@ async fn secure(
             None
         }
         Err(_) => {
+            shared.metrics.reject(ErrorCode::NotAuthenticated);
             tracing::debug!(%peer, "TLS handshake not finished by the deadline");
             None
         }
@@ -276,10 +279,10 @@ async fn route(
             .await;
         }
         Route::Tls => {
-            http::respond(
+            // Lingers to read the rest of the client's hello, so the answer is not reset.
+            http::refuse(
                 stream,
                 "400 Bad Request",
-                "text/plain",
                 "this port does not speak TLS: use ws:// (http:// for /healthz and /metrics), \
                  or give the relay --tls-cert and --tls-key\n",
             )

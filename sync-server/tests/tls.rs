@@ -1,7 +1,8 @@
 //! The relay binary with its own certificate: `/healthz` and the WebSocket protocol over
 //! TLS on the one port, a renewed certificate served without a restart (after SIGHUP, and
 //! after the files change), a broken renewal that keeps the old certificate, a bad PEM at
-//! start, and plain HTTP sent to the TLS port.
+//! start, plain HTTP sent to the TLS port, and stalled TLS handshakes held to the per-address
+//! limit and the one handshake deadline.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -148,4 +149,55 @@ fn a_bad_certificate_file_stops_the_relay_at_start_and_names_the_file() {
         String::from_utf8_lossy(&alone.stderr).contains("--tls-key"),
         "both or neither"
     );
+}
+
+#[tokio::test]
+async fn the_tls_handshake_comes_after_admission_and_within_the_one_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Test CA");
+    let pair = ca.issue(dir.path(), "relay", Kind::Good, 1);
+    let (cert, key) = (pair.cert.to_str().unwrap(), pair.key.to_str().unwrap());
+    let relay = Relay::start(&[
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--handshake-timeout-secs",
+        "1",
+        "--max-connections-per-ip",
+        "2",
+    ]);
+    // Two sockets start a TLS handshake and never finish it: they hold both slots...
+    let start = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+        s.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+        stalled.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so a third is closed at once, before any handshake.
+    let mut third = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "nothing is answered in plain text on a TLS port");
+    // The stalled handshakes end at the one deadline, and the address is served again.
+    for mut s in stalled {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("closed by the deadline")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+    let health = https_get(relay.addr, &ca.pem, "/healthz").await;
+    assert!(health.response.ends_with("ok\n"), "{}", health.response);
 }

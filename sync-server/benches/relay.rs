@@ -3,7 +3,8 @@
 //! - messages per second through the relay (posts accepted and fanned out),
 //! - resident memory per idle authenticated connection at 5,000 connections.
 //!
-//! Run: `cargo bench -p sync-server --bench relay` (`-- --quick` for a smaller run).
+//! Run: `cargo bench -p sync-server --bench relay` (`-- --quick` for a smaller run; `-- --tls`
+//! for the relay's own TLS, with a certificate made here and trusted by the clients).
 //! Targets on a 2-core machine: p99 < 50 ms at 1,000 followers; < 16 KiB per idle
 //! connection.
 
@@ -32,13 +33,44 @@ use social_sync_protocol::{ClientMessage, ServerMessage, SyncItem};
 struct Relay {
     child: Child,
     url: String,
+    /// The CA the clients trust, with `--tls`.
+    root: Option<String>,
     _dir: tempfile::TempDir,
 }
 
+/// A CA and a certificate it signs for 127.0.0.1, written to `dir`: (CA PEM, cert, key).
+fn certificate(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (cert_path, key_path) = (dir.join("relay.pem"), dir.join("relay.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (ca_pem, cert_path, key_path)
+}
+
 impl Relay {
-    fn start() -> Self {
+    fn start(tls: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sync-server"));
+        let root = tls.then(|| {
+            let (ca, cert, key) = certificate(dir.path());
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+            ca
+        });
+        let mut child = command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -49,7 +81,7 @@ impl Relay {
             ])
             .args(["--messages-per-second", "1000000", "--send-queue", "4096"])
             .arg("--data")
-            .arg(dir.path())
+            .arg(dir.path().join("data"))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -62,11 +94,20 @@ impl Relay {
             .strip_prefix("listening on ")
             .unwrap()
             .to_owned();
+        let scheme = if tls { "wss" } else { "ws" };
         Self {
             child,
-            url: format!("ws://{addr}"),
+            url: format!("{scheme}://{addr}"),
+            root,
             _dir: dir,
         }
+    }
+
+    /// Connects and authenticates as `identity` on `device`.
+    async fn connect(url: String, root: Option<String>, identity: &Identity, device: &str) -> Link {
+        Link::connect_as(&url, identity, device, None, root.as_deref())
+            .await
+            .unwrap()
     }
 
     fn rss_kib(&self) -> u64 {
@@ -150,15 +191,19 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let tls = std::env::args().any(|a| a == "--tls");
     let (followers, posts, idle) = if quick {
         (100, 10, 500)
     } else {
         (1_000, 30, 5_000)
     };
-    let relay = Relay::start();
+    let relay = Relay::start(tls);
     println!(
-        "Social Sync relay benchmark ({} followers, {} posts, {} idle connections)",
-        followers, posts, idle
+        "Social Sync relay benchmark ({} followers, {} posts, {} idle connections{})",
+        followers,
+        posts,
+        idle,
+        if tls { ", over TLS" } else { "" }
     );
 
     // ----- fan-out latency ---------------------------------------------------------------
@@ -169,10 +214,10 @@ async fn main() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
     for chunk in (0..followers as u64).collect::<Vec<_>>().chunks(100) {
         let links = join_all(chunk.iter().map(|&i| {
-            let url = relay.url.clone();
+            let (url, root) = (relay.url.clone(), relay.root.clone());
             async move {
                 let me = identity(1_000 + i);
-                let mut link = Link::connect(&url, &me, &device(i)).await.unwrap();
+                let mut link = Relay::connect(url, root, &me, &device(i)).await;
                 let mut am = AutoCommit::new().with_actor(actor_id(me.user_id(), [0; 8]));
                 UserDoc::follow(&mut am, author_uid, 1).unwrap();
                 am.commit();
@@ -204,9 +249,7 @@ async fn main() {
         t.elapsed()
     );
 
-    let mut link = Link::connect(&relay.url, &author, &device(0))
-        .await
-        .unwrap();
+    let mut link = Relay::connect(relay.url.clone(), relay.root.clone(), &author, &device(0)).await;
     let doc = DocId::User(author_uid);
     let mut am = AutoCommit::new().with_actor(actor_id(author_uid, [0; 8]));
     let mut state = State::new();
@@ -298,12 +341,8 @@ async fn main() {
     let mut idle_links = Vec::with_capacity(idle);
     for chunk in (0..idle as u64).collect::<Vec<_>>().chunks(250) {
         let links = join_all(chunk.iter().map(|&i| {
-            let url = relay.url.clone();
-            async move {
-                Link::connect(&url, &identity(100_000 + i), &device(i))
-                    .await
-                    .unwrap()
-            }
+            let (url, root) = (relay.url.clone(), relay.root.clone());
+            async move { Relay::connect(url, root, &identity(100_000 + i), &device(i)).await }
         }))
         .await;
         idle_links.extend(links);

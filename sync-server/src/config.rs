@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// The Social Sync relay: one port for WebSocket clients and plain HTTP (`/healthz`,
-/// `/metrics`), an embedded SQLite store in `--data`.
+/// The Social Sync relay: one port for WebSocket clients and HTTP (`/healthz`,
+/// `/metrics`), over TLS with `--tls-cert` and `--tls-key`; an embedded SQLite store in
+/// `--data`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "sync-server", version, about)]
 pub struct Config {
@@ -84,6 +85,24 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub public_urls: Vec<String>,
+    /// The relay's own TLS certificate (PEM, then its chain): the port then speaks only
+    /// TLS (`wss://`, and `https://` for `/healthz` and `/metrics`). Read again when the
+    /// file changes or on SIGHUP. Needs --tls-key.
+    #[arg(
+        long,
+        env = "SYNC_SERVER_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM). Needs --tls-cert.
+    #[arg(
+        long,
+        env = "SYNC_SERVER_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Log filter (tracing's `EnvFilter` syntax), e.g. `info` or `sync_server=debug`.
     #[arg(long, env = "SYNC_SERVER_LOG", default_value = "info")]
     pub log: String,

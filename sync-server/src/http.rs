@@ -1,12 +1,11 @@
-//! The plain-HTTP side of the one port: the request head is read (within the connection's
+//! The HTTP side of the one port (over TLS when the relay has its own certificate): the request head is read (within the connection's
 //! deadline, one read per arrival of bytes) to tell a WebSocket upgrade from
 //! `GET /healthz` and `GET /metrics`, which are answered here. An upgrade gets the bytes
 //! read back through [`Rewind`](crate::rewind::Rewind).
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 /// Where a request goes.
@@ -20,6 +19,9 @@ pub enum Route {
     Metrics,
     /// Anything else.
     NotFound,
+    /// A TLS handshake sent to a relay that does not speak TLS (a `wss://` or `https://`
+    /// address for a plain port).
+    Tls,
     /// Not an HTTP request, headers too large, or not complete by the deadline.
     BadRequest,
 }
@@ -37,9 +39,12 @@ pub struct Head {
 
 const MAX_HEAD: usize = 8 * 1024;
 
+/// The first byte of a TLS connection (a handshake record); never the start of HTTP.
+pub const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Reads the request head until it is complete (or `deadline` passes, or it grows past
 /// 8 KiB), and routes it. Waits for bytes to arrive; never polls.
-pub async fn read_head(stream: &mut TcpStream, deadline: Instant) -> Head {
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, deadline: Instant) -> Head {
     let mut bytes = Vec::new();
     let read = async {
         let mut chunk = [0u8; 1024];
@@ -50,6 +55,9 @@ pub async fn read_head(stream: &mut TcpStream, deadline: Instant) -> Head {
                 Ok(n) => n,
             };
             bytes.extend_from_slice(&chunk[..n]);
+            if bytes.first() == Some(&TLS_HANDSHAKE) {
+                return (Route::Tls, 0);
+            }
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&bytes) {
@@ -78,23 +86,38 @@ fn classify(req: &httparse::Request<'_, '_>) -> Route {
     }
 }
 
-/// Writes a complete HTTP/1.1 response and closes the connection.
-pub async fn respond(mut stream: TcpStream, status: &str, content_type: &str, body: &str) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+/// Writes a complete HTTP/1.1 response (head and body in one write) and closes the
+/// connection.
+pub async fn respond<S: AsyncWrite + Unpin>(
+    mut stream: S,
+    status: &str,
+    content_type: &str,
+    body: &str,
+) {
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = stream.write_all(head.as_bytes()).await;
-    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
 
 /// Answers a connection refused at accept (too many from its address) without holding it:
 /// the response is written at once, then what the client sends is read and dropped for at
 /// most a second (so closing does not reset the connection before it reads the answer).
-pub async fn refuse(mut stream: TcpStream, status: &str, body: &str) {
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(stream: S, status: &str, body: &str) {
+    refuse_with(stream, status, "", body).await;
+}
+
+/// [`refuse`] with `headers` (each ending in CRLF) besides `content-type: text/plain`.
+pub async fn refuse_with<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    status: &str,
+    headers: &str,
+    body: &str,
+) {
     let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     );
     let linger = async {

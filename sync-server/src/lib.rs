@@ -4,7 +4,8 @@
 //! Automerge sync protocol with each, refuses changes that break the write rules, stores
 //! what it accepts before answering, fans new changes out to those they concern, keeps an
 //! inbox per user for devices that are offline, and tracks presence. One port serves the
-//! WebSocket protocol and plain HTTP (`/healthz`, `/metrics`).
+//! WebSocket protocol and HTTP (`/healthz`, `/metrics`), over the relay's own TLS when it
+//! is given a certificate (`wss://`, `https://`).
 //!
 //! # Layout
 //!
@@ -24,6 +25,8 @@
 //! - [`store`]: the durable state behind a trait; [`store::sqlite`] is the embedded backend.
 //! - [`http`]: reading the request head; `/healthz` and `/metrics`.
 //! - [`rewind`]: a stream that replays the head it was routed by to the WebSocket upgrade.
+//! - [`stream`]: a client's socket, plain TCP or TLS.
+//! - [`tls`]: the relay's certificate, reloaded when its files change or on SIGHUP.
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod blobs;
@@ -40,6 +43,8 @@ pub mod rewind;
 pub mod routing;
 pub mod server;
 pub mod store;
+pub mod stream;
+pub mod tls;
 
 pub use config::Config;
 pub use server::{StartError, bind, serve};
@@ -51,12 +56,21 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
+    // A bad certificate stops the relay before it says it listens.
+    if let Some(files) = server::cert_files(&config) {
+        tls::load(&files, &rustls::crypto::ring::default_provider())?;
+    }
     let listener = bind(&config).await?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
     })?;
-    tracing::info!(%addr, data = %config.data.display(), "listening");
+    let scheme = if config.tls_cert.is_some() {
+        "wss"
+    } else {
+        "ws"
+    };
+    tracing::info!(%addr, data = %config.data.display(), "listening ({scheme}://)");
     {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();

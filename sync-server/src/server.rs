@@ -1,6 +1,7 @@
-//! The accept loop: one port, HTTP or WebSocket per connection, limits per address, and a
-//! graceful shutdown that stops accepting, lets connections finish what they are writing,
-//! and closes every socket with a close frame.
+//! The accept loop: one port, HTTP or WebSocket per connection (over the relay's own TLS
+//! when it has a certificate), limits per address, and a graceful shutdown that stops
+//! accepting, lets connections finish what they are writing, and closes every socket with
+//! a close frame.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use crate::metrics::Metrics;
 use crate::origins::Origins;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
+use crate::stream::Stream;
+use crate::tls::{CertError, CertFiles, Certificates};
 
 /// What the relay's tasks share.
 pub struct Shared {
@@ -35,6 +38,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// The relay addresses a login may name.
     pub origins: Origins,
+    /// The TLS acceptor, when the relay has its own certificate.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Why the relay could not start.
@@ -54,6 +59,20 @@ pub enum StartError {
     /// A `--public-url` that is not a relay address.
     #[error("--public-url: {0}")]
     PublicUrl(#[from] BadRelayUrl),
+    /// The TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] CertError),
+}
+
+/// The certificate files of `config`, if it has them (clap makes sure of both or neither).
+pub fn cert_files(config: &Config) -> Option<CertFiles> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// Binds the listening socket of `config`.
@@ -73,6 +92,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let origins = Origins::new(&config.public_urls)?;
+    let certificates = cert_files(&config)
+        .map(Certificates::load)
+        .transpose()?
+        .map(Arc::new);
+    let tls = certificates
+        .as_ref()
+        .map(Certificates::acceptor)
+        .transpose()?;
     let store = SqliteStore::open(&config.data)?;
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
@@ -85,8 +112,12 @@ pub async fn serve(
         metrics,
         origins,
         config,
+        tls,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(certificates) = certificates {
+        tokio::spawn(certificates.watch(stop_rx.clone()));
+    }
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -127,12 +158,13 @@ pub async fn serve(
 }
 
 async fn handle(
-    mut stream: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
 ) {
-    // One deadline from accept: the HTTP head, the upgrade and the authentication.
+    // One deadline from accept: the TLS handshake, the HTTP head, the upgrade and the
+    // authentication.
     let deadline = Instant::now() + Duration::from_secs(shared.config.handshake_timeout_secs);
     let max = shared.config.max_connections_per_ip;
     // Counted from accept, before a byte of the head arrives: half-sent heads hold a slot.
@@ -143,17 +175,79 @@ async fn handle(
              close some, or finish their requests, and try again\n",
             peer.ip(),
         );
-        http::refuse(stream, "429 Too Many Requests", &body).await;
+        if shared.tls.is_some() {
+            // Plain text would read as "this relay does not speak TLS" to the client.
+            tracing::debug!(%peer, "{}", body.trim_end());
+        } else {
+            http::refuse(tcp, "429 Too Many Requests", &body).await;
+        }
         return;
     }
     shared.metrics.sockets.inc();
     // The address the client connected to: a login may name it (see `crate::origins`).
-    let local = stream.local_addr().unwrap_or_else(|_| shared.config.listen);
+    let local = tcp.local_addr().unwrap_or(shared.config.listen);
+    if let Some(stream) = secure(tcp, peer, &shared, deadline).await {
+        route(stream, peer, local, &shared, stop, deadline).await;
+    }
+    shared.metrics.sockets.dec();
+    shared.hub.release(peer.ip());
+}
+
+/// The TLS handshake, within `deadline`, when the relay has a certificate; a plain HTTP
+/// request to the TLS port is told to use TLS (`426`, like RFC 2817's upgrade).
+async fn secure(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    deadline: Instant,
+) -> Option<Stream> {
+    let Some(acceptor) = &shared.tls else {
+        return Some(Stream::Plain(tcp));
+    };
+    let mut first = [0u8; 1];
+    match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
+        Ok(Ok(1..)) if first[0] == http::TLS_HANDSHAKE => {}
+        Ok(Ok(1..)) => {
+            // Lingers to read the request it did not read, so the answer is not reset.
+            http::refuse_with(
+                tcp,
+                "426 Upgrade Required",
+                "upgrade: TLS/1.3, TLS/1.2\r\n",
+                "this port speaks TLS: use wss:// (https:// for /healthz and /metrics)\n",
+            )
+            .await;
+            return None;
+        }
+        _ => return None,
+    }
+    match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(Stream::Tls(Box::new(tls))),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            shared.metrics.reject(ErrorCode::NotAuthenticated);
+            tracing::debug!(%peer, "TLS handshake not finished by the deadline");
+            None
+        }
+    }
+}
+
+/// Reads the request head and answers it: the WebSocket protocol, `/healthz`, `/metrics`.
+async fn route(
+    mut stream: Stream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: &Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    deadline: Instant,
+) {
     let head = http::read_head(&mut stream, deadline).await;
     match head.route {
         Route::WebSocket => {
             shared.metrics.connections.inc();
-            connection::run(stream, head, peer, local, &shared, stop, deadline).await;
+            connection::run(stream, head, peer, local, shared, stop, deadline).await;
             shared.metrics.connections.dec();
         }
         Route::Health => http::respond(stream, "200 OK", "text/plain", "ok\n").await,
@@ -196,8 +290,16 @@ async fn handle(
             )
             .await;
         }
+        Route::Tls => {
+            // Lingers to read the rest of the client's hello, so the answer is not reset.
+            http::refuse(
+                stream,
+                "400 Bad Request",
+                "this port does not speak TLS: use ws:// (http:// for /healthz and /metrics), \
+                 or give the relay --tls-cert and --tls-key\n",
+            )
+            .await;
+        }
         Route::BadRequest => {}
     }
-    shared.metrics.sockets.dec();
-    shared.hub.release(peer.ip());
 }

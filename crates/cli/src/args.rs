@@ -33,9 +33,13 @@ pub enum Command {
             conflicts_with = "from_backup"
         )]
         name: Option<String>,
-        /// The relay to sync with, e.g. ws://127.0.0.1:8787.
+        /// The relay to sync with, e.g. ws://127.0.0.1:8787 or wss://relay.example.org.
         #[arg(long, value_name = "URL")]
         relay: Option<String>,
+        /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
+        /// the CA's certificate, saved in the profile beside the relay.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
         /// A key file written by `export-key` on another device: this profile becomes a
         /// second device of that user (sync to bring the name, posts and follows).
         #[arg(long, value_name = "PATH")]
@@ -225,6 +229,11 @@ pub enum Command {
         /// The relay (saved for next time); default: the one set at init.
         #[arg(long, value_name = "URL")]
         relay: Option<String>,
+        /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
+        /// the CA's certificate. Saved in the profile beside the relay once the relay
+        /// answered, so later commands (watch, follow @NAME, ...) keep trusting it.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
     },
     /// Stay connected to the relay and print each event (one JSON object per line with
     /// --json) until Ctrl-C.
@@ -232,12 +241,22 @@ pub enum Command {
         /// The relay (saved for next time); default: the one set at init.
         #[arg(long, value_name = "URL")]
         relay: Option<String>,
+        /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
+        /// the CA's certificate. Saved in the profile beside the relay once the relay
+        /// answered, so later commands (watch, follow @NAME, ...) keep trusting it.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
     },
     /// Which of the people you follow are online now.
     Online {
         /// The relay; default: the one set at init.
         #[arg(long, value_name = "URL")]
         relay: Option<String>,
+        /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
+        /// the CA's certificate. Saved in the profile beside the relay once the relay
+        /// answered, so later commands (watch, follow @NAME, ...) keep trusting it.
+        #[arg(long, value_name = "PEM")]
+        ca_cert: Option<PathBuf>,
     },
 }
 

@@ -9,6 +9,16 @@ pub enum Error {
     /// A relay URL that is not `ws://` or `wss://`.
     #[error("'{0}' is not a relay address: use ws://HOST:PORT or wss://HOST")]
     RelayUrl(String),
+    /// A `--ca-cert` file that is not a PEM certificate.
+    #[error(
+        "cannot use {path} as a trusted CA certificate ({detail}): give --ca-cert a PEM file holding the CA's certificate (-----BEGIN CERTIFICATE-----)"
+    )]
+    CaCert {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A feed cursor that does not name a post in the feed.
     #[error(
         "cannot page after {0}: it is not a post in this profile; use a post_id printed by `feed`"
@@ -101,6 +111,15 @@ fn sync_in_cli_terms(e: &social_sync_core::SyncError) -> String {
             format!("{e}: pass --relay ws://HOST:PORT (it is saved once the relay answers)")
         }
         social_sync_core::SyncError::Local(inner) => in_cli_terms(inner),
+        social_sync_core::SyncError::Tls { problem, .. } => match problem {
+            social_sync_core::TlsProblem::Untrusted => format!(
+                "{e} (or `social-sync-cli sync --ca-cert CA.pem`, which also saves it with the relay)"
+            ),
+            social_sync_core::TlsProblem::NotTls | social_sync_core::TlsProblem::TlsRequired => {
+                format!("{e} (`social-sync-cli sync --relay URL` saves the new address)")
+            }
+            _ => e.to_string(),
+        },
         _ => e.to_string(),
     }
 }

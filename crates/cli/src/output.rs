@@ -175,10 +175,15 @@ fn count(n: u64, noun: &str) -> String {
 }
 
 /// The display name, or the start of the user id while the profile has not arrived.
+/// Who wrote or did something: the name and the start of the user id, a fingerprint that
+/// a look-alike name cannot copy (the whole id is in `--json` and `profile`); the start of
+/// the id alone for a user with no name yet.
 fn name_or_id(name: Option<&str>, uid: &social_sync_core::UserId) -> String {
+    let id = uid.to_string();
+    let fingerprint = id.get(..8).unwrap_or(&id);
     match name.filter(|n| !n.is_empty()) {
-        Some(name) => name.to_owned(),
-        None => uid.to_string()[..8].to_owned(),
+        Some(name) => format!("{name} ({fingerprint})"),
+        None => fingerprint.to_owned(),
     }
 }
 

@@ -137,12 +137,20 @@ fn two_people_exchange_posts_likes_comments_and_follows() {
 #[test]
 fn search_finds_posts_and_feed_pages_with_after() {
     let root = tempfile::tempdir().unwrap();
-    let (ana, _) = init(root.path(), "Ana");
+    let (ana, ana_id) = init(root.path(), "Ana");
     for text in ["red kite over the hill", "blue heron", "red squirrel"] {
         cli(&ana, &["post", text]).ok();
     }
     let found = cli(&ana, &["search", "red", "--json"]).json();
     assert_eq!(found.as_array().unwrap().len(), 2);
+    assert_eq!(found[0]["author"], ana_id.as_str());
+    // People read the author with the start of the id: a look-alike name cannot pass.
+    let out = cli(&ana, &["search", "red"]).ok().out.stdout;
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains(&format!("Ana ({}): red", &ana_id[..8])),
+        "{text}"
+    );
     let page1 = cli(&ana, &["feed", "--limit", "2", "--json"]).json();
     assert_eq!(page1.as_array().unwrap().len(), 2);
     let last = page1[1]["post_id"].as_str().unwrap();

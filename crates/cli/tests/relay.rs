@@ -10,76 +10,25 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::relay::Relay;
 use common::{cli, json};
 use serde_json::Value;
 
-struct RelayHandle {
-    url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _data: tempfile::TempDir,
-}
-
-impl RelayHandle {
-    fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let config = sync_server::Config::with_data(data.path().join("relay"));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut config = config;
-                config.listen = "127.0.0.1:0".parse().unwrap();
-                let listener = sync_server::bind(&config).await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                sync_server::serve(listener, config, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
-        Self {
-            url: format!("ws://{addr}"),
-            stop: Some(stop),
-            thread: Some(thread),
-            _data: data,
-        }
-    }
-}
-
-impl Drop for RelayHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[test]
 fn two_people_sync_watch_and_find_each_other_through_the_relay() {
-    let relay = RelayHandle::start();
+    let relay = Relay::start();
     let root = tempfile::tempdir().unwrap();
     let (ana, ben) = (root.path().join("ana"), root.path().join("ben"));
     let ana_id = json(
         &ana,
-        &["init", "--name", "Ana", "--relay", &relay.url, "--json"],
+        &["init", "--name", "Ana", "--relay", &relay.url(), "--json"],
     )["uid"]
         .as_str()
         .unwrap()
         .to_owned();
     json(
         &ben,
-        &["init", "--name", "Ben", "--relay", &relay.url, "--json"],
+        &["init", "--name", "Ben", "--relay", &relay.url(), "--json"],
     );
     let post = json(&ana, &["post", "hello relay", "--json"])["post_id"]
         .as_str()
@@ -175,13 +124,13 @@ fn two_people_sync_watch_and_find_each_other_through_the_relay() {
 /// counts; offline, the output says they are this profile's own.
 #[test]
 fn follower_counts_are_the_same_for_everyone_online() {
-    let relay = RelayHandle::start();
+    let relay = Relay::start();
     let root = tempfile::tempdir().unwrap();
     let init = |name: &str| {
         let dir = root.path().join(name);
         let uid = json(
             &dir,
-            &["init", "--name", name, "--relay", &relay.url, "--json"],
+            &["init", "--name", name, "--relay", &relay.url(), "--json"],
         )["uid"]
             .as_str()
             .unwrap()
@@ -226,12 +175,12 @@ fn follower_counts_are_the_same_for_everyone_online() {
 
 #[test]
 fn a_second_device_made_from_an_exported_key_syncs_the_user_through_the_relay() {
-    let relay = RelayHandle::start();
+    let relay = Relay::start();
     let root = tempfile::tempdir().unwrap();
     let (laptop, phone) = (root.path().join("laptop"), root.path().join("phone"));
     let uid = json(
         &laptop,
-        &["init", "--name", "Ana", "--relay", &relay.url, "--json"],
+        &["init", "--name", "Ana", "--relay", &relay.url(), "--json"],
     )["uid"]
         .as_str()
         .unwrap()
@@ -263,7 +212,7 @@ fn a_second_device_made_from_an_exported_key_syncs_the_user_through_the_relay() 
             "--passphrase-file",
             pass_s,
             "--relay",
-            &relay.url,
+            &relay.url(),
             "--json",
         ],
     );
@@ -291,19 +240,19 @@ fn a_second_device_made_from_an_exported_key_syncs_the_user_through_the_relay() 
 /// Issue 10, item 2: likes and comments racing a delete.
 #[test]
 fn reactions_to_a_deleted_post_never_notify_and_the_reactor_is_told() {
-    let relay = RelayHandle::start();
+    let relay = Relay::start();
     let root = tempfile::tempdir().unwrap();
     let (ana, ben) = (root.path().join("ana"), root.path().join("ben"));
     let ana_id = json(
         &ana,
-        &["init", "--name", "Ana", "--relay", &relay.url, "--json"],
+        &["init", "--name", "Ana", "--relay", &relay.url(), "--json"],
     )["uid"]
         .as_str()
         .unwrap()
         .to_owned();
     json(
         &ben,
-        &["init", "--name", "Ben", "--relay", &relay.url, "--json"],
+        &["init", "--name", "Ben", "--relay", &relay.url(), "--json"],
     );
     let post_id = |out: Value| out["post_id"].as_str().unwrap().to_owned();
     let early = post_id(json(&ana, &["post", "liked, then deleted", "--json"]));

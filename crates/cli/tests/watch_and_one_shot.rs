@@ -16,69 +16,7 @@ use serde_json::Value;
 
 mod common;
 
-/// A relay serving from `data` on `addr` in a thread of this process, until dropped.
-struct Relay {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Relay {
-    /// Serves `data` on `addr` (port 0: a free one).
-    fn start(data: &Path, addr: SocketAddr) -> Self {
-        let mut config = sync_server::Config::with_data(data.to_path_buf());
-        config.listen = addr;
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                // The port of a relay just stopped may take a moment to be free again.
-                let deadline = Instant::now() + Duration::from_secs(10);
-                let listener = loop {
-                    match sync_server::bind(&config).await {
-                        Ok(l) => break l,
-                        Err(_) if Instant::now() < deadline => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                };
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                sync_server::serve(listener, config, async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
-        Self {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}", self.addr)
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
+use common::relay::Relay;
 
 fn cli(profile: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
@@ -125,7 +63,7 @@ fn ana_and_ben(root: &Path, relay: &str) -> (PathBuf, PathBuf, String) {
 #[test]
 fn a_watch_keeps_running_while_sync_online_and_follow_run_on_its_profile() {
     let data = tempfile::tempdir().unwrap();
-    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let relay = Relay::serve(data.path(), "127.0.0.1:0".parse().unwrap());
     let root = tempfile::tempdir().unwrap();
     let (ana, ben, ana_id) = ana_and_ben(root.path(), &relay.url());
 
@@ -206,7 +144,7 @@ fn a_watch_keeps_running_while_sync_online_and_follow_run_on_its_profile() {
 #[test]
 fn two_syncs_at_once_on_one_profile_both_succeed() {
     let data = tempfile::tempdir().unwrap();
-    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let relay = Relay::serve(data.path(), "127.0.0.1:0".parse().unwrap());
     let root = tempfile::tempdir().unwrap();
     let (ana, ben, _) = ana_and_ben(root.path(), &relay.url());
     json(&ben, &["follow", "@ana", "--json"]);
@@ -247,7 +185,7 @@ fn two_syncs_at_once_on_one_profile_both_succeed() {
 #[test]
 fn a_watch_comes_back_when_its_relay_restarts() {
     let data = tempfile::tempdir().unwrap();
-    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let relay = Relay::serve(data.path(), "127.0.0.1:0".parse().unwrap());
     let addr = relay.addr;
     let root = tempfile::tempdir().unwrap();
     let (ana, ben, ana_id) = ana_and_ben(root.path(), &relay.url());
@@ -263,7 +201,7 @@ fn a_watch_comes_back_when_its_relay_restarts() {
     });
     assert!(watch.running(), "the watch ended with its relay");
 
-    let relay = Relay::start(data.path(), addr);
+    let relay = Relay::serve(data.path(), addr);
     watch.online(Duration::from_secs(30));
     assert!(watch.running());
 

@@ -35,7 +35,9 @@ pub use replica::{MergeOutcome, Replica};
 pub use store::deletes::Undelivered;
 pub use store::notifications::{Notification, NotificationKind};
 pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
-pub use sync_engine::{ConnectionStatus, Event, RefusedBy, SyncEngine, SyncError, SyncSummary};
+pub use sync_engine::{
+    ConnectionStatus, Event, RefusedBy, SyncEngine, SyncError, SyncSummary, TlsProblem,
+};
 
 /// The document model, shared with the relay (the crate `social-sync-model`).
 pub use social_sync_model as model;

@@ -9,10 +9,12 @@
 //!   and their CBOR encoding; `README.md` describes the exchange for other implementers.
 //! - [`signing`]: the bytes a user signs: the handshake (bound to the relay) and every
 //!   Automerge change (bound to its document), and the canonical relay origin.
+//! - [`pem`]: what is wrong with a PEM file, in words (client and relay alike).
 //! - [`error`]: [`IdError`], what parsing an identifier can report.
 
 pub mod error;
 pub mod ids;
+pub mod pem;
 pub mod signing;
 pub mod wire;
 

@@ -20,7 +20,6 @@ use governor::{Quota, RateLimiter};
 use lru::LruCache;
 use social_sync_protocol::wire;
 use social_sync_protocol::{ClientMessage, DocId, ErrorCode, Limits, ServerMessage, UserId};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -35,9 +34,11 @@ use crate::http::Head;
 use crate::hub::ConnId;
 use crate::rewind::Rewind;
 use crate::server::Shared;
+use crate::stream::Stream;
 
-/// A client's socket: the HTTP head read back first, frames checked until authentication.
-type Ws = WebSocketStream<FrameGuard<Rewind<TcpStream>>>;
+/// A client's socket (plain or TLS): the HTTP head read back first, frames checked until
+/// authentication.
+type Ws = WebSocketStream<FrameGuard<Rewind<Stream>>>;
 
 /// The code and message a client is told before its connection closes.
 type Refused = (ErrorCode, String);
@@ -47,9 +48,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves one WebSocket connection until it ends. `head` is the upgrade request already
 /// read from `stream`; `local` is the address the client connected to; `deadline` (set at
-/// accept) covers the upgrade and authentication.
+/// accept) covers the TLS handshake, the upgrade and authentication.
 pub async fn run(
-    stream: TcpStream,
+    stream: Stream,
     head: Head,
     peer: SocketAddr,
     local: SocketAddr,

@@ -1,5 +1,6 @@
-//! Test harness: the real `sync-server` binary on a free loopback port, real profiles in
-//! temporary folders, and a hand-driven WebSocket client for hostile tests.
+//! Test harness: the real `sync-server` binary on a free loopback port (over TLS when
+//! given `--tls-cert`, see [`tls`]), real profiles in temporary folders, and a
+//! hand-driven WebSocket client for hostile tests.
 
 #![allow(
     dead_code,
@@ -28,11 +29,15 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod tls;
+
 /// A running relay process; killed when dropped.
 pub struct Relay {
     child: Option<Child>,
     pub addr: SocketAddr,
     pub data: PathBuf,
+    /// The options it was started with (kept by [`Relay::start_again`]).
+    extra: Vec<String>,
     _dir: Option<TempDir>,
 }
 
@@ -70,12 +75,19 @@ impl Relay {
             child: Some(child),
             addr,
             data: data.to_owned(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             _dir: None,
         }
     }
 
+    /// `wss://` when started with `--tls-cert`, else `ws://`.
     pub fn url(&self) -> String {
-        format!("ws://{}", self.addr)
+        let scheme = if self.extra.iter().any(|a| a == "--tls-cert") {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops with SIGKILL (no chance to clean up).
@@ -98,7 +110,8 @@ impl Relay {
     /// Starts again on the same port and data (after a stop).
     pub fn start_again(&mut self) {
         self.kill9();
-        let mut again = Self::spawn(&self.data, &self.addr.to_string(), &[]);
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut again = Self::spawn(&self.data, &self.addr.to_string(), &extra);
         self.child = again.child.take();
         self.addr = again.addr;
     }

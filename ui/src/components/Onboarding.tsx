@@ -1,5 +1,6 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api';
+import { RelayWarning } from './RelayWarning';
 import { refreshSession, showError } from '../store';
 
 /** First run: a new account (a key made here), or this person's account from another device. */
@@ -68,8 +69,9 @@ export function Onboarding() {
         )}
         <label>
           Relay
-          <input name="relay" value={relay} onInput={(e) => setRelay(e.currentTarget.value)} required />
+          <input name="relay" value={relay} onInput={(e) => setRelay(e.currentTarget.value)} required placeholder="wss://relay.example.org" aria-describedby="relay-warning" />
         </label>
+        <RelayWarning url={relay} />
         <p class="muted small">
           {mode === 'new'
             ? 'A key that proves who you are is made on this computer. It never leaves it unless you export it.'

@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { BlockedPeople } from './BlockedPeople';
 import { KeyBackup } from './KeyBackup';
+import { RelayWarning } from './RelayWarning';
 import { api, type AppSettings } from '../api';
 import { refreshSession, session, settings, showError, toast } from '../store';
 
@@ -46,8 +47,9 @@ export function Settings() {
           <h2>Relay</h2>
           <label>
             Relay address
-            <input value={relay} onInput={(e) => setRelay(e.currentTarget.value)} placeholder="ws://127.0.0.1:8787" />
+            <input value={relay} onInput={(e) => setRelay(e.currentTarget.value)} placeholder="wss://relay.example.org" aria-describedby="relay-warning" />
           </label>
+          <RelayWarning url={relay} />
           <button class="primary" type="submit">
             Save and reconnect
           </button>

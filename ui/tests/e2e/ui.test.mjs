@@ -56,6 +56,14 @@ describe('the desktop UI, with a mocked shell', () => {
     const { page, errors } = await open({ newUser: true });
     await page.getByRole('heading', { name: 'Welcome to Social Sync' }).waitFor();
     assert.equal(await page.getByLabel('Relay').inputValue(), 'ws://127.0.0.1:8787');
+    // Plain ws:// on this machine is fine; across the network it gets a calm warning.
+    assert.equal(await page.getByTestId('relay-warning').count(), 0);
+    await page.getByLabel('Relay').fill('ws://relay.example.org');
+    await page.getByTestId('relay-warning').getByText('leaves your machine unencrypted').waitFor();
+    await page.screenshot({ path: `${shots}/onboarding-plain-relay.png` });
+    await page.getByLabel('Relay').fill('wss://relay.example.org');
+    await page.getByTestId('relay-warning').waitFor({ state: 'detached' });
+    await page.getByLabel('Relay').fill('ws://127.0.0.1:8787');
     await page.screenshot({ path: `${shots}/onboarding.png` });
     await page.getByLabel('Display name').fill('Ana');
     await page.getByRole('button', { name: 'Start' }).click();
@@ -255,6 +263,8 @@ describe('the desktop UI, with a mocked shell', () => {
     await page.waitForFunction(() => window.__mock.state.settings.do_not_disturb === true);
     await page.getByLabel('Theme').selectOption('dark');
     await page.waitForFunction(() => document.documentElement.dataset.theme === 'dark');
+    await page.getByLabel('Relay address').fill('ws://192.168.1.20:8787');
+    await page.getByTestId('relay-warning').getByText('use wss://', { exact: false }).waitFor();
     await page.getByLabel('Relay address').fill('http://nope');
     await page.getByRole('button', { name: 'Save and reconnect' }).click();
     await page.getByRole('alert').getByText('is not a relay address').waitFor();

@@ -27,6 +27,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
     if let Command::Init {
         name,
         relay,
+        ca_cert,
         from_backup,
         passphrase_file,
     } = &cli.command
@@ -34,18 +35,26 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         if let Some(url) = relay {
             relay::check_relay_url(url)?;
         }
+        let ca = ca_cert.as_deref().map(relay::read_ca).transpose()?;
         if let Some(backup) = from_backup {
-            return files::init_from_backup(
+            files::init_from_backup(
                 &dir,
                 backup,
                 passphrase_file.as_deref(),
                 relay.as_deref(),
                 &mut p,
-            );
+            )?;
+            if let Some(pem) = &ca {
+                Replica::open(&dir, Env::system())?.set_relay_ca(pem)?;
+            }
+            return Ok(());
         }
         // clap requires --name without --from-backup.
         let name = name.as_deref().unwrap_or_default();
-        let replica = Replica::create(&dir, name, relay.as_deref(), Env::system())?;
+        let mut replica = Replica::create(&dir, name, relay.as_deref(), Env::system())?;
+        if let Some(pem) = &ca {
+            replica.set_relay_ca(pem)?;
+        }
         let me = replica.profile(replica.user_id())?;
         return p.value(
             &json!({"uid": me.uid, "name": me.name, "profile": dir}),
@@ -122,7 +131,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Follow { who } => {
             let (uid, looked_up) = match who.strip_prefix('@') {
                 Some(name) => {
-                    let engine = engine(r, None)?;
+                    let engine = engine(r, None, None)?;
                     let found = block_on(engine.lookup_name(name))??;
                     r = unwrap_replica(engine)?;
                     let uid = found.ok_or_else(|| Error::UnknownName(name.to_owned()))?;
@@ -230,9 +239,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
                 )
             })
         }
-        Command::Sync { relay } => relay::sync(r, relay.as_deref(), &mut p),
-        Command::Watch { relay } => relay::watch(r, relay.as_deref(), &mut p),
-        Command::Online { relay } => relay::online(r, relay.as_deref(), &mut p),
+        Command::Sync { relay, ca_cert } => {
+            relay::sync(r, relay.as_deref(), ca_cert.as_deref(), &mut p)
+        }
+        Command::Watch { relay, ca_cert } => {
+            relay::watch(r, relay.as_deref(), ca_cert.as_deref(), &mut p)
+        }
+        Command::Online { relay, ca_cert } => {
+            relay::online(r, relay.as_deref(), ca_cert.as_deref(), &mut p)
+        }
         Command::Reindex => {
             let report = r.reindex()?;
             let damaged: Vec<_> = report

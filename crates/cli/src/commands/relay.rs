@@ -1,5 +1,6 @@
 //! Commands that talk to the relay (sync, watch, online) and the helpers they share.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
@@ -9,8 +10,13 @@ use crate::Error;
 use crate::output::Printer;
 
 /// Syncs until nothing is left to exchange.
-pub(super) fn sync(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Result<(), Error> {
-    let engine = engine(r, relay)?;
+pub(super) fn sync(
+    r: Replica,
+    relay: Option<&str>,
+    ca: Option<&Path>,
+    p: &mut Printer<'_>,
+) -> Result<(), Error> {
+    let engine = engine(r, relay, ca)?;
     let summary = block_on(engine.sync_once())??;
     remember_relay(&engine, relay)?;
     // Told on stderr too, so a script reading the JSON still shows it to a person.
@@ -38,8 +44,13 @@ pub(super) fn sync(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Resu
 }
 
 /// Stays connected, printing each event, until Ctrl-C.
-pub(super) fn watch(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Result<(), Error> {
-    let engine = engine(r, relay)?;
+pub(super) fn watch(
+    r: Replica,
+    relay: Option<&str>,
+    ca: Option<&Path>,
+    p: &mut Printer<'_>,
+) -> Result<(), Error> {
+    let engine = engine(r, relay, ca)?;
     let mut remembered = relay.is_none();
     let mut events = engine.subscribe();
     block_on(async {
@@ -72,8 +83,13 @@ pub(super) fn watch(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Res
 }
 
 /// Which of the followed users are online.
-pub(super) fn online(r: Replica, relay: Option<&str>, p: &mut Printer<'_>) -> Result<(), Error> {
-    let engine = engine(r, relay)?;
+pub(super) fn online(
+    r: Replica,
+    relay: Option<&str>,
+    ca: Option<&Path>,
+    p: &mut Printer<'_>,
+) -> Result<(), Error> {
+    let engine = engine(r, relay, ca)?;
     let online = block_on(engine.online())??;
     remember_relay(&engine, relay)?;
     let r = unwrap_replica(engine)?;
@@ -106,10 +122,26 @@ pub(super) fn check_relay_url(url: &str) -> Result<(), Error> {
     }
 }
 
-/// A sync engine for the profile, with the relay from `--relay` or from settings. A relay
-/// given with `--relay` is saved only once it answered ([`remember_relay`]): a mistyped
+/// The PEM certificate(s) in `path`, checked: `--ca-cert`.
+pub(super) fn read_ca(path: &Path) -> Result<String, Error> {
+    let ca_error = |detail: String| Error::CaCert {
+        path: path.display().to_string(),
+        detail,
+    };
+    let pem = std::fs::read_to_string(path).map_err(|e| ca_error(e.to_string()))?;
+    social_sync_core::sync_engine::tls::parse_roots(&pem).map_err(ca_error)?;
+    Ok(pem)
+}
+
+/// A sync engine for the profile, with the relay from `--relay` or from settings, trusting
+/// the CA certificate in `ca` (`--ca-cert`) or the one saved. A relay or CA given on the
+/// command line is saved only once the relay answered ([`remember_relay`]): a mistyped
 /// address never replaces a working one.
-pub(super) fn engine(r: Replica, relay: Option<&str>) -> Result<SyncEngine, Error> {
+pub(super) fn engine(
+    r: Replica,
+    relay: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<SyncEngine, Error> {
     let url = match relay {
         Some(url) => {
             check_relay_url(url)?;
@@ -117,7 +149,11 @@ pub(super) fn engine(r: Replica, relay: Option<&str>) -> Result<SyncEngine, Erro
         }
         None => r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?,
     };
-    Ok(SyncEngine::new(Arc::new(Mutex::new(r)), url))
+    let engine = SyncEngine::new(Arc::new(Mutex::new(r)), url);
+    Ok(match ca {
+        Some(path) => engine.with_extra_root(read_ca(path)?),
+        None => engine,
+    })
 }
 
 /// How long `profile` waits for the relay's follow counts before showing its own.
@@ -139,7 +175,7 @@ pub(super) fn follow_graph_and_profile(
     if r.relay_url()?.is_none() {
         return Ok((None, r));
     }
-    let engine = engine(r, None)?;
+    let engine = engine(r, None, None)?;
     // The timer is made inside the runtime (`block_on`), not before it.
     let answer =
         block_on(async { tokio::time::timeout(GRAPH_PATIENCE, engine.follow_graph(uid)).await })?;
@@ -154,10 +190,14 @@ pub(super) fn follow_graph_and_profile(
     Ok((graph, unwrap_replica(engine)?))
 }
 
-/// Saves `--relay` as the profile's relay, now that it answered.
+/// Saves `--relay` as the profile's relay, and `--ca-cert` as its trusted root, now that
+/// it answered.
 pub(super) fn remember_relay(engine: &SyncEngine, relay: Option<&str>) -> Result<(), Error> {
     if let Some(url) = relay {
         engine.replica().set_relay_url(url)?;
+    }
+    if let Some(pem) = engine.extra_root() {
+        engine.replica().set_relay_ca(pem)?;
     }
     Ok(())
 }

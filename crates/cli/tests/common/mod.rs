@@ -1,5 +1,6 @@
 //! Shared by the CLI's whole-process tests: the real `social-sync-cli` binary run on a
-//! temporary profile, its output, and moving an export between profiles.
+//! temporary profile, its output, moving an export between profiles, and a real relay in
+//! the test process ([`relay`]), over TLS with certificates from [`tls`].
 
 #![allow(
     dead_code,
@@ -20,6 +21,10 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use social_sync_protocol::{ClientMessage, Limits, PROTOCOL_VERSION, ServerMessage, wire};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+pub mod relay;
+#[path = "../../../../sync-server/tests/common/tls.rs"]
+pub mod tls;
 
 pub struct Run {
     /// What the process did.
@@ -72,11 +77,17 @@ impl Run {
 
 /// Runs the CLI on `profile` with `stdin` as standard input.
 pub fn cli_in(profile: &Path, args: &[&str], stdin: &str) -> Run {
+    cli_with(profile, args, stdin, &[])
+}
+
+/// Runs the CLI on `profile` with `stdin` as standard input and `env` set.
+pub fn cli_with(profile: &Path, args: &[&str], stdin: &str, env: &[(&str, &Path)]) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_social-sync-cli"))
         .arg("--profile")
         .arg(profile)
         .args(args)
         .env_remove("SOCIAL_SYNC_PROFILE")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -196,6 +196,17 @@ impl Replica {
             .write(|c| settings::set(c, settings::RELAY_URL, url))
     }
 
+    /// The extra trusted root (PEM) for a `wss://` relay with a private CA, if set.
+    pub fn relay_ca(&self) -> Result<Option<String>> {
+        settings::get(self.store.conn(), settings::RELAY_CA)
+    }
+
+    /// Sets the extra trusted root (PEM) for the relay's certificate.
+    pub fn set_relay_ca(&mut self, pem: &str) -> Result<()> {
+        self.store
+            .write(|c| settings::set(c, settings::RELAY_CA, pem))
+    }
+
     // ----- edits -------------------------------------------------------------------
 
     /// Changes the display name and/or bio.

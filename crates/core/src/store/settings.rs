@@ -6,6 +6,8 @@ use crate::Result;
 
 /// The relay this profile syncs with.
 pub const RELAY_URL: &str = "relay_url";
+/// An extra trusted root (PEM) for the relay's TLS certificate: a relay with a private CA.
+pub const RELAY_CA: &str = "relay_ca_pem";
 /// This device's id (hex), the second half of its Automerge actor id.
 pub const DEVICE_ID: &str = "device_id";
 

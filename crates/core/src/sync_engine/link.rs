@@ -10,9 +10,9 @@ use social_sync_protocol::{ClientMessage, Limits, PROTOCOL_VERSION, ServerMessag
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-use super::SyncError;
+use super::{SyncError, tls};
 use crate::Identity;
 
 /// An authenticated connection.
@@ -28,17 +28,19 @@ impl Link {
     /// Connects to `url` and authenticates as `identity` on `device`, without an instance
     /// (a second such connection of the device replaces this one).
     pub async fn connect(url: &str, identity: &Identity, device: &str) -> Result<Self, SyncError> {
-        Self::connect_as(url, identity, device, None).await
+        Self::connect_as(url, identity, device, None, None).await
     }
 
     /// Connects to `url` and authenticates as `identity` on `device`, as the running client
     /// `instance` of the device: only a later connection with the same instance replaces
-    /// this one (see `hello.instance` in the protocol's README).
+    /// this one (see `hello.instance` in the protocol's README). A `wss://` relay's
+    /// certificate must chain to the system's roots or to `extra_root` (PEM).
     pub async fn connect_as(
         url: &str,
         identity: &Identity,
         device: &str,
         instance: Option<u64>,
+        extra_root: Option<&str>,
     ) -> Result<Self, SyncError> {
         let config = WebSocketConfig::default().read_buffer_size(16 * 1024);
         let unreachable = |detail: String| SyncError::Unreachable {
@@ -48,13 +50,28 @@ impl Link {
         // The handshake's signature names the relay as dialled, so a relay cannot forward
         // its challenge to another relay and log in there as this user.
         let origin = relay_origin(url).map_err(|e| unreachable(e.to_string()))?;
+        let tls_failed = |problem| SyncError::Tls {
+            url: url.to_owned(),
+            problem,
+        };
+        let secure = url.starts_with("wss://");
+        let connector = if secure {
+            Some(Connector::Rustls(
+                tls::client_config(extra_root).map_err(tls_failed)?,
+            ))
+        } else {
+            None
+        };
         let (ws, _) = tokio::time::timeout(
             HANDSHAKE,
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true),
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector),
         )
         .await
         .map_err(|_| unreachable("no answer within 15 s".into()))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| match tls::problem(secure, &e) {
+            Some(problem) => tls_failed(problem),
+            None => unreachable(e.to_string()),
+        })?;
         let mut link = Self {
             ws,
             limits: Limits {

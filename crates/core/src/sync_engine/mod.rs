@@ -15,6 +15,7 @@
 
 pub mod event;
 pub mod link;
+pub mod tls;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -33,6 +34,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use event::{ConnectionStatus, Event, RefusedBy};
 pub use link::Link;
+pub use tls::TlsProblem;
 
 use crate::{Error, Replica};
 use futures_util::FutureExt;
@@ -55,6 +57,15 @@ pub enum SyncError {
         url: String,
         /// What failed.
         detail: String,
+    },
+    /// A `wss://` relay's TLS failed, or TLS was expected on one side only: the problem
+    /// says which (its [`TlsProblem::code`] is stable for front ends).
+    #[error("{}", problem.sentence(url))]
+    Tls {
+        /// The address.
+        url: String,
+        /// What is wrong.
+        problem: TlsProblem,
     },
     /// The connection broke (a running engine reconnects by itself; a one-shot sync tries
     /// again a few times, then fails with [`SyncError::GaveUp`]).
@@ -104,7 +115,8 @@ impl SyncError {
     /// Whether trying again later can help.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Lost(_) => true,
+            // A running engine keeps trying: the operator may renew the certificate.
+            Self::Unreachable { .. } | Self::Lost(_) | Self::Tls { .. } => true,
             Self::Refused { code, .. } => matches!(
                 code,
                 ErrorCode::ShuttingDown
@@ -190,6 +202,9 @@ pub struct SyncEngine {
     /// `watch` on the same profile never replaces its connection, while a reconnect of
     /// this engine replaces its own ghost.
     instance: u64,
+    /// An extra trusted root (PEM) given for this engine; otherwise the profile's saved
+    /// one ([`Replica::relay_ca`]).
+    extra_root: Option<String>,
     events: broadcast::Sender<Event>,
     live: Mutex<Live>,
 }
@@ -220,9 +235,24 @@ impl SyncEngine {
             replica,
             url: url.into(),
             instance,
+            extra_root: None,
             events,
             live: Mutex::new(Live::default()),
         }
+    }
+
+    /// Also trusts `pem` (a CA certificate) for a `wss://` relay's certificate, instead of
+    /// the root saved in the profile (a front end saves it once the relay answered:
+    /// [`SyncEngine::extra_root`]).
+    #[must_use]
+    pub fn with_extra_root(mut self, pem: impl Into<String>) -> Self {
+        self.extra_root = Some(pem.into());
+        self
+    }
+
+    /// The extra trusted root given with [`SyncEngine::with_extra_root`], if any.
+    pub fn extra_root(&self) -> Option<&str> {
+        self.extra_root.as_deref()
     }
 
     fn live(&self) -> MutexGuard<'_, Live> {
@@ -277,11 +307,19 @@ impl SyncEngine {
     }
 
     async fn connect(&self) -> Result<Link, SyncError> {
-        let (identity, device) = {
+        let (identity, device, saved_root) = {
             let r = self.replica();
-            (r.identity().clone(), r.device())
+            (r.identity().clone(), r.device(), r.relay_ca()?)
         };
-        Link::connect_as(&self.url, &identity, &device, Some(self.instance)).await
+        let root = self.extra_root.clone().or(saved_root);
+        Link::connect_as(
+            &self.url,
+            &identity,
+            &device,
+            Some(self.instance),
+            root.as_deref(),
+        )
+        .await
     }
 
     /// Connects, syncs until both sides hold the same documents, and disconnects. A
@@ -1063,7 +1101,11 @@ impl<'a> Session<'a> {
 /// lost or cut, not a relay that cannot be reached (the user is told at once) nor a
 /// refusal that retrying cannot fix.
 fn retry_one_shot(e: &SyncError) -> bool {
-    e.is_transient() && !matches!(e, SyncError::Unreachable { .. } | SyncError::GaveUp { .. })
+    e.is_transient()
+        && !matches!(
+            e,
+            SyncError::Unreachable { .. } | SyncError::Tls { .. } | SyncError::GaveUp { .. }
+        )
 }
 
 /// The error for a session that panicked, logged.
@@ -1116,5 +1158,14 @@ mod tests {
             message: "x".into(),
         };
         assert!(!retry_one_shot(&bad));
+        let expired = SyncError::Tls {
+            url: "wss://relay".into(),
+            problem: TlsProblem::Expired,
+        };
+        assert!(
+            expired.is_transient(),
+            "a running engine waits for the renewal"
+        );
+        assert!(!retry_one_shot(&expired), "a one-shot sync says so at once");
     }
 }

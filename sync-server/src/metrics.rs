@@ -34,7 +34,7 @@ pub struct Metrics {
     pub bytes_out: Counter,
     /// Stored documents (read at scrape time).
     pub documents: Gauge,
-    /// Inbox entries waiting for devices (read at scrape time).
+    /// Documents with news for offline devices, one entry each (read at scrape time).
     pub inbox_entries: Gauge,
     /// Stored bytes of the documents held in memory (see `--document-cache-bytes`).
     pub document_cache_bytes: Gauge,
@@ -117,7 +117,7 @@ impl Metrics {
         );
         registry.register(
             "inbox_entries",
-            "Inbox entries (document news per user)",
+            "Documents with news for offline devices (one entry per document)",
             m.inbox_entries.clone(),
         );
         registry.register(

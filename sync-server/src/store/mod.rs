@@ -52,7 +52,8 @@ pub struct Routing {
     /// The owner and the key of the display name to register to them, if the changes set
     /// a name that is free or already theirs (see [`crate::names`]).
     pub name: Option<(UserId, String)>,
-    /// Users whose inbox gets this document, and whose devices get it live.
+    /// Users whose connected devices get this document live (offline ones catch up from
+    /// the document's news).
     pub recipients: Vec<UserId>,
 }
 
@@ -79,8 +80,9 @@ pub trait RelayStore: Send {
     /// Bytes `doc` takes in the store (0 if never stored): how the document cache weighs it.
     fn stored_bytes(&mut self, doc: &DocId) -> Result<u64, StoreError>;
 
-    /// Stores accepted changes, the follow graph and names they change, and inbox entries
-    /// for the recipients, atomically; returns the inbox sequence number they got.
+    /// Stores accepted changes, the follow graph and names they change, and the document's
+    /// news for offline devices (one entry per document, whatever the number of people it
+    /// concerns), atomically; returns the sequence number the news got.
     fn accept(&mut self, am: &mut AutoCommit, accepted: &Accepted<'_>) -> Result<u64, StoreError>;
 
     /// Users who follow `user`.
@@ -92,8 +94,9 @@ pub trait RelayStore: Send {
     /// Whether `follower` follows `followee`.
     fn follows(&mut self, follower: UserId, followee: UserId) -> Result<bool, StoreError>;
 
-    /// Inbox documents of `user` newer than what `device` has acknowledged, and the newest
-    /// sequence number among them.
+    /// The documents `user` cares about (their own, those of the people they follow and
+    /// their posts' threads, their followers' user documents) with news newer than what
+    /// `device` has acknowledged, and the newest sequence number among them.
     fn inbox(&mut self, user: UserId, device: &str) -> Result<(Vec<DocId>, u64), StoreError>;
 
     /// `device` of `user` has stored its inbox up to `seq`.
@@ -120,6 +123,6 @@ pub trait RelayStore: Send {
     /// Reads a blob.
     fn get_blob(&mut self, hash: &BlobHash) -> Result<Option<(String, Vec<u8>)>, StoreError>;
 
-    /// Figures for metrics: (documents, inbox entries).
+    /// Figures for metrics: (documents, documents with news).
     fn counts(&mut self) -> Result<(u64, u64), StoreError>;
 }

@@ -76,8 +76,33 @@ fn migrations() -> Migrations<'static> {
         // Changes stored before have none until their author's client hands them in
         // (`ClientMessage::Signatures`); clients refuse them unsigned meanwhile.
         M::up(social_sync_model::change_signatures_sql!()),
+        M::up(NEWS_PER_DOCUMENT),
     ])
 }
+
+/// News for offline devices, one row per document instead of one per recipient (issue
+/// 12): a post by someone with 10,000 followers was 10,000 inbox upserts inside the
+/// commit; now it is one. A device catches up by asking which documents it cares about
+/// (its own, those of people it follows and their posts' threads, its followers' user
+/// documents) have news after its cursor, as a Nostr relay answers `REQ since`. Pending
+/// inbox rows become the documents' latest news, so nothing waiting is lost.
+const NEWS_PER_DOCUMENT: &str = r#"
+    CREATE TABLE news (
+        doc_id     TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,     -- the user of user/<uid>, the author of thread/<post>
+        is_thread  INTEGER NOT NULL,
+        seq        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX news_by_seq ON news(seq);
+    CREATE INDEX news_by_owner ON news(owner, seq);
+    INSERT INTO news (doc_id, owner, is_thread, seq)
+        SELECT doc_id,
+               CASE WHEN doc_id LIKE 'thread/%' THEN substr(doc_id, 8, 52) ELSE substr(doc_id, 6) END,
+               doc_id LIKE 'thread/%',
+               MAX(seq)
+        FROM inbox GROUP BY doc_id;
+    DROP TABLE inbox;
+    "#;
 
 /// Recomputes every stored name key; where two names now share a key, the older row
 /// (lower rowid: registered first) keeps it and the other is dropped.
@@ -218,15 +243,17 @@ impl RelayStore for SqliteStore {
             [],
             |r| r.get(0),
         )?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO inbox (uid, doc_id, seq) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (uid, doc_id) DO UPDATE SET seq = excluded.seq",
-            )?;
-            for user in &a.routing.recipients {
-                stmt.execute(params![user.to_string(), a.doc.to_string(), seq])?;
-            }
-        }
+        // One row for the document, whatever the number of people it concerns.
+        tx.prepare_cached(
+            "INSERT INTO news (doc_id, owner, is_thread, seq) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (doc_id) DO UPDATE SET seq = excluded.seq",
+        )?
+        .execute(params![
+            a.doc.to_string(),
+            a.doc.owner().to_string(),
+            matches!(a.doc, DocId::Thread(_)),
+            seq
+        ])?;
         tx.commit()?;
         Ok(seq)
     }
@@ -264,8 +291,14 @@ impl RelayStore for SqliteStore {
             )
             .optional()?
             .unwrap_or(0);
+        // The documents `user` cares about with news after the cursor: their own, those of
+        // people they follow and their posts' threads, their followers' user documents.
         let mut stmt = self.conn.prepare_cached(
-            "SELECT doc_id, seq FROM inbox WHERE uid = ?1 AND seq > ?2 ORDER BY seq",
+            "SELECT doc_id, seq FROM news WHERE seq > ?2 AND (
+                 owner = ?1
+                 OR owner IN (SELECT followee FROM follows WHERE follower = ?1)
+                 OR (is_thread = 0 AND owner IN (SELECT follower FROM follows WHERE followee = ?1))
+             ) ORDER BY seq",
         )?;
         let mut docs = Vec::new();
         let mut newest = cursor;
@@ -344,7 +377,7 @@ impl RelayStore for SqliteStore {
             .query_row("SELECT COUNT(*) FROM documents", [], |r| r.get(0))?;
         let inbox = self
             .conn
-            .query_row("SELECT COUNT(*) FROM inbox", [], |r| r.get(0))?;
+            .query_row("SELECT COUNT(*) FROM news", [], |r| r.get(0))?;
         Ok((docs, inbox))
     }
 }

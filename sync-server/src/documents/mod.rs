@@ -1,102 +1,33 @@
 //! The relay's side of the Automerge sync protocol: documents held in a bounded cache over
-//! the store, incoming changes checked against the write rules before anything is stored,
-//! and the routing of what was accepted.
+//! the store, incoming changes checked (signatures, authors, write rules) before anything is
+//! stored, and the routing of what was accepted.
+//!
+//! # Layout
+//!
+//! - [`cache`]: documents in memory, within a count and a byte budget.
+//! - [`locks`]: one lock per document, so documents never wait on each other.
+//! - [`refusal`]: [`Refusal`], why a message was refused, and the authorship check.
 
-use std::num::NonZeroUsize;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use automerge::sync::{State, SyncDoc};
 use automerge::{AutoCommit, Change, ChangeHash};
-use lru::LruCache;
-use social_sync_model::rules::RuleViolation;
+use social_sync_model::UserDoc;
 use social_sync_model::vetting::{self, ChangeSig, Unvetted};
-use social_sync_model::{UserDoc, user_of_actor};
-use social_sync_protocol::{ChangeSignature, DocId, ErrorCode, PostId, UserId};
+use social_sync_protocol::{ChangeSignature, DocId, PostId, UserId};
 
 use crate::names::NameRefused;
 use crate::routing;
 use crate::store::{Accepted, RelayStore, StoreError};
 
-/// Why an incoming sync message was refused. Nothing of it is stored or forwarded.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    /// Not a sync message, or changes that do not apply.
-    #[error("the sync message for {doc} is invalid ({detail})")]
-    Invalid {
-        /// The document.
-        doc: DocId,
-        /// What Automerge said.
-        detail: String,
-    },
-    /// A change made by another user than the connection's.
-    #[error(
-        "change {hash} in {doc} was made by {author}, not by you ({user}): a connection may only send its own user's changes"
-    )]
-    NotYours {
-        /// The document.
-        doc: DocId,
-        /// The change.
-        hash: String,
-        /// Its author.
-        author: String,
-        /// The connection's user.
-        user: UserId,
-    },
-    /// A change breaking the write rules.
-    #[error("{0}")]
-    Rule(#[from] RuleViolation),
-    /// Input refused before it reached the document (chunk kind, sizes, empty changes,
-    /// a contained panic).
-    #[error("{0}")]
-    Unvetted(Unvetted),
-    /// Reactions to a post the relay has never seen.
-    #[error(
-        "{doc} holds reactions to post {post}, which this relay has never received: send the post first (sync its author's user document)"
-    )]
-    NoSuchPost {
-        /// The thread document.
-        doc: DocId,
-        /// The post.
-        post: PostId,
-    },
-    /// Too many changes that wait for dependencies nobody sent.
-    #[error(
-        "{count} changes for {doc} depend on changes the relay does not have; at most {max} may wait: send their dependencies in the same message"
-    )]
-    Orphans {
-        /// The document.
-        doc: DocId,
-        /// How many.
-        count: usize,
-        /// The cap.
-        max: usize,
-    },
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+mod cache;
+mod locks;
+mod refusal;
 
-impl Refusal {
-    /// The wire code for this refusal.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            Self::Unvetted(u) => u.code(),
-            Self::Invalid { .. } | Self::Orphans { .. } => ErrorCode::InvalidChange,
-            Self::NotYours { .. } | Self::Rule(_) => ErrorCode::Forbidden,
-            Self::NoSuchPost { .. } => ErrorCode::NotFound,
-            Self::Store(_) => ErrorCode::Internal,
-        }
-    }
-}
-
-impl From<Unvetted> for Refusal {
-    fn from(e: Unvetted) -> Self {
-        match e {
-            Unvetted::Rule(violation) => Self::Rule(violation),
-            other => Self::Unvetted(other),
-        }
-    }
-}
+use cache::DocCache;
+use locks::DocLocks;
+pub use refusal::Refusal;
+use refusal::check_author;
 
 /// Most changes of one message that may wait for a dependency the relay lacks. An honest
 /// peer sends such a change only when a Bloom filter false positive made it skip the
@@ -131,64 +62,114 @@ pub struct Outgoing {
     pub signatures: Vec<Vec<u8>>,
 }
 
-/// Documents, their cache and their store.
+/// Documents, their cache and their store. Three locks, never held across Automerge work
+/// on a document: one per document (work on a document waits only for work on the same
+/// document), the cache's (to take or put a document), and the store's (SQLite calls).
 pub struct Documents {
-    inner: Mutex<Inner>,
+    store: Mutex<Box<dyn RelayStore>>,
+    cache: Mutex<DocCache>,
+    locks: DocLocks,
 }
 
-struct Inner {
-    store: Box<dyn RelayStore>,
-    /// Documents in memory, each with its weight: the bytes it takes in the store.
-    cache: LruCache<DocId, (AutoCommit, u64)>,
-    /// Sum of the cached documents' weights.
-    cached_bytes: u64,
-    /// The most `cached_bytes` may reach before the least recently used are dropped.
-    max_cached_bytes: u64,
+/// A poisoned lock is kept in use: a panic while holding one cannot leave a half-written
+/// store (SQLite transactions) or a half-changed cached document (documents are taken out
+/// of the cache while worked on).
+fn hold<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Documents {
     /// Serves documents from `store`, keeping up to `cache_docs` of them, and documents of
     /// at most `cache_bytes` stored bytes in all, in memory.
     pub fn new(store: Box<dyn RelayStore>, cache_docs: usize, cache_bytes: u64) -> Self {
-        let cap = NonZeroUsize::new(cache_docs.max(1)).unwrap_or(NonZeroUsize::MIN);
         Self {
-            inner: Mutex::new(Inner {
-                store,
-                cache: LruCache::new(cap),
-                cached_bytes: 0,
-                max_cached_bytes: cache_bytes,
-            }),
+            store: Mutex::new(store),
+            cache: Mutex::new(DocCache::new(cache_docs, cache_bytes)),
+            locks: DocLocks::default(),
         }
     }
 
     /// Stored bytes of the documents in memory now.
     pub fn cached_bytes(&self) -> u64 {
-        self.lock().cached_bytes
+        hold(&self.cache).bytes()
     }
 
     /// Runs `f` with the store.
     pub fn with_store<T>(&self, f: impl FnOnce(&mut dyn RelayStore) -> T) -> T {
-        let mut inner = self.lock();
-        f(inner.store.as_mut())
+        let mut store = hold(&self.store);
+        f(store.as_mut())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave a half-written store (SQLite
-        // transactions), so a poisoned lock is safe to keep using.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Takes `doc` out of the cache, or loads it (empty if never stored), with its weight.
+    /// The caller holds the document's lock.
+    fn take(&self, doc: &DocId) -> Result<(AutoCommit, u64), StoreError> {
+        if let Some(found) = hold(&self.cache).take(doc) {
+            return Ok(found);
+        }
+        let mut store = hold(&self.store);
+        let am = store.load(doc)?.unwrap_or_default();
+        let weight = store.stored_bytes(doc)?;
+        Ok((am, weight))
+    }
+
+    /// Puts `doc` back into the cache. The caller holds the document's lock.
+    fn put(&self, doc: &DocId, am: AutoCommit, weight: u64) {
+        hold(&self.cache).put(doc, am, weight);
+    }
+
+    /// Encodes a sync message for a peer, with its changes' signatures from the store.
+    fn outgoing(
+        &self,
+        doc: &DocId,
+        message: automerge::sync::Message,
+    ) -> Result<Outgoing, StoreError> {
+        let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
+        let signatures = hold(&self.store).signatures_for(doc, &chunks)?;
+        Ok(Outgoing {
+            message: vetting::encode_outgoing(message),
+            signatures,
+        })
+    }
+
+    /// A thread is accepted only for a post the relay has: in its author's user document,
+    /// or a thread it already stores (a post deleted after its first reactions). Reactions
+    /// to a post deleted since are accepted on purpose: no client shows or notifies them,
+    /// the reacting client reports them undelivered and settles its outbox, and a refusal
+    /// would only have them offered again at every sync (see the client's
+    /// `store::deletes`). The author's document is only read: from the cache if it is
+    /// there, else from the store (and not cached, so no stale copy can replace a newer
+    /// one being worked on).
+    fn check_post_exists(&self, doc: &DocId, post: &PostId) -> Result<(), Refusal> {
+        if hold(&self.cache).contains(doc) || hold(&self.store).stored_bytes(doc)? > 0 {
+            return Ok(());
+        }
+        let author = DocId::User(post.author());
+        let cached = hold(&self.cache).peek(&author, |am| UserDoc(am).post(post).is_some());
+        let exists = match cached {
+            Some(exists) => exists,
+            None => hold(&self.store)
+                .load(&author)?
+                .is_some_and(|am| UserDoc(&am).post(post).is_some()),
+        };
+        if exists {
+            Ok(())
+        } else {
+            Err(Refusal::NoSuchPost {
+                doc: doc.clone(),
+                post: post.clone(),
+            })
+        }
     }
 
     /// The relay's next sync message for `doc` to a peer in `state` (an unknown document
     /// syncs as an empty one), with the signature of each change it carries.
     pub fn generate(&self, doc: &DocId, state: &mut State) -> Result<Option<Outgoing>, StoreError> {
-        let mut inner = self.lock();
-        let (mut am, weight) = inner.take(doc)?;
+        let _working = self.locks.lock(doc);
+        let (mut am, weight) = self.take(doc)?;
         match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
             Ok(message) => {
-                inner.put(doc, am, weight);
-                message.map(|m| inner.outgoing(doc, m)).transpose()
+                self.put(doc, am, weight);
+                message.map(|m| self.outgoing(doc, m)).transpose()
             }
             Err(panic) => {
                 // The copy and the state may be half-changed: drop both, start over.
@@ -219,15 +200,15 @@ impl Documents {
             .map(Change::hash)
             .zip(vetted.signatures.iter().copied())
             .collect();
-        let mut inner = self.lock();
+        let _working = self.locks.lock(doc);
         if let DocId::Thread(post) = doc
             && !vetted.changes.is_empty()
         {
-            inner.check_post_exists(doc, post)?;
+            self.check_post_exists(doc, post)?;
         }
         // Work on the document out of the cache: if the message is refused, the copy that
         // may hold refused changes is dropped, and the store keeps the truth.
-        let (mut am, weight) = inner.take(doc)?;
+        let (mut am, weight) = self.take(doc)?;
         // Every change the relay lacks must be the user's own, whether or not it can apply
         // yet; changes it has were checked when they came (an honest peer resends some).
         let unknown: Vec<&Change> = vetted
@@ -241,18 +222,18 @@ impl Documents {
             .map(|c| check_author(user, doc, c))
             .find(Result::is_err)
         {
-            inner.put(doc, am, weight);
+            self.put(doc, am, weight);
             return Err(refusal);
         }
         let orphans = match vetting::check_op_order_before(doc, &mut am, &vetted.changes) {
             Ok(orphans) => orphans,
             Err(e) => {
-                inner.put(doc, am, weight);
+                self.put(doc, am, weight);
                 return Err(e.into());
             }
         };
         if orphans > MAX_ORPHANS {
-            inner.put(doc, am, weight);
+            self.put(doc, am, weight);
             return Err(Refusal::Orphans {
                 doc: doc.clone(),
                 count: orphans,
@@ -273,7 +254,8 @@ impl Documents {
         let mut received = Received::default();
         let mut weight = weight;
         if !new.is_empty() {
-            let (routing, name_refused) = routing::route(inner.store.as_mut(), doc, &am, &new)?;
+            let mut store = hold(&self.store);
+            let (routing, name_refused) = routing::route(store.as_mut(), doc, &am, &new)?;
             received.name_refused = name_refused;
             let accepted = Accepted {
                 doc,
@@ -281,23 +263,23 @@ impl Documents {
                 routing,
                 signatures: &signed,
             };
-            received.seq = inner.store.accept(&mut am, &accepted)?;
+            received.seq = store.accept(&mut am, &accepted)?;
             received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
             // A change that waited for a dependency came with an earlier message: its
             // signature is in the store since then.
-            received.signatures = inner.store.signatures_for(doc, &received.changes)?;
+            received.signatures = store.signatures_for(doc, &received.changes)?;
             received.recipients = accepted.routing.recipients;
             weight += received.changes.iter().map(|c| c.len() as u64).sum::<u64>();
         } else if !unknown_hashes.is_empty() {
             // Changes waiting for a dependency: their signatures are kept now, for when
             // they apply.
-            inner.store.put_signatures(doc, &signed)?;
+            hold(&self.store).put_signatures(doc, &signed)?;
         }
         match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
             Ok(reply) => {
-                inner.put(doc, am, weight);
+                self.put(doc, am, weight);
                 if let Some(reply) = reply {
-                    let out = inner.outgoing(doc, reply)?;
+                    let out = self.outgoing(doc, reply)?;
                     received.reply = Some(out.message);
                     received.reply_signatures = out.signatures;
                 }
@@ -332,8 +314,8 @@ impl Documents {
                 max: MAX_SIGNATURES,
             }));
         }
-        let mut inner = self.lock();
-        let (mut am, weight) = inner.take(doc)?;
+        let _working = self.locks.lock(doc);
+        let (mut am, weight) = self.take(doc)?;
         let checked: Result<Vec<(ChangeHash, ChangeSig)>, Refusal> = signatures
             .iter()
             .enumerate()
@@ -349,96 +331,12 @@ impl Documents {
                 Ok((hash, sig))
             })
             .collect();
-        inner.put(doc, am, weight);
+        self.put(doc, am, weight);
         let checked = checked?;
-        inner.store.put_signatures(doc, &checked)?;
+        hold(&self.store).put_signatures(doc, &checked)?;
         Ok(checked.len())
     }
 }
 
 /// Most signatures one [`Documents::add_signatures`] takes.
 pub const MAX_SIGNATURES: usize = 4_096;
-
-impl Inner {
-    /// Encodes a sync message for a peer, with its changes' signatures from the store.
-    fn outgoing(
-        &mut self,
-        doc: &DocId,
-        message: automerge::sync::Message,
-    ) -> Result<Outgoing, StoreError> {
-        let chunks: Vec<Vec<u8>> = message.changes.iter().map(<[u8]>::to_vec).collect();
-        let signatures = self.store.signatures_for(doc, &chunks)?;
-        Ok(Outgoing {
-            message: vetting::encode_outgoing(message),
-            signatures,
-        })
-    }
-
-    /// Takes the document out of the cache, or loads it (empty if never stored), with its
-    /// weight.
-    fn take(&mut self, doc: &DocId) -> Result<(AutoCommit, u64), StoreError> {
-        if let Some((am, weight)) = self.cache.pop(doc) {
-            self.cached_bytes = self.cached_bytes.saturating_sub(weight);
-            return Ok((am, weight));
-        }
-        let am = self.store.load(doc)?.unwrap_or_default();
-        let weight = self.store.stored_bytes(doc)?;
-        Ok((am, weight))
-    }
-
-    /// Puts a document back in the cache, dropping the least recently used ones while the
-    /// cache holds more than its byte budget (a document larger than the whole budget is
-    /// not kept at all).
-    fn put(&mut self, doc: &DocId, am: AutoCommit, weight: u64) {
-        if weight > self.max_cached_bytes {
-            return;
-        }
-        if let Some((_, (_, old))) = self.cache.push(doc.clone(), (am, weight)) {
-            self.cached_bytes = self.cached_bytes.saturating_sub(old);
-        }
-        self.cached_bytes += weight;
-        while self.cached_bytes > self.max_cached_bytes {
-            match self.cache.pop_lru() {
-                Some((_, (_, w))) => self.cached_bytes = self.cached_bytes.saturating_sub(w),
-                None => break,
-            }
-        }
-    }
-
-    /// A thread is accepted only for a post the relay has: in its author's user document,
-    /// or a thread it already stores (a post deleted after its first reactions). Reactions
-    /// to a post deleted since are accepted on purpose: no client shows or notifies them,
-    /// the reacting client reports them undelivered and settles its outbox, and a refusal
-    /// would only have them offered again at every sync (see
-    /// the client's `store::deletes`).
-    fn check_post_exists(&mut self, doc: &DocId, post: &PostId) -> Result<(), Refusal> {
-        if self.store.stored_bytes(doc)? > 0 || self.cache.contains(doc) {
-            return Ok(());
-        }
-        let author = DocId::User(post.author());
-        let (am, weight) = self.take(&author)?;
-        let exists = UserDoc(&am).post(post).is_some();
-        self.put(&author, am, weight);
-        if exists {
-            Ok(())
-        } else {
-            Err(Refusal::NoSuchPost {
-                doc: doc.clone(),
-                post: post.clone(),
-            })
-        }
-    }
-}
-
-fn check_author(user: UserId, doc: &DocId, change: &Change) -> Result<(), Refusal> {
-    let author = user_of_actor(change.actor_id());
-    if author != Some(user) {
-        return Err(Refusal::NotYours {
-            doc: doc.clone(),
-            hash: change.hash().to_string(),
-            author: author.map_or_else(|| change.actor_id().to_hex_string(), |a| a.to_string()),
-            user,
-        });
-    }
-    Ok(())
-}

@@ -87,6 +87,10 @@ mod tests {
         for w in workers {
             w.join().unwrap();
         }
-        assert_eq!(most.load(Ordering::SeqCst), 1, "never two at once on one document");
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "never two at once on one document"
+        );
     }
 }

@@ -399,6 +399,57 @@ mod tests {
         assert_eq!(level, 2, "synchronous=FULL");
     }
 
+    /// Issue 12: pending inbox rows (one per recipient) become one news entry per document
+    /// with the newest sequence number, so a device that was offline still gets them.
+    #[test]
+    fn pending_inbox_rows_become_news_per_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let ana = UserId::from_bytes([1; 32]);
+        let ben = UserId::from_bytes([2; 32]);
+        let post = social_sync_protocol::PostId::new(ana, b"p");
+        let (user_doc, thread) = (DocId::User(ana), DocId::Thread(post));
+        {
+            let mut conn = Connection::open(dir.path().join("relay.db")).unwrap();
+            migrations().to_version(&mut conn, 3).unwrap();
+            for (uid, doc, seq) in [(ana, &user_doc, 4), (ben, &user_doc, 5), (ben, &thread, 7)] {
+                conn.execute(
+                    "INSERT INTO inbox (uid, doc_id, seq) VALUES (?1, ?2, ?3)",
+                    params![uid.to_string(), doc.to_string(), seq],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO follows (follower, followee) VALUES (?1, ?2)",
+                params![ben.to_string(), ana.to_string()],
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let news: Vec<(String, String, bool, u64)> = store
+            .conn
+            .prepare("SELECT doc_id, owner, is_thread, seq FROM news ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            news,
+            vec![
+                (user_doc.to_string(), ana.to_string(), false, 5),
+                (thread.to_string(), ana.to_string(), true, 7),
+            ]
+        );
+        // Ben follows Ana: both documents are his to catch up on.
+        let (docs, newest) = store.inbox(ben, "00000000000000b1").unwrap();
+        assert_eq!((docs, newest), (vec![user_doc.clone(), thread], 7));
+        store.ack_inbox(ben, "00000000000000b1", 7).unwrap();
+        assert_eq!(
+            store.inbox(ben, "00000000000000b1").unwrap().0,
+            Vec::<DocId>::new()
+        );
+    }
+
     #[test]
     fn names_stored_lowercased_are_keyed_again_and_the_first_holder_keeps_a_look_alike() {
         let dir = tempfile::tempdir().unwrap();

@@ -93,7 +93,7 @@ pub async fn put(
     let store = shared.clone();
     // The quota check and the insert run under one hold of the store, so two uploads of one
     // user cannot both pass the check.
-    let stored = tokio::task::spawn_blocking(move || {
+    let stored = crate::blocking::run(move || {
         store.docs.with_store(|s| {
             if s.has_blob(&hash)? {
                 return Ok(Ok(()));
@@ -107,8 +107,7 @@ pub async fn put(
             Ok::<_, StoreError>(Ok(()))
         })
     })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))??;
+    .await??;
     if matches!(stored, Err(BlobRefused::OverQuota { .. })) {
         shared.metrics.images_over_quota.inc();
     }
@@ -121,9 +120,8 @@ pub async fn get(
     hash: BlobHash,
 ) -> Result<(&'static str, Vec<u8>), BlobRefused> {
     let store = shared.clone();
-    let found = tokio::task::spawn_blocking(move || store.docs.with_store(|s| s.get_blob(&hash)))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))??;
+    let found =
+        crate::blocking::run(move || store.docs.with_store(|s| s.get_blob(&hash))).await??;
     // Blobs stored before types were checked may be anything: only images are served, and
     // with the type their bytes show.
     found

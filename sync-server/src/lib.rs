@@ -21,6 +21,7 @@
 //! - [`presence`]: who may see whom online (people a user follows back), never devices.
 //! - [`origins`]: the relay addresses a client's login may name (its own).
 //! - [`names`]: display names: look-alikes are one name, first come first served.
+//! - [`blocking`]: the one way blocking work (SQLite, Automerge) leaves the async workers.
 //! - [`blobs`]: images: types read from the bytes, per-user quota.
 //! - [`store`]: the durable state behind a trait; [`store::sqlite`] is the embedded backend.
 //! - [`http`]: reading the request head; `/healthz` and `/metrics`.
@@ -30,6 +31,7 @@
 //! - [`metrics`]: the Prometheus metrics.
 
 pub mod blobs;
+pub mod blocking;
 pub mod config;
 pub mod connection;
 pub mod documents;

@@ -72,7 +72,5 @@ pub async fn lookup(shared: &Arc<Shared>, name: &str) -> Result<Option<UserId>, 
         return Ok(None);
     };
     let shared = shared.clone();
-    tokio::task::spawn_blocking(move || shared.docs.with_store(|s| s.name_holder(&key)))
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+    crate::blocking::run(move || shared.docs.with_store(|s| s.name_holder(&key))).await?
 }

@@ -22,7 +22,7 @@ pub async fn online_for(
     // Only those online need the store: a client asks about everyone it follows.
     users.retain(|u| shared.hub.is_online(*u));
     let store = shared.clone();
-    let visible = tokio::task::spawn_blocking(move || {
+    let visible = crate::blocking::run(move || {
         store.docs.with_store(|s| {
             let mut visible = Vec::new();
             for user in users {
@@ -33,8 +33,7 @@ pub async fn online_for(
             Ok::<_, StoreError>(visible)
         })
     })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))??;
+    .await??;
     Ok(shared.hub.online(&visible))
 }
 
@@ -42,7 +41,7 @@ pub async fn online_for(
 /// follow `user` back.
 pub async fn watchers(shared: &Arc<Shared>, user: UserId) -> Result<Vec<UserId>, StoreError> {
     let store = shared.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::blocking::run(move || {
         store.docs.with_store(|s| {
             let mut watchers = Vec::new();
             for followee in s.following(user)? {
@@ -53,6 +52,5 @@ pub async fn watchers(shared: &Arc<Shared>, user: UserId) -> Result<Vec<UserId>,
             Ok(watchers)
         })
     })
-    .await
-    .map_err(|e| StoreError::Task(e.to_string()))?
+    .await?
 }

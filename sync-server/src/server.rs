@@ -255,7 +255,7 @@ async fn route(
             // The store's figures wait for the document lock: off the async workers, so a
             // long sync on the relay never stalls other connections through `/metrics`.
             let store = shared.clone();
-            let figures = tokio::task::spawn_blocking(move || {
+            let figures = crate::blocking::run(move || {
                 (
                     store.docs.with_store(|s| s.counts()),
                     store.docs.cached_bytes(),

@@ -24,7 +24,7 @@ impl Connection {
     pub(super) async fn offer_inbox(&mut self) {
         let shared = self.shared.clone();
         let (user, device) = (self.session.user, self.session.device.clone());
-        let found = tokio::task::spawn_blocking(move || {
+        let found = crate::blocking::run(move || {
             let (docs, seq) = shared.docs.with_store(|s| s.inbox(user, &device))?;
             let mut items = Vec::new();
             let mut states = Vec::new();
@@ -87,7 +87,7 @@ impl Connection {
             ClientMessage::Signatures { doc, signatures } => {
                 let (shared, user) = (self.shared.clone(), self.session.user);
                 let doc2 = doc.clone();
-                let taken = tokio::task::spawn_blocking(move || {
+                let taken = crate::blocking::run(move || {
                     shared.docs.add_signatures(user, &doc2, &signatures)
                 })
                 .await;
@@ -114,7 +114,7 @@ impl Connection {
                     self.session.user,
                     self.session.device.clone(),
                 );
-                let acked = tokio::task::spawn_blocking(move || {
+                let acked = crate::blocking::run(move || {
                     shared.docs.with_store(|s| s.ack_inbox(user, &device, seq))
                 })
                 .await;
@@ -168,7 +168,7 @@ impl Connection {
             }
             ClientMessage::FollowGraph { user } => {
                 let shared = self.shared.clone();
-                let found = tokio::task::spawn_blocking(move || {
+                let found = crate::blocking::run(move || {
                     shared.docs.with_store(|s| {
                         Ok::<_, crate::store::StoreError>((s.followers(user)?, s.following(user)?))
                     })
@@ -235,7 +235,7 @@ impl Connection {
         work.sort_by_key(|(doc, ..)| !matches!(doc, DocId::User(_)));
         let shared = self.shared.clone();
         let user = self.session.user;
-        let done = tokio::task::spawn_blocking(move || {
+        let done = crate::blocking::run(move || {
             work.into_iter()
                 .map(|(doc, mut state, item)| {
                     let result = shared.docs.receive(

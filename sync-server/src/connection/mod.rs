@@ -63,7 +63,11 @@ pub async fn run(
         // tokio-tungstenite reads into a 128 KiB buffer by default: far too much per idle
         // connection. Small reads cost a little more syscall time, not memory.
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        // Frames queued for this connection are fed one after another and flushed once
+        // (`outbound::write_loop`): up to 16 KiB of them leave in one write (one TLS
+        // record) rather than one syscall each. The buffer holds no more than before: it
+        // already grew to the largest frame sent.
+        .write_buffer_size(16 * 1024)
         .max_write_buffer_size(max.saturating_mul(2))
         .max_message_size(Some(max))
         .max_frame_size(Some(max));

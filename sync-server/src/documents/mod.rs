@@ -254,21 +254,30 @@ impl Documents {
         let mut received = Received::default();
         let mut weight = weight;
         if !new.is_empty() {
-            let mut store = hold(&self.store);
-            let (routing, name_refused) = routing::route(store.as_mut(), doc, &am, &new)?;
-            received.name_refused = name_refused;
-            let accepted = Accepted {
-                doc,
-                changes: &new,
-                routing,
-                signatures: &signed,
+            let staged = {
+                let mut store = hold(&self.store);
+                let (routing, name_refused) = routing::route(store.as_mut(), doc, &am, &new)?;
+                received.name_refused = name_refused;
+                let accepted = Accepted {
+                    doc,
+                    changes: &new,
+                    routing,
+                    signatures: &signed,
+                };
+                let staged = store.accept(&mut am, &accepted)?;
+                received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
+                // A change that waited for a dependency came with an earlier message: its
+                // signature is in the store since then.
+                received.signatures = store.signatures_for(doc, &received.changes)?;
+                received.recipients = accepted.routing.recipients;
+                staged
             };
-            received.seq = store.accept(&mut am, &accepted)?;
-            received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
-            // A change that waited for a dependency came with an earlier message: its
-            // signature is in the store since then.
-            received.signatures = store.signatures_for(doc, &received.changes)?;
-            received.recipients = accepted.routing.recipients;
+            // Group commit: the store's lock is let go between staging and committing, so
+            // connections working on other documents stage into the same transaction and
+            // one sync of the disk makes all of them durable. Nothing of this message is
+            // answered, pushed or cached before it is.
+            hold(&self.store).commit(staged.group)?;
+            received.seq = staged.seq;
             weight += received.changes.iter().map(|c| c.len() as u64).sum::<u64>();
         } else if !unknown_hashes.is_empty() {
             // Changes waiting for a dependency: their signatures are kept now, for when

@@ -17,6 +17,15 @@ pub enum StoreError {
     /// From the document storage shared with the client (`social_sync_model::documents`).
     #[error(transparent)]
     Model(#[from] social_sync_model::ModelError),
+    /// The group transaction holding these changes failed to commit (another connection's
+    /// commit of the same group reported why); nothing of them was kept.
+    #[error(
+        "the relay could not commit group {group} to disk; nothing of it was kept: send it again"
+    )]
+    Uncommitted {
+        /// The group.
+        group: u64,
+    },
     /// A worker task running a store call failed.
     #[error("a relay worker task failed ({0}); try again")]
     Task(String),
@@ -42,6 +51,15 @@ pub struct Accepted<'a> {
     /// The authors' signatures of every change of the message (verified), applied or
     /// still waiting for a dependency.
     pub signatures: &'a [(ChangeHash, ChangeSig)],
+}
+
+/// Accepted changes staged in a group transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staged {
+    /// The sequence number of the document's news.
+    pub seq: u64,
+    /// The group to commit.
+    pub group: u64,
 }
 
 /// Who accepted changes concern, and what they change besides the document.
@@ -80,10 +98,20 @@ pub trait RelayStore: Send {
     /// Bytes `doc` takes in the store (0 if never stored): how the document cache weighs it.
     fn stored_bytes(&mut self, doc: &DocId) -> Result<u64, StoreError>;
 
-    /// Stores accepted changes, the follow graph and names they change, and the document's
+    /// Stages accepted changes, the follow graph and names they change, and the document's
     /// news for offline devices (one entry per document, whatever the number of people it
-    /// concerns), atomically; returns the sequence number the news got.
-    fn accept(&mut self, am: &mut AutoCommit, accepted: &Accepted<'_>) -> Result<u64, StoreError>;
+    /// concerns), atomically, into the open group transaction; returns the sequence number
+    /// the news got and the group, which is not durable until [`Self::commit`]ted.
+    fn accept(
+        &mut self,
+        am: &mut AutoCommit,
+        accepted: &Accepted<'_>,
+    ) -> Result<Staged, StoreError>;
+
+    /// Makes `group` durable (committing it, and everything staged with it, unless another
+    /// connection's commit did already). Nothing staged may be acknowledged or passed on
+    /// before this returns.
+    fn commit(&mut self, group: u64) -> Result<(), StoreError>;
 
     /// Users who follow `user`.
     fn followers(&mut self, user: UserId) -> Result<Vec<UserId>, StoreError>;

@@ -5,136 +5,25 @@ use std::path::Path;
 
 use automerge::AutoCommit;
 use automerge::ChangeHash;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use rusqlite_migration::{M, Migrations};
-use social_sync_model::name::name_key;
+use rusqlite::{Connection, OptionalExtension, params};
 use social_sync_model::vetting::ChangeSig;
 use social_sync_model::{documents, signatures};
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
-use super::{Accepted, RelayStore, StoreError};
+use super::{Accepted, RelayStore, Staged, StoreError};
 
-const SCHEMA: &str = concat!(
-    // Documents, kept as the client keeps them (see `social_sync_model::documents`).
-    social_sync_model::document_tables_sql!(),
-    r#"
-    -- Who follows whom, from the user documents; routes posts to followers.
-    CREATE TABLE follows (
-        follower   TEXT NOT NULL,
-        followee   TEXT NOT NULL,
-        PRIMARY KEY (followee, follower)
-    ) WITHOUT ROWID;
-    -- Display names, first come first served (lowercased).
-    CREATE TABLE names (
-        name       TEXT PRIMARY KEY,
-        uid        TEXT NOT NULL UNIQUE
-    );
-    -- Per user, the documents with news, each with the sequence number of its latest news.
-    CREATE TABLE inbox (
-        uid        TEXT NOT NULL,
-        doc_id     TEXT NOT NULL,
-        seq        INTEGER NOT NULL,
-        PRIMARY KEY (uid, doc_id)
-    ) WITHOUT ROWID;
-    CREATE INDEX inbox_by_seq ON inbox(uid, seq);
-    -- How far each device has stored its inbox.
-    CREATE TABLE cursors (
-        uid        TEXT NOT NULL,
-        device     TEXT NOT NULL,
-        seq        INTEGER NOT NULL,
-        PRIMARY KEY (uid, device)
-    ) WITHOUT ROWID;
-    CREATE TABLE counters (
-        name       TEXT PRIMARY KEY,
-        value      INTEGER NOT NULL
-    );
-    INSERT INTO counters (name, value) VALUES ('inbox_seq', 0);
-    CREATE TABLE blobs (
-        hash       TEXT PRIMARY KEY,
-        mime       TEXT NOT NULL,
-        bytes      BLOB NOT NULL
-    );
-    "#,
-);
+mod group;
+mod schema;
 
-/// Blobs record who uploaded them, for the per-user image quota (blobs stored before have
-/// no uploader and count against nobody); names are keyed by `social_sync_model::name`
-/// rather than lowercased, so the stored keys are computed again.
-const UPLOADERS_AND_NAME_KEYS: &str = r#"
-    ALTER TABLE blobs ADD COLUMN uploader TEXT;
-    CREATE INDEX blobs_by_uploader ON blobs(uploader);
-    "#;
-
-fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(SCHEMA),
-        M::up_with_hook(UPLOADERS_AND_NAME_KEYS, |tx: &rusqlite::Transaction<'_>| {
-            rekey_names(tx)?;
-            Ok(())
-        }),
-        // The authors' signatures of the changes (`social_sync_model::signatures`).
-        // Changes stored before have none until their author's client hands them in
-        // (`ClientMessage::Signatures`); clients refuse them unsigned meanwhile.
-        M::up(social_sync_model::change_signatures_sql!()),
-        M::up(NEWS_PER_DOCUMENT),
-    ])
-}
-
-/// News for offline devices, one row per document instead of one per recipient (issue
-/// 12): a post by someone with 10,000 followers was 10,000 inbox upserts inside the
-/// commit; now it is one. A device catches up by asking which documents it cares about
-/// (its own, those of people it follows and their posts' threads, its followers' user
-/// documents) have news after its cursor, as a Nostr relay answers `REQ since`. Pending
-/// inbox rows become the documents' latest news, so nothing waiting is lost.
-const NEWS_PER_DOCUMENT: &str = r#"
-    CREATE TABLE news (
-        doc_id     TEXT PRIMARY KEY,
-        owner      TEXT NOT NULL,     -- the user of user/<uid>, the author of thread/<post>
-        is_thread  INTEGER NOT NULL,
-        seq        INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX news_by_seq ON news(seq);
-    CREATE INDEX news_by_owner ON news(owner, seq);
-    INSERT INTO news (doc_id, owner, is_thread, seq)
-        SELECT doc_id,
-               CASE WHEN doc_id LIKE 'thread/%' THEN substr(doc_id, 8, 52) ELSE substr(doc_id, 6) END,
-               doc_id LIKE 'thread/%',
-               MAX(seq)
-        FROM inbox GROUP BY doc_id;
-    DROP TABLE inbox;
-    "#;
-
-/// Recomputes every stored name key; where two names now share a key, the older row
-/// (lower rowid: registered first) keeps it and the other is dropped.
-fn rekey_names(tx: &rusqlite::Transaction<'_>) -> Result<(), rusqlite::Error> {
-    let rows: Vec<(i64, String)> = {
-        let mut stmt = tx.prepare("SELECT rowid, name FROM names ORDER BY rowid")?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?
-    };
-    let mut seen = std::collections::HashSet::new();
-    for (rowid, name) in rows {
-        match name_key(&name) {
-            Ok(key) if seen.insert(key.clone()) => {
-                tx.execute(
-                    "UPDATE names SET name = ?1 WHERE rowid = ?2",
-                    params![format!("\u{1}{key}"), rowid],
-                )?;
-            }
-            _ => {
-                tx.execute("DELETE FROM names WHERE rowid = ?1", [rowid])?;
-            }
-        }
-    }
-    // Keys were written with a marker first so that no update hit a key not yet moved.
-    tx.execute("UPDATE names SET name = substr(name, 2)", [])?;
-    Ok(())
-}
+use group::Group;
+use schema::migrations;
 
 /// The relay's SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
+    /// Accepted changes share one transaction per group (see [`group`]).
+    group: Group,
 }
 
 impl SqliteStore {
@@ -162,7 +51,10 @@ impl SqliteStore {
                 path: path.display().to_string(),
                 detail: e.to_string(),
             })?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            group: Group::default(),
+        })
     }
 }
 
@@ -176,6 +68,7 @@ impl RelayStore for SqliteStore {
         doc: &DocId,
         signed: &[(ChangeHash, ChangeSig)],
     ) -> Result<(), StoreError> {
+        self.group.flush(&self.conn)?;
         let tx = self.conn.transaction()?;
         signatures::put(&tx, doc, signed.iter().map(|(h, s)| (h, s)))?;
         tx.commit()?;
@@ -205,57 +98,60 @@ impl RelayStore for SqliteStore {
         Ok(bytes.map_or(0, |b| u64::try_from(b).unwrap_or(0)))
     }
 
-    fn accept(&mut self, am: &mut AutoCommit, a: &Accepted<'_>) -> Result<u64, StoreError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        documents::append(&tx, a.doc, a.changes)?;
-        signatures::put(&tx, a.doc, a.signatures.iter().map(|(h, s)| (h, s)))?;
-        documents::compact_if_due(&tx, a.doc, am)?;
-        for (follower, followee, on) in &a.routing.follows {
-            if *on {
-                tx.execute(
-                    "INSERT OR IGNORE INTO follows (follower, followee) VALUES (?1, ?2)",
-                    params![follower.to_string(), followee.to_string()],
-                )?;
-            } else {
-                tx.execute(
-                    "DELETE FROM follows WHERE follower = ?1 AND followee = ?2",
-                    params![follower.to_string(), followee.to_string()],
-                )?;
+    fn accept(&mut self, am: &mut AutoCommit, a: &Accepted<'_>) -> Result<Staged, StoreError> {
+        let (seq, group) = self.group.stage(&self.conn, |tx| {
+            documents::append(tx, a.doc, a.changes)?;
+            signatures::put(tx, a.doc, a.signatures.iter().map(|(h, s)| (h, s)))?;
+            documents::compact_if_due(tx, a.doc, am)?;
+            for (follower, followee, on) in &a.routing.follows {
+                if *on {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO follows (follower, followee) VALUES (?1, ?2)",
+                        params![follower.to_string(), followee.to_string()],
+                    )?;
+                } else {
+                    tx.execute(
+                        "DELETE FROM follows WHERE follower = ?1 AND followee = ?2",
+                        params![follower.to_string(), followee.to_string()],
+                    )?;
+                }
             }
-        }
-        if let Some((uid, key)) = &a.routing.name {
-            let holder: Option<String> = tx
-                .query_row("SELECT uid FROM names WHERE name = ?1", [key], |r| r.get(0))
-                .optional()?;
-            if holder.is_none_or(|h| h == uid.to_string()) {
-                // A user holds one name: the new one replaces theirs, if it is free.
-                tx.execute("DELETE FROM names WHERE uid = ?1", [uid.to_string()])?;
-                tx.execute(
-                    "INSERT INTO names (name, uid) VALUES (?1, ?2)",
-                    params![key, uid.to_string()],
-                )?;
+            if let Some((uid, key)) = &a.routing.name {
+                let holder: Option<String> = tx
+                    .query_row("SELECT uid FROM names WHERE name = ?1", [key], |r| r.get(0))
+                    .optional()?;
+                if holder.is_none_or(|h| h == uid.to_string()) {
+                    // A user holds one name: the new one replaces theirs, if it is free.
+                    tx.execute("DELETE FROM names WHERE uid = ?1", [uid.to_string()])?;
+                    tx.execute(
+                        "INSERT INTO names (name, uid) VALUES (?1, ?2)",
+                        params![key, uid.to_string()],
+                    )?;
+                }
             }
-        }
-        let seq: u64 = tx.query_row(
-            "UPDATE counters SET value = value + 1 WHERE name = 'inbox_seq' RETURNING value",
-            [],
-            |r| r.get(0),
-        )?;
-        // One row for the document, whatever the number of people it concerns.
-        tx.prepare_cached(
-            "INSERT INTO news (doc_id, owner, is_thread, seq) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (doc_id) DO UPDATE SET seq = excluded.seq",
-        )?
-        .execute(params![
-            a.doc.to_string(),
-            a.doc.owner().to_string(),
-            matches!(a.doc, DocId::Thread(_)),
-            seq
-        ])?;
-        tx.commit()?;
-        Ok(seq)
+            let seq: u64 = tx.query_row(
+                "UPDATE counters SET value = value + 1 WHERE name = 'inbox_seq' RETURNING value",
+                [],
+                |r| r.get(0),
+            )?;
+            // One row for the document, whatever the number of people it concerns.
+            tx.prepare_cached(
+                "INSERT INTO news (doc_id, owner, is_thread, seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (doc_id) DO UPDATE SET seq = excluded.seq",
+            )?
+            .execute(params![
+                a.doc.to_string(),
+                a.doc.owner().to_string(),
+                matches!(a.doc, DocId::Thread(_)),
+                seq
+            ])?;
+            Ok(seq)
+        })?;
+        Ok(Staged { seq, group })
+    }
+
+    fn commit(&mut self, group: u64) -> Result<(), StoreError> {
+        self.group.commit(&self.conn, group)
     }
 
     fn followers(&mut self, user: UserId) -> Result<Vec<UserId>, StoreError> {
@@ -315,6 +211,7 @@ impl RelayStore for SqliteStore {
     }
 
     fn ack_inbox(&mut self, user: UserId, device: &str, seq: u64) -> Result<(), StoreError> {
+        self.group.flush(&self.conn)?;
         self.conn.execute(
             "INSERT INTO cursors (uid, device, seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (uid, device) DO UPDATE SET seq = max(seq, excluded.seq)",
@@ -338,6 +235,7 @@ impl RelayStore for SqliteStore {
         bytes: &[u8],
         uploader: UserId,
     ) -> Result<(), StoreError> {
+        self.group.flush(&self.conn)?;
         self.conn.execute(
             "INSERT OR IGNORE INTO blobs (hash, mime, bytes, uploader) VALUES (?1, ?2, ?3, ?4)",
             params![hash.to_string(), mime, bytes, uploader.to_string()],
@@ -387,6 +285,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use rusqlite_migration::{M, Migrations};
+    use schema::SCHEMA;
+    use social_sync_model::name::name_key;
 
     #[test]
     fn the_relay_syncs_every_commit_to_disk() {

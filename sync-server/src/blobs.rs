@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use social_sync_model::images::{IMAGE_TYPES, image_type};
 use social_sync_protocol::{BlobHash, ErrorCode, UserId};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::StoreError;
 
 /// Why an image was not stored, or cannot be served.

@@ -10,6 +10,7 @@
 //! # Layout
 //!
 //! - [`config`]: every option, each with an environment variable.
+//! - [`shared`]: what every task shares (options, documents, hub, metrics, TLS).
 //! - [`server`]: the accept loop, HTTP-or-WebSocket routing, graceful shutdown.
 //! - [`connection`]: one client: the handshake within one deadline and with small frames
 //!   until authenticated, limits, message handling, the byte-budgeted outbound queue and
@@ -44,6 +45,7 @@ pub mod presence;
 pub mod rewind;
 pub mod routing;
 pub mod server;
+pub mod shared;
 pub mod store;
 pub mod stream;
 pub mod tls;

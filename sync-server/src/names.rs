@@ -12,7 +12,7 @@ use std::sync::Arc;
 use social_sync_model::name::{NameError, lookup_key, name_key};
 use social_sync_protocol::{ErrorCode, UserId};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::{RelayStore, StoreError};
 
 /// Why a display name set by a profile change was not registered to its user.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use social_sync_protocol::{PresenceEntry, UserId};
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::StoreError;
 
 /// Which of `users` who follow `asker` are online, with how many devices. Users who do not

@@ -21,26 +21,11 @@ use crate::http::{self, Route};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::origins::Origins;
+use crate::shared::Shared;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 use crate::stream::Stream;
 use crate::tls::{CertError, CertFiles, Certificates};
-
-/// What the relay's tasks share.
-pub struct Shared {
-    /// The options.
-    pub config: Config,
-    /// Documents and store.
-    pub docs: Documents,
-    /// Live connections.
-    pub hub: Hub,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// The relay addresses a login may name.
-    pub origins: Origins,
-    /// The TLS acceptor, when the relay has its own certificate.
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
-}
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
 use super::guard::TooLargeBeforeAuth;
 use super::{Refused, Ws, close_code};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Who the client proved to be.
 #[derive(Debug)]

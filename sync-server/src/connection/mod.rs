@@ -33,7 +33,7 @@ pub use self::outbound::Outbound;
 use crate::http::Head;
 use crate::hub::ConnId;
 use crate::rewind::Rewind;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stream::Stream;
 
 /// A client's socket (plain or TLS): the HTTP head read back first, frames checked until

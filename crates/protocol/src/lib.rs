@@ -10,9 +10,11 @@
 //! - [`signing`]: the bytes a user signs: the handshake (bound to the relay) and every
 //!   Automerge change (bound to its document), and the canonical relay origin.
 //! - [`pem`]: what is wrong with a PEM file, in words (client and relay alike).
+//! - [`error_code`]: [`ErrorCode`], the stable reasons of refusals on the wire.
 //! - [`error`]: [`IdError`], what parsing an identifier can report.
 
 pub mod error;
+pub mod error_code;
 pub mod ids;
 pub mod pem;
 pub mod signing;

@@ -336,6 +336,46 @@ async fn main() {
     drop(link);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // ----- many writers at once: documents that do not wait on each other ---------------
+    // Each writer posts to its own user document and waits for the relay's answer before
+    // the next post, as a client does: what one writer gets is bounded by its round trip,
+    // what all of them get together shows the relay working on several documents at once
+    // (per-document locks) and sharing commits (group commit).
+    let (writers, each) = if quick { (16u64, 20u64) } else { (64, 50) };
+    let links = join_all((0..writers).map(|i| {
+        let (url, root) = (relay.url.clone(), relay.root.clone());
+        async move {
+            let me = identity(500_000 + i);
+            let link = Relay::connect(url, root, &me, &device(500_000 + i)).await;
+            (me, link)
+        }
+    }))
+    .await;
+    let t = Instant::now();
+    join_all(links.into_iter().map(|(me, mut link)| async move {
+        let doc = DocId::User(me.user_id());
+        let mut am = AutoCommit::new().with_actor(actor_id(me.user_id(), [0; 8]));
+        let mut state = State::new();
+        for p in 0..each {
+            let entry = PostEntry {
+                id: PostId::new(me.user_id(), &p.to_le_bytes()),
+                text: "writer".into(),
+                media: vec![],
+                created_at: p as i64,
+            };
+            UserDoc::add_post(&mut am, &entry).unwrap();
+            am.commit_with(CommitOptions::default().with_time(p as i64));
+            push(&mut link, &me, &doc, &mut am, &mut state).await;
+        }
+    }))
+    .await;
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "many writers: {writers} connections, {each} posts each, every post answered before the next: {:.0} posts/s accepted and durable in all ({:.1} ms per post per writer)",
+        (writers * each) as f64 / secs,
+        secs * 1e3 / each as f64
+    );
+
     // ----- memory per idle authenticated connection ---------------------------------------
     let before = relay.rss_kib();
     let mut idle_links = Vec::with_capacity(idle);

@@ -4,7 +4,8 @@
 //! - resident memory per idle authenticated connection at 5,000 connections.
 //!
 //! Run: `cargo bench -p sync-server --bench relay` (`-- --quick` for a smaller run; `-- --tls`
-//! for the relay's own TLS, with a certificate made here and trusted by the clients).
+//! for the relay's own TLS, with a certificate made here and trusted by the clients;
+//! `SYNC_SERVER_BIN=path` to measure another build of the relay against the same clients).
 //! Targets on a 2-core machine: p99 < 50 ms at 1,000 followers; < 16 KiB per idle
 //! connection.
 
@@ -60,7 +61,10 @@ fn certificate(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path:
 impl Relay {
     fn start(tls: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sync-server"));
+        // SYNC_SERVER_BIN runs another build of the relay (an older commit, to compare).
+        let bin = std::env::var_os("SYNC_SERVER_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_sync-server").into());
+        let mut command = Command::new(bin);
         let root = tls.then(|| {
             let (ca, cert, key) = certificate(dir.path());
             command

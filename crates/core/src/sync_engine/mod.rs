@@ -556,6 +556,8 @@ struct Session<'a> {
     /// The profile database's `data_version` when last looked at: it moves when another
     /// process commits.
     data_version: i64,
+    /// The highest inbox position acknowledged on this connection.
+    acked: u64,
 }
 
 impl<'a> Session<'a> {
@@ -584,6 +586,7 @@ impl<'a> Session<'a> {
             refused_docs: HashSet::new(),
             profile: None,
             data_version: 0,
+            acked: 0,
         }
     }
 
@@ -824,17 +827,34 @@ impl<'a> Session<'a> {
                 let changes: Vec<Vec<u8>> = changes.into_iter().map(ByteBuf::into_vec).collect();
                 let merged = self.engine.replica().merge(&doc, &changes, &signatures);
                 match merged {
-                    Ok(outcome) => {
+                    Ok(outcome) if outcome.waiting == 0 => {
+                        // Applied in full and stored: the push was the whole job. No sync
+                        // round for the document (it used to cost the relay about five
+                        // messages per follower of every post); only its seq is
+                        // acknowledged.
                         self.report(&doc, outcome);
+                        self.acknowledge_push().await?;
+                    }
+                    Ok(outcome) => {
+                        // A gap in its dependencies: fetched through sync.
+                        self.report(&doc, outcome);
+                        self.offer(vec![doc.clone()]).await?;
                         if self.awaiting_pong.is_none() {
                             self.ping().await?;
                         }
                     }
                     Err(e) => self.refused_from_relay(&doc, &e),
                 }
-                // Whatever could not apply yet (or was refused) is fetched through sync.
-                self.offer(vec![doc]).await?;
-                self.after_user_doc_changed().await?;
+                if doc == DocId::User(self.engine.replica().user_id()) {
+                    // Perhaps a follow made on another device: fetch that user's posts.
+                    self.after_user_doc_changed().await?;
+                } else {
+                    // The threads of new posts are not asked for here: every change to
+                    // them comes to this device anyway (the relay routes a thread's
+                    // changes to its author's followers), and the next round or
+                    // connection asks. Their images are, at once.
+                    self.ask_missing_blobs().await?;
+                }
             }
             ServerMessage::InboxSent { seq, docs } => {
                 self.inbox_seq = Some(seq);
@@ -936,6 +956,23 @@ impl<'a> Session<'a> {
             self.show_notifications_stored_elsewhere()?;
         }
         Ok(false)
+    }
+
+    /// A push applied in full is stored: acknowledges the inbox up to it, unless a round
+    /// is under way (its end acknowledges everything, this push included, once the
+    /// documents it brings are stored too).
+    async fn acknowledge_push(&mut self) -> Result<(), SyncError> {
+        if self.awaiting_pong.is_some() {
+            return Ok(());
+        }
+        if let Some(seq) = self.inbox_seq {
+            let seq = seq.max(self.max_seq);
+            if seq > self.acked {
+                self.acked = seq;
+                self.link.send(&ClientMessage::InboxAck { seq }).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies sync messages and answers them.
@@ -1084,6 +1121,7 @@ impl<'a> Session<'a> {
         }
         if let Some(seq) = self.inbox_seq {
             let seq = seq.max(self.max_seq);
+            self.acked = self.acked.max(seq);
             self.link.send(&ClientMessage::InboxAck { seq }).await?;
         }
         if let Some((_, total)) = self.catch_up.take() {

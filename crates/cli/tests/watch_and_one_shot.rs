@@ -141,6 +141,38 @@ fn a_watch_keeps_running_while_sync_online_and_follow_run_on_its_profile() {
     assert!(watch.running());
 }
 
+/// Issue 12 (no waiting on purpose): a post the CLI makes on a profile beside its running
+/// `watch`, with no `sync`, is sent by the watch at once: it sees the other process's
+/// commit through the database file (there is no timer looking at the outbox any more).
+#[test]
+fn a_post_made_beside_a_running_watch_goes_out_without_a_sync() {
+    let data = tempfile::tempdir().unwrap();
+    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let root = tempfile::tempdir().unwrap();
+    let (ana, ben, ana_id) = ana_and_ben(root.path(), &relay.url());
+    json(&ben, &["follow", &ana_id, "--json"]);
+    json(&ben, &["sync", "--json"]);
+
+    let mut ana_watch = Watch::start(&ana);
+    ana_watch.online(Duration::from_secs(15));
+    let mut ben_watch = Watch::start(&ben);
+    ben_watch.online(Duration::from_secs(15));
+
+    json(&ana, &["post", "made beside Ana's watch", "--json"]);
+    ben_watch.wait_for("Ana's post, live", Duration::from_secs(15), |v| {
+        v["event"] == "feed_changed" && v["user"] == ana_id.as_str()
+    });
+    let feed = json(&ben, &["feed", "--json"]);
+    assert!(
+        feed.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["text"] == "made beside Ana's watch"),
+        "{feed}"
+    );
+    assert!(ana_watch.running() && ben_watch.running());
+}
+
 #[test]
 fn two_syncs_at_once_on_one_profile_both_succeed() {
     let data = tempfile::tempdir().unwrap();

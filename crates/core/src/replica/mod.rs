@@ -46,6 +46,9 @@ pub struct Replica {
     actor: ActorId,
     store: Store,
     env: Env,
+    /// Counts the edits committed through this replica: fired after each, so a running
+    /// sync engine sends them at once instead of looking for them now and then.
+    edits: tokio::sync::watch::Sender<u64>,
 }
 
 impl Replica {
@@ -150,6 +153,7 @@ impl Replica {
             actor: model::actor_id(me, device),
             store,
             env,
+            edits: tokio::sync::watch::Sender::new(0),
         };
         replica.sign_own_changes()?;
         Ok(replica)
@@ -178,6 +182,13 @@ impl Replica {
     /// The profile folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A signal that changes after each edit committed through this replica (a post, a
+    /// like, a follow...): what a running sync engine awaits to send it at once. Edits made
+    /// by other processes on the profile do not fire it (see [`Store::data_version`]).
+    pub fn local_edits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.edits.subscribe()
     }
 
     /// The database, for read-only queries beyond the ones here.
@@ -483,7 +494,8 @@ impl Replica {
     ) -> Result<T> {
         let (me, actor, now) = (self.me, self.actor.clone(), self.env.clock.now_ms());
         let identity = &self.identity;
-        self.store.write(|conn| {
+        let mut committed = false;
+        let out = self.store.write(|conn| {
             let mut am = documents::load(conn, &doc)?.unwrap_or_default();
             am.set_actor(actor);
             let before = am.get_heads();
@@ -507,9 +519,14 @@ impl Replica {
                 )?;
                 index::update(conn, me, &doc, &mut am, &before)?;
                 documents::compact_if_due(conn, &doc, &mut am)?;
+                committed = true;
             }
             Ok(out)
-        })
+        })?;
+        if committed {
+            self.edits.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(out)
     }
 
     fn require_post(&self, post: &PostId) -> Result<()> {

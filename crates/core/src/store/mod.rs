@@ -127,6 +127,15 @@ impl Store {
         Ok(out)
     }
 
+    /// SQLite's `PRAGMA data_version` on this connection: it changes whenever another
+    /// connection (another process on the profile, such as the CLI beside a running app)
+    /// committed since it was last read, and never for this connection's own commits.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(|e| damaged_or(&self.path, e))
+    }
+
     /// Size of the database file plus its write-ahead log, in bytes.
     pub fn size_on_disk(&self) -> u64 {
         let wal = self.path.with_extension("db-wal");
@@ -214,6 +223,22 @@ mod tests {
         // Not reinitialized: still empty, no schema written over it.
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         assert!(Store::open(dir.path(), true).is_err());
+    }
+
+    #[test]
+    fn data_version_moves_for_another_connections_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut mine = Store::open(dir.path(), true).unwrap();
+        let mut other = Store::open(dir.path(), false).unwrap();
+        let start = mine.data_version().unwrap();
+        mine.write(|c| settings::set(c, "k", "mine")).unwrap();
+        assert_eq!(mine.data_version().unwrap(), start, "own commit");
+        other.write(|c| settings::set(c, "k", "other")).unwrap();
+        assert_ne!(
+            mine.data_version().unwrap(),
+            start,
+            "another connection's commit"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!
 //! - [`link`]: one authenticated WebSocket.
 //! - [`event`]: [`Event`] and [`ConnectionStatus`].
+//! - `profile_watch`: what wakes a session besides the relay (local edits, commits by
+//!   other processes on the profile).
 //! - this module: [`SyncEngine`] and the session loop.
 //!
 //! A session ends a round when the relay answers a `Ping` sent after everything else: the
@@ -15,6 +17,7 @@
 
 pub mod event;
 pub mod link;
+mod profile_watch;
 pub mod tls;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -38,6 +41,7 @@ pub use tls::TlsProblem;
 
 use crate::{Error, Replica};
 use futures_util::FutureExt;
+use profile_watch::{ProfileWatch, Wake};
 use std::panic::AssertUnwindSafe;
 
 /// Why syncing failed.
@@ -409,6 +413,8 @@ impl SyncEngine {
             let session = async {
                 let link = self.connect().await?;
                 let mut session = Session::new(self, link);
+                // Before the start: an edit made while it offers is sent right after.
+                session.watch_profile()?;
                 session.start().await?;
                 let (queries, incoming) = mpsc::unbounded_channel();
                 session.queries = Some(incoming);
@@ -583,6 +589,13 @@ struct Session<'a> {
     /// offered again until the next one (the relay would only send the same again, and a
     /// round would never settle).
     refused_docs: HashSet<DocId>,
+    /// Local edits and commits by other processes on the profile (a running engine only).
+    profile: Option<ProfileWatch>,
+    /// The profile database's `data_version` when last looked at: it moves when another
+    /// process commits.
+    data_version: i64,
+    /// The highest inbox position acknowledged on this connection.
+    acked: u64,
 }
 
 impl<'a> Session<'a> {
@@ -609,7 +622,19 @@ impl<'a> Session<'a> {
             emitted_notes: HashSet::new(),
             signatures_sent: false,
             refused_docs: HashSet::new(),
+            profile: None,
+            data_version: 0,
+            acked: 0,
         }
+    }
+
+    /// From now on, a local edit or another process's commit on the profile wakes this
+    /// session at once (see [`profile_watch`]).
+    fn watch_profile(&mut self) -> Result<(), SyncError> {
+        let r = self.engine.replica();
+        self.data_version = r.store().data_version()?;
+        self.profile = Some(ProfileWatch::new(r.local_edits(), r.store().path()));
+        Ok(())
     }
 
     /// Offers every stored document and every followed user's document, uploads images
@@ -735,14 +760,13 @@ impl<'a> Session<'a> {
         self.link.send(&ClientMessage::Ping { id }).await
     }
 
-    /// Handles messages until settled (or forever), pushing local edits as they appear.
+    /// Handles messages until settled (or forever), pushing local edits as they are made.
     async fn run(
         &mut self,
         mode: Mode,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), SyncError> {
         tokio::pin!(shutdown);
-        let mut outbox_poll = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 message = self.link.recv() => {
@@ -750,26 +774,46 @@ impl<'a> Session<'a> {
                         return Ok(());
                     }
                 }
-                _ = outbox_poll.tick(), if mode == Mode::Forever => {
-                    let pending: Vec<DocId> = self.engine.replica().outbox()?.into_iter().map(|(d, _)| d).collect();
-                    if !pending.is_empty() {
-                        self.offer(pending).await?;
-                        // A follow made while connected: fetch that user's posts now.
-                        self.after_user_doc_changed().await?;
-                        if self.awaiting_pong.is_none() {
-                            self.ping().await?;
-                        }
+                wake = next_wake(&mut self.profile) => {
+                    let elsewhere = wake == Wake::FilesChanged && {
+                        let version = self.engine.replica().store().data_version()?;
+                        std::mem::replace(&mut self.data_version, version) != version
+                    };
+                    if wake == Wake::LocalEdit || elsewhere {
+                        self.send_outbox().await?;
                     }
-                    self.show_notifications_stored_elsewhere()?;
-                    if self.blobs_retry.is_some_and(|at| tokio::time::Instant::now() >= at) {
-                        self.blobs_retry = None;
-                        self.ask_missing_blobs().await?;
+                    if elsewhere {
+                        self.show_notifications_stored_elsewhere()?;
                     }
+                }
+                () = until(self.blobs_retry), if mode == Mode::Forever => {
+                    self.blobs_retry = None;
+                    self.ask_missing_blobs().await?;
                 }
                 Some(query) = next_query(&mut self.queries) => self.ask(query).await?,
                 () = &mut shutdown => return Ok(()),
             }
         }
+    }
+
+    /// Offers the documents with local changes the relay has not confirmed yet.
+    async fn send_outbox(&mut self) -> Result<(), SyncError> {
+        let pending: Vec<DocId> = self
+            .engine
+            .replica()
+            .outbox()?
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        if !pending.is_empty() {
+            self.offer(pending).await?;
+            // A follow made while connected: fetch that user's posts now.
+            self.after_user_doc_changed().await?;
+            if self.awaiting_pong.is_none() {
+                self.ping().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Emits the notifications another process on the profile stored (a one-shot `sync`
@@ -821,17 +865,34 @@ impl<'a> Session<'a> {
                 let changes: Vec<Vec<u8>> = changes.into_iter().map(ByteBuf::into_vec).collect();
                 let merged = self.engine.replica().merge(&doc, &changes, &signatures);
                 match merged {
-                    Ok(outcome) => {
+                    Ok(outcome) if outcome.waiting == 0 => {
+                        // Applied in full and stored: the push was the whole job. No sync
+                        // round for the document (it used to cost the relay about five
+                        // messages per follower of every post); only its seq is
+                        // acknowledged.
                         self.report(&doc, outcome);
+                        self.acknowledge_push().await?;
+                    }
+                    Ok(outcome) => {
+                        // A gap in its dependencies: fetched through sync.
+                        self.report(&doc, outcome);
+                        self.offer(vec![doc.clone()]).await?;
                         if self.awaiting_pong.is_none() {
                             self.ping().await?;
                         }
                     }
                     Err(e) => self.refused_from_relay(&doc, &e),
                 }
-                // Whatever could not apply yet (or was refused) is fetched through sync.
-                self.offer(vec![doc]).await?;
-                self.after_user_doc_changed().await?;
+                if doc == DocId::User(self.engine.replica().user_id()) {
+                    // Perhaps a follow made on another device: fetch that user's posts.
+                    self.after_user_doc_changed().await?;
+                } else {
+                    // The threads of new posts are not asked for here: every change to
+                    // them comes to this device anyway (the relay routes a thread's
+                    // changes to its author's followers), and the next round or
+                    // connection asks. Their images are, at once.
+                    self.ask_missing_blobs().await?;
+                }
             }
             ServerMessage::InboxSent { seq, docs } => {
                 self.inbox_seq = Some(seq);
@@ -926,7 +987,30 @@ impl<'a> Session<'a> {
                 return Err(SyncError::Refused { code, message });
             }
         }
+        if self.profile.is_some() && !self.emitted_notes.is_empty() {
+            // Moves the engine's mark past the notifications just raised, so that none is
+            // raised twice when another process's notifications are shown after a
+            // reconnect (and shows any of those stored meanwhile).
+            self.show_notifications_stored_elsewhere()?;
+        }
         Ok(false)
+    }
+
+    /// A push applied in full is stored: acknowledges the inbox up to it, unless a round
+    /// is under way (its end acknowledges everything, this push included, once the
+    /// documents it brings are stored too).
+    async fn acknowledge_push(&mut self) -> Result<(), SyncError> {
+        if self.awaiting_pong.is_some() {
+            return Ok(());
+        }
+        if let Some(seq) = self.inbox_seq {
+            let seq = seq.max(self.max_seq);
+            if seq > self.acked {
+                self.acked = seq;
+                self.link.send(&ClientMessage::InboxAck { seq }).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies sync messages and answers them.
@@ -1075,6 +1159,7 @@ impl<'a> Session<'a> {
         }
         if let Some(seq) = self.inbox_seq {
             let seq = seq.max(self.max_seq);
+            self.acked = self.acked.max(seq);
             self.link.send(&ClientMessage::InboxAck { seq }).await?;
         }
         if let Some((_, total)) = self.catch_up.take() {
@@ -1113,6 +1198,23 @@ fn crashed(panic: &(dyn std::any::Any + Send)) -> SyncError {
     let detail = crate::model::vetting::panic_message(panic);
     tracing::error!("sync session panicked: {detail}");
     SyncError::Crashed(detail)
+}
+
+/// The next reason to look at the profile, or never when it is not watched (a one-shot
+/// sync).
+async fn next_wake(profile: &mut Option<ProfileWatch>) -> Wake {
+    match profile {
+        Some(p) => p.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until `at`, or forever when there is no `at`.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next one-off question, or never when there is no channel (a one-shot sync).

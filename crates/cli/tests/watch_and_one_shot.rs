@@ -146,8 +146,7 @@ fn a_watch_keeps_running_while_sync_online_and_follow_run_on_its_profile() {
 /// commit through the database file (there is no timer looking at the outbox any more).
 #[test]
 fn a_post_made_beside_a_running_watch_goes_out_without_a_sync() {
-    let data = tempfile::tempdir().unwrap();
-    let relay = Relay::start(data.path(), "127.0.0.1:0".parse().unwrap());
+    let relay = Relay::start();
     let root = tempfile::tempdir().unwrap();
     let (ana, ben, ana_id) = ana_and_ben(root.path(), &relay.url());
     json(&ben, &["follow", &ana_id, "--json"]);

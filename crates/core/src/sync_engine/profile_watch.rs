@@ -34,10 +34,16 @@ pub(crate) enum Wake {
     FilesChanged,
 }
 
+/// How long after a file event the database is looked at once more: the event can come
+/// while the other process is still writing its commit, before `data_version` moves.
+const RECHECK: Duration = Duration::from_millis(50);
+
 /// The two signals, awaited together.
 pub(crate) struct ProfileWatch {
     edits: watch::Receiver<u64>,
     files: Files,
+    /// A second look after the last file event (see [`RECHECK`]).
+    recheck: Option<tokio::time::Instant>,
 }
 
 enum Files {
@@ -64,21 +70,39 @@ impl ProfileWatch {
                 Files::Polled(timer)
             }
         };
-        Self { edits, files }
+        Self {
+            edits,
+            files,
+            recheck: None,
+        }
     }
 
     /// The next reason to look at the profile. Cancel-safe (every branch is).
     pub(crate) async fn next(&mut self) -> Wake {
+        let recheck = async {
+            match self.recheck {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             changed = self.edits.changed() => match changed {
                 Ok(()) => Wake::LocalEdit,
                 // The replica is gone (never while an engine holds it): only files now.
                 Err(_) => {
                     self.files.changed().await;
+                    self.recheck = Some(tokio::time::Instant::now() + RECHECK);
                     Wake::FilesChanged
                 }
             },
-            () = self.files.changed() => Wake::FilesChanged,
+            () = self.files.changed() => {
+                self.recheck = Some(tokio::time::Instant::now() + RECHECK);
+                Wake::FilesChanged
+            }
+            () = recheck => {
+                self.recheck = None;
+                Wake::FilesChanged
+            }
         }
     }
 }

@@ -235,7 +235,9 @@ async function scenario() {
   await nav(ben, 'Feed');
   await ben.session.waitFor('[data-post-card]', { text: 'Hello from the real app' });
 
-  // Ben likes; Ana's count follows live.
+  // Ben likes; Ana's count follows live. Each event here comes well after the one before
+  // (more than the app's 0.7 s burst gap), so each is raised on its own.
+  await sleep(1000);
   await ben.session.click('[data-post-card] [data-testid=like]');
   await ana.session.waitFor('[data-post-card] [data-testid=like-count]', { text: '1' });
   await waitUntil('Ana is notified of the like', async () => hasNote(ana, 'Ben liked your post'));
@@ -245,13 +247,14 @@ async function scenario() {
   await ana.session.waitFor('[data-testid=thread]');
   await ben.session.click('[data-post-card] [data-testid=comments]');
   await ben.session.type('#comment-text', 'Looks great!');
+  await sleep(1000);
   await ben.session.click('.comment-form button[type=submit]', 'Send');
   await ana.session.waitFor('[data-testid=thread] [data-testid=comment]', { text: 'Looks great!' });
   // The feed card behind the thread counts it too.
   await ana.session.waitFor('[data-testid=feed] [data-post-card] [data-testid=comment-count]', { text: '1' });
   await shot(ana, 'thread');
 
-  // Ana's desktop shows exactly one notification per event (seconds apart, so each raised
+  // Ana's desktop shows exactly one notification per event (a second apart, so each raised
   // at once on its own, none replaced), each with the sound hint.
   await waitUntil('Ana is notified of the comment', async () => hasNote(ana, 'Ben commented on your post'));
   await sleep(2000);

@@ -411,10 +411,16 @@ mod tests {
     fn the_first_of_a_burst_is_raised_at_once_and_the_close_ones_fold_in() {
         let t0 = Instant::now();
         let mut burst = Burst::default();
-        assert!(!joins_burst(&burst, t0), "nothing raised yet: raised at once");
+        assert!(
+            !joins_burst(&burst, t0),
+            "nothing raised yet: raised at once"
+        );
         burst.last = Some(t0);
         assert!(joins_burst(&burst, t0 + BURST_GAP / 2));
-        assert!(!joins_burst(&burst, t0 + BURST_GAP), "a gap starts a new burst");
+        assert!(
+            !joins_burst(&burst, t0 + BURST_GAP),
+            "a gap starts a new burst"
+        );
         burst.folding = true;
         assert!(
             joins_burst(&burst, t0 + BURST_GAP * 3),

@@ -147,6 +147,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many times a one-shot sync connects before giving up, when the connection is lost
 /// (or cut by the relay) after it was made.
 const ONE_SHOT_ATTEMPTS: u32 = 4;
+/// How long after the profile's files last changed the session looks at it once more (see
+/// `Session::run`).
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
 /// How long to wait before asking again for images the relay did not have.
 const BLOB_RETRY: Duration = Duration::from_secs(5);
 
@@ -553,9 +556,8 @@ struct Session<'a> {
     refused_docs: HashSet<DocId>,
     /// Local edits and commits by other processes on the profile (a running engine only).
     profile: Option<ProfileWatch>,
-    /// The profile database's `data_version` when last looked at: it moves when another
-    /// process commits.
-    data_version: i64,
+    /// When to look at the profile once more after its files changed.
+    look_again: Option<tokio::time::Instant>,
     /// The highest inbox position acknowledged on this connection.
     acked: u64,
 }
@@ -585,7 +587,7 @@ impl<'a> Session<'a> {
             signatures_sent: false,
             refused_docs: HashSet::new(),
             profile: None,
-            data_version: 0,
+            look_again: None,
             acked: 0,
         }
     }
@@ -594,7 +596,6 @@ impl<'a> Session<'a> {
     /// session at once (see [`profile_watch`]).
     fn watch_profile(&mut self) -> Result<(), SyncError> {
         let r = self.engine.replica();
-        self.data_version = r.store().data_version()?;
         self.profile = Some(ProfileWatch::new(r.local_edits(), r.store().path()));
         Ok(())
     }
@@ -737,16 +738,20 @@ impl<'a> Session<'a> {
                     }
                 }
                 wake = next_wake(&mut self.profile) => {
-                    let elsewhere = wake == Wake::FilesChanged && {
-                        let version = self.engine.replica().store().data_version()?;
-                        std::mem::replace(&mut self.data_version, version) != version
-                    };
-                    if wake == Wake::LocalEdit || elsewhere {
-                        self.send_outbox().await?;
-                    }
-                    if elsewhere {
+                    self.send_outbox().await?;
+                    if wake == Wake::FilesChanged {
+                        // Perhaps another process's commit: its notifications too. The log
+                        // is written before the commit shows in SQLite's shared index
+                        // (which gives no file event), so look once more a moment after
+                        // the last change.
                         self.show_notifications_stored_elsewhere()?;
+                        self.look_again = Some(tokio::time::Instant::now() + LOOK_AGAIN);
                     }
+                }
+                () = until(self.look_again) => {
+                    self.look_again = None;
+                    self.send_outbox().await?;
+                    self.show_notifications_stored_elsewhere()?;
                 }
                 () = until(self.blobs_retry), if mode == Mode::Forever => {
                     self.blobs_retry = None;

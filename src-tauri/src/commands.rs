@@ -1,5 +1,9 @@
 //! The commands the front end calls: thin adapters over `social_sync_core::Replica`.
 //! Arguments arrive camelCased from JavaScript; errors leave as `{code, message}`.
+//!
+//! None runs on the main (UI) thread: the synchronous ones are `#[tauri::command(async)]`
+//! (Tauri runs them on its thread pool), so a command waiting for the profile while the
+//! sync thread merges a large batch never freezes the window.
 
 use base64::Engine;
 use serde::Serialize;
@@ -38,21 +42,21 @@ pub struct Me {
 }
 
 /// The first screen's question: is there a profile, and how is the connection.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn session(state: State<'_, AppState>) -> CommandResult<Session> {
     state.session()
 }
 
 /// The UI painted its first feed page: logged once (`first feed paint`) with the time since
 /// start, which `scripts/bench-app` reads.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn first_paint(posts: usize) {
     static DONE: std::sync::Once = std::sync::Once::new();
     DONE.call_once(|| tracing::info!(ms = crate::uptime_ms(), posts, "first feed paint"));
 }
 
 /// Makes the profile (first run): a key pair and a display name; starts syncing.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn create_profile(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -65,7 +69,7 @@ pub fn create_profile(
 
 /// A second device: makes the profile from a key backup exported on the first, then
 /// syncs the user's posts, follows and name from the relay.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn restore_profile(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -79,7 +83,7 @@ pub fn restore_profile(
 
 /// Saves the key, protected by `passphrase`, as a `.pem` file in the Downloads folder (or
 /// the home folder); returns the file's path.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn export_key(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -118,7 +122,7 @@ pub fn export_key(
 }
 
 /// A page of the feed.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn feed(
     state: State<'_, AppState>,
     after: Option<FeedCursor>,
@@ -128,7 +132,7 @@ pub fn feed(
 }
 
 /// Posts text with images (base64-encoded bytes from the file picker, a drop or a paste).
-#[tauri::command]
+#[tauri::command(async)]
 pub fn create_post(
     state: State<'_, AppState>,
     text: String,
@@ -154,13 +158,13 @@ fn decode_image(b64: &str) -> CommandResult<Vec<u8>> {
 }
 
 /// Deletes one of the user's posts.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn delete_post(state: State<'_, AppState>, post_id: PostId) -> CommandResult<()> {
     state.with_replica(|r| Ok(r.delete_post(&post_id)?))
 }
 
 /// Likes a post; returns it with the new count.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn like(state: State<'_, AppState>, post_id: PostId) -> CommandResult<FeedItem> {
     state.with_replica(|r| {
         r.like(&post_id)?;
@@ -169,7 +173,7 @@ pub fn like(state: State<'_, AppState>, post_id: PostId) -> CommandResult<FeedIt
 }
 
 /// Takes a like back; returns the post with the new count.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn unlike(state: State<'_, AppState>, post_id: PostId) -> CommandResult<FeedItem> {
     state.with_replica(|r| {
         r.unlike(&post_id)?;
@@ -178,13 +182,13 @@ pub fn unlike(state: State<'_, AppState>, post_id: PostId) -> CommandResult<Feed
 }
 
 /// A post and its comments.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn thread(state: State<'_, AppState>, post_id: PostId) -> CommandResult<ThreadView> {
     state.with_replica(|r| Ok(r.thread(&post_id)?))
 }
 
 /// Comments on a post; returns the thread.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn comment(
     state: State<'_, AppState>,
     post_id: PostId,
@@ -197,7 +201,7 @@ pub fn comment(
 }
 
 /// Deletes one of the user's comments.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn delete_comment(state: State<'_, AppState>, comment_id: CommentId) -> CommandResult<()> {
     state.with_replica(|r| Ok(r.delete_comment(&comment_id)?))
 }
@@ -248,14 +252,14 @@ pub async fn profile(
 }
 
 /// Changes the user's name and bio.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn update_profile(state: State<'_, AppState>, name: String, bio: String) -> CommandResult<()> {
     state.with_replica(|r| Ok(r.set_profile(Some(&name), Some(&bio))?))
 }
 
 /// Sets the user's avatar from an image (base64, from the file picker), or removes it when
 /// `image` is absent; returns the new image's hash.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn set_avatar(
     state: State<'_, AppState>,
     image: Option<String>,
@@ -273,20 +277,20 @@ pub fn set_avatar(
 }
 
 /// Follows a user.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn follow(state: State<'_, AppState>, uid: UserId) -> CommandResult<()> {
     state.with_replica(|r| Ok(r.follow(uid)?))
 }
 
 /// Stops following a user.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn unfollow(state: State<'_, AppState>, uid: UserId) -> CommandResult<()> {
     state.with_replica(|r| Ok(r.unfollow(uid)?))
 }
 
 /// Blocks a user: unfollows them; their likes, comments and follows never notify and are
 /// hidden. Returns the notifications' new unread count (theirs no longer count).
-#[tauri::command]
+#[tauri::command(async)]
 pub fn block(app: AppHandle, state: State<'_, AppState>, uid: UserId) -> CommandResult<u64> {
     let unread = state.with_replica(|r| {
         r.block(uid)?;
@@ -297,7 +301,7 @@ pub fn block(app: AppHandle, state: State<'_, AppState>, uid: UserId) -> Command
 }
 
 /// Unblocks a user. Returns the new unread count.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn unblock(app: AppHandle, state: State<'_, AppState>, uid: UserId) -> CommandResult<u64> {
     let unread = state.with_replica(|r| {
         r.unblock(uid)?;
@@ -317,7 +321,7 @@ pub struct BlockedPerson {
 }
 
 /// The people the user blocked, most recent first.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn blocked(state: State<'_, AppState>) -> CommandResult<Vec<BlockedPerson>> {
     state.with_replica(|r| {
         Ok(r.blocked()?
@@ -328,7 +332,7 @@ pub fn blocked(state: State<'_, AppState>) -> CommandResult<Vec<BlockedPerson>> 
 }
 
 /// Mutes (or unmutes) the notifications of one post; returns the thread as it is now.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn set_post_muted(
     state: State<'_, AppState>,
     post_id: PostId,
@@ -379,13 +383,13 @@ pub async fn find_people(
 }
 
 /// Full-text search over every post this profile holds (works offline).
-#[tauri::command]
+#[tauri::command(async)]
 pub fn search(state: State<'_, AppState>, text: String) -> CommandResult<Vec<FeedItem>> {
     state.with_replica(|r| Ok(r.search(&text, 100)?))
 }
 
 /// Notifications, newest first.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn notifications(
     state: State<'_, AppState>,
     unread_only: bool,
@@ -394,7 +398,7 @@ pub fn notifications(
 }
 
 /// Marks one notification read.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn mark_read(app: AppHandle, state: State<'_, AppState>, id: String) -> CommandResult<u64> {
     let unread = state.with_replica(|r| {
         r.mark_read(&id)?;
@@ -405,7 +409,7 @@ pub fn mark_read(app: AppHandle, state: State<'_, AppState>, id: String) -> Comm
 }
 
 /// Marks every notification read.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn mark_all_read(app: AppHandle, state: State<'_, AppState>) -> CommandResult<u64> {
     state.with_replica(|r| Ok(r.mark_all_read().map(drop)?))?;
     crate::tray::show_unread(&app, 0);
@@ -413,13 +417,13 @@ pub fn mark_all_read(app: AppHandle, state: State<'_, AppState>) -> CommandResul
 }
 
 /// The app's settings.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn get_settings(state: State<'_, AppState>) -> CommandResult<AppSettings> {
     Ok(state.settings())
 }
 
 /// Saves the app's settings (and applies launch-at-login).
-#[tauri::command]
+#[tauri::command(async)]
 pub fn set_settings(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -431,7 +435,7 @@ pub fn set_settings(
 }
 
 /// Points the profile at another relay and reconnects.
-#[tauri::command]
+#[tauri::command(async)]
 pub fn set_relay(
     app: AppHandle,
     state: State<'_, AppState>,
@@ -442,7 +446,7 @@ pub fn set_relay(
 }
 
 /// Users the local user follows who are online (and follow back).
-#[tauri::command]
+#[tauri::command(async)]
 pub fn online(state: State<'_, AppState>) -> CommandResult<Vec<UserId>> {
     Ok(state.online().into_iter().collect())
 }

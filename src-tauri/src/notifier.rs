@@ -1,14 +1,19 @@
 //! Native notifications for likes, comments and follows aimed at the user.
 //!
-//! Notifications arriving close together are gathered for a moment and raised as one
-//! ("Ana and 4 others liked your post"). When the window has focus, the UI shows an in-app
-//! toast instead. The sound goes as the `sound-name` hint where the notification server
+//! The first notification of a burst is raised at once; those that follow it closely are
+//! folded into it ("Ana and 4 others liked your post"): where the platform replaces a
+//! notification by id (the freedesktop `replaces_id` on Linux), the raised one is replaced
+//! by the burst's summary; elsewhere the later ones are raised together as one more. Only
+//! the second and later notifications wait, a short moment ([`FOLD`]), so that a storm of
+//! likes replaces the notification a few times a second rather than once per like. When
+//! the window has focus, the UI shows an in-app toast instead. The sound goes as the `sound-name` hint where the notification server
 //! announces the "sound" capability; elsewhere the app plays its own bundled sound (the UI
 //! does, on a `play-sound` event). Clicking a notification focuses the app on what it is
 //! about, where the platform reports clicks.
 
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use social_sync_core::{Notification, NotificationKind, PostId, UserId};
@@ -16,8 +21,13 @@ use tauri::{AppHandle, Emitter, Manager};
 
 use crate::settings::AppSettings;
 
-/// How long notifications are gathered before one is raised.
-const GATHER: Duration = Duration::from_millis(700);
+/// How soon after the previous notification the next one still belongs to its burst.
+const BURST_GAP: Duration = Duration::from_millis(700);
+/// How long the second and later notifications of a burst are gathered before they are
+/// folded in.
+pub const FOLD: Duration = Duration::from_millis(150);
+/// Whether this platform replaces a raised notification by id.
+const REPLACES: bool = cfg!(all(unix, not(target_os = "macos")));
 
 /// What a raised notification says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,8 +136,44 @@ pub fn summarize(burst: &[Notification]) -> Option<Summary> {
 /// Raises notifications for one app.
 pub struct Notifier {
     app: AppHandle,
-    pending: Arc<Mutex<Vec<Notification>>>,
+    burst: Mutex<Burst>,
     sound_capability: OnceLock<bool>,
+}
+
+/// The notifications of the current burst, and what was raised for them.
+#[derive(Default)]
+struct Burst {
+    /// Every notification of the burst, in order of arrival.
+    all: Vec<Notification>,
+    /// How many of `all` were raised or shown so far (the rest wait for the fold).
+    shown: usize,
+    /// When the last one arrived.
+    last: Option<Instant>,
+    /// A fold of the waiting ones is scheduled.
+    folding: bool,
+    /// The OS notification standing for the burst, once raised.
+    raised: Option<Raised>,
+}
+
+/// One OS notification, and where a click on it leads (the fold changes it).
+struct Raised {
+    id: u32,
+    target: Arc<Mutex<Target>>,
+    /// Whether a thread still waits for a click on it.
+    listening: Arc<AtomicBool>,
+}
+
+/// Whether a notification arriving at `now` joins the current burst (folded into its
+/// notification) rather than starting one (raised at once).
+fn joins_burst(burst: &Burst, now: Instant) -> bool {
+    burst.folding
+        || burst
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < BURST_GAP)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Notifier {
@@ -135,13 +181,14 @@ impl Notifier {
     pub fn new(app: AppHandle) -> Self {
         Self {
             app,
-            pending: Arc::default(),
+            burst: Mutex::default(),
             sound_capability: OnceLock::new(),
         }
     }
 
-    /// Takes one new notification: raised (with others arriving at the same moment) unless
-    /// the settings turn its kind off or do-not-disturb is on.
+    /// Takes one new notification, unless the settings turn its kind off or
+    /// do-not-disturb is on: raised at once if it starts a burst, folded into the burst's
+    /// notification a moment later if it follows one closely.
     pub fn push(self: &Arc<Self>, n: Notification, settings: &AppSettings) {
         let wanted = match n.kind {
             NotificationKind::Like => settings.notify_likes,
@@ -151,44 +198,77 @@ impl Notifier {
         if !wanted || settings.do_not_disturb {
             return;
         }
-        let first = {
-            let mut pending = self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            pending.push(n);
-            pending.len() == 1
-        };
-        if first {
+        let now = Instant::now();
+        let mut burst = lock(&self.burst);
+        let open = joins_burst(&burst, now);
+        burst.last = Some(now);
+        if !open {
+            *burst = Burst {
+                all: vec![n],
+                shown: 1,
+                last: Some(now),
+                ..Burst::default()
+            };
+            if let Some(summary) = summarize(&burst.all) {
+                self.show(&mut burst, &summary, &summary, settings.sound);
+            }
+            return;
+        }
+        burst.all.push(n);
+        if !burst.folding {
+            burst.folding = true;
             let me = self.clone();
-            let sound = settings.sound;
             std::thread::spawn(move || {
-                std::thread::sleep(GATHER);
-                me.flush(sound);
+                std::thread::sleep(FOLD);
+                me.fold();
             });
         }
     }
 
-    fn flush(&self, sound: bool) {
-        let burst = std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let Some(summary) = summarize(&burst) else {
+    /// Folds the notifications that arrived since the last raise into the burst's
+    /// notification.
+    fn fold(&self) {
+        let mut burst = lock(&self.burst);
+        burst.folding = false;
+        let (Some(whole), Some(fresh)) =
+            (summarize(&burst.all), summarize(&burst.all[burst.shown..]))
+        else {
             return;
         };
+        burst.shown = burst.all.len();
+        // Quietly: the burst's first notification made the sound.
+        self.show(&mut burst, &whole, &fresh, false);
+    }
+
+    /// Shows `whole` (the burst so far) in place of the burst's notification where the
+    /// platform can replace it, `fresh` (what is new) where it cannot or as a toast.
+    fn show(&self, burst: &mut Burst, whole: &Summary, fresh: &Summary, sound: bool) {
         let focused = self
             .app
             .get_webview_window("main")
             .and_then(|w| w.is_focused().ok())
             .unwrap_or(false);
         if focused {
-            let _ = self.app.emit("toast", &summary);
+            let _ = self.app.emit("toast", fresh);
             return;
         }
-        self.raise(&summary, sound);
+        match burst.raised.as_ref().filter(|_| REPLACES) {
+            Some(raised) => {
+                let id = raised.id;
+                *lock(&raised.target) = whole.target.clone();
+                let listening = raised.listening.load(Ordering::SeqCst);
+                if let Some(handle) = self.raise(whole, sound, Some(id))
+                    && !listening
+                {
+                    burst.raised = Some(self.on_click(handle, whole.target.clone()));
+                }
+            }
+            None => {
+                if let Some(handle) = self.raise(fresh, sound, None) {
+                    burst.raised = Some(self.on_click(handle, fresh.target.clone()));
+                }
+            }
+        }
     }
 
     fn has_sound_capability(&self) -> bool {
@@ -206,12 +286,25 @@ impl Notifier {
         })
     }
 
-    fn raise(&self, summary: &Summary, sound: bool) {
+    /// Raises `summary` (in place of notification `replaces`, where given); `None` when
+    /// no notification server answered (an in-app toast is shown instead).
+    fn raise(
+        &self,
+        summary: &Summary,
+        sound: bool,
+        replaces: Option<u32>,
+    ) -> Option<notify_rust::NotificationHandle> {
         let mut n = notify_rust::Notification::new();
         n.appname("Social Sync")
             .summary(&summary.title)
             .body(&summary.body)
             .icon("app.socialsync.desktop");
+        #[cfg(all(unix, not(target_os = "macos")))]
+        if let Some(id) = replaces {
+            n.id(id);
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let _ = replaces;
         let server_plays = self.has_sound_capability();
         if sound && server_plays {
             #[cfg(all(unix, not(target_os = "macos")))]
@@ -226,30 +319,50 @@ impl Notifier {
                 if sound && !server_plays {
                     let _ = self.app.emit("play-sound", ());
                 }
-                self.on_click(handle, summary.target.clone());
+                Some(handle)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "no notification server answered; showing an in-app toast instead");
                 let _ = self.app.emit("toast", summary);
+                None
             }
         }
     }
 
+    /// Waits for a click on the raised notification in a thread of its own; a click opens
+    /// its target as it is then (a fold changes it).
     #[cfg(all(unix, not(target_os = "macos")))]
-    fn on_click(&self, handle: notify_rust::NotificationHandle, target: Target) {
-        let app = self.app.clone();
+    fn on_click(&self, handle: notify_rust::NotificationHandle, target: Target) -> Raised {
+        let raised = Raised {
+            id: handle.id(),
+            target: Arc::new(Mutex::new(target)),
+            listening: Arc::new(AtomicBool::new(true)),
+        };
+        let (app, target, listening) = (
+            self.app.clone(),
+            raised.target.clone(),
+            raised.listening.clone(),
+        );
         std::thread::spawn(move || {
             handle.wait_for_action(|action| {
                 if action == "default" {
                     crate::focus_main(&app);
-                    let _ = app.emit("open", &target);
+                    let _ = app.emit("open", &*lock(&target));
                 }
             });
+            listening.store(false, Ordering::SeqCst);
         });
+        raised
     }
 
     #[cfg(not(all(unix, not(target_os = "macos"))))]
-    fn on_click(&self, _handle: notify_rust::NotificationHandle, _target: Target) {}
+    fn on_click(&self, _handle: notify_rust::NotificationHandle, target: Target) -> Raised {
+        Raised {
+            id: 0,
+            target: Arc::new(Mutex::new(target)),
+            listening: Arc::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +404,27 @@ mod tests {
         assert_eq!(
             summarize(&burst[..2]).unwrap().body,
             "Ana and Ben liked your post"
+        );
+    }
+
+    #[test]
+    fn the_first_of_a_burst_is_raised_at_once_and_the_close_ones_fold_in() {
+        let t0 = Instant::now();
+        let mut burst = Burst::default();
+        assert!(
+            !joins_burst(&burst, t0),
+            "nothing raised yet: raised at once"
+        );
+        burst.last = Some(t0);
+        assert!(joins_burst(&burst, t0 + BURST_GAP / 2));
+        assert!(
+            !joins_burst(&burst, t0 + BURST_GAP),
+            "a gap starts a new burst"
+        );
+        burst.folding = true;
+        assert!(
+            joins_burst(&burst, t0 + BURST_GAP * 3),
+            "a fold under way takes it"
         );
     }
 

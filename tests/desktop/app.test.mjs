@@ -110,6 +110,17 @@ function hasNote(app, event) {
   return app.notifications().some((n) => n.body.split('\n').includes(event));
 }
 
+/**
+ * What `app`'s desktop shows: each notification as last raised or replaced. The first of a
+ * burst is raised at once; the ones that follow closely replace it (same id, `replaces`
+ * set) with the burst's summary.
+ */
+function shown(app) {
+  const byId = new Map();
+  for (const n of app.notifications()) byId.set(n.id, n);
+  return [...byId.values()];
+}
+
 function readLog(path) {
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
@@ -224,7 +235,9 @@ async function scenario() {
   await nav(ben, 'Feed');
   await ben.session.waitFor('[data-post-card]', { text: 'Hello from the real app' });
 
-  // Ben likes; Ana's count follows live.
+  // Ben likes; Ana's count follows live. Each event here comes well after the one before
+  // (more than the app's 0.7 s burst gap), so each is raised on its own.
+  await sleep(1000);
   await ben.session.click('[data-post-card] [data-testid=like]');
   await ana.session.waitFor('[data-post-card] [data-testid=like-count]', { text: '1' });
   await waitUntil('Ana is notified of the like', async () => hasNote(ana, 'Ben liked your post'));
@@ -234,21 +247,24 @@ async function scenario() {
   await ana.session.waitFor('[data-testid=thread]');
   await ben.session.click('[data-post-card] [data-testid=comments]');
   await ben.session.type('#comment-text', 'Looks great!');
+  await sleep(1000);
   await ben.session.click('.comment-form button[type=submit]', 'Send');
   await ana.session.waitFor('[data-testid=thread] [data-testid=comment]', { text: 'Looks great!' });
   // The feed card behind the thread counts it too.
   await ana.session.waitFor('[data-testid=feed] [data-post-card] [data-testid=comment-count]', { text: '1' });
   await shot(ana, 'thread');
 
-  // Ana's desktop raised exactly one notification per event, each with the sound hint.
+  // Ana's desktop shows exactly one notification per event (a second apart, so each raised
+  // at once on its own, none replaced), each with the sound hint.
   await waitUntil('Ana is notified of the comment', async () => hasNote(ana, 'Ben commented on your post'));
   await sleep(2000);
-  const all = ana.notifications();
-  assert.equal(all.length, 3, JSON.stringify(all, null, 1));
+  const all = shown(ana);
+  assert.equal(all.length, 3, JSON.stringify(ana.notifications(), null, 1));
   const bodies = all.map((n) => n.body).sort();
   assert.deepEqual(bodies, ['Ben commented on your post', 'Ben followed you', 'Ben liked your post']);
   for (const n of all) {
     assert.equal(n.app, 'Social Sync');
+    assert.equal(n.replaces, 0, JSON.stringify(n));
     assert.equal(n.hints['sound-name'], 'message-new-instant', JSON.stringify(n));
   }
   await ana.session.click('[data-testid=thread] button[aria-label="Close comments"]');
@@ -285,7 +301,7 @@ async function scenario() {
   await shot(ben, 'offline');
   await relay.start();
   await ana.session.waitFor('[data-testid=feed] [data-post-card] [data-testid=comment-count]', { text: '2', timeout: 60000 });
-  await waitUntil('the offline comment notified Ana', async () => ana.notifications().length === 4);
+  await waitUntil('the offline comment notified Ana', async () => shown(ana).length === 4);
 
   // Ana picks a profile photo; Ben's app fetches the image from the relay and shows it on
   // her post (served from his local cache through the app's image protocol).
@@ -302,6 +318,34 @@ async function scenario() {
   await waitUntil("Ben's app shows Ana's photo", () => photoShown(ben));
   await nav(ana, 'Feed');
   await waitUntil("Ana's feed shows her photo", () => photoShown(ana));
+
+  // A burst: Ben likes three of Ana's posts at once. Ana's desktop raises the first like at
+  // once, then folds the other two into that same notification (replaced by id), grouped.
+  focus(ben);
+  const texts = ['Burst one', 'Burst two', 'Burst three'];
+  const ids = [];
+  for (const text of texts) {
+    ids.push(await ana.session.script(`return window.__TAURI_INTERNALS__.invoke('create_post', { text: arguments[0], images: [] })`, [text]));
+  }
+  await waitUntil("Ben's app has Ana's three new posts", async () => {
+    const page = await ben.session.script(`return window.__TAURI_INTERNALS__.invoke('feed', { after: null, limit: 50 })`);
+    return ids.every((id) => page.posts.some((p) => p.post_id === id));
+  });
+  const before = ana.notifications().length;
+  await ben.session.script(`return Promise.all(arguments[0].map((postId) => window.__TAURI_INTERNALS__.invoke('like', { postId })))`, [ids]);
+  const burst = await waitUntil('the three likes shown as one notification', async () => {
+    const calls = ana.notifications().slice(before);
+    return calls.length > 0 && calls.at(-1).body.split('\n').length === 3 ? calls : null;
+  });
+  await sleep(1500);
+  const calls = ana.notifications().slice(before);
+  assert.equal(calls.length, burst.length, `nothing raised after the burst: ${JSON.stringify(calls, null, 1)}`);
+  assert.equal(calls[0].replaces, 0, 'the first like is raised anew');
+  assert.equal(calls[0].body, 'Ben liked your post', 'the first like is raised alone, at once');
+  assert.ok(calls.length >= 2, 'the later likes are folded in');
+  for (const n of calls.slice(1)) assert.equal(n.replaces, calls[0].id, `folded into the first: ${JSON.stringify(n)}`);
+  assert.equal(calls.at(-1).summary, '3 new notifications');
+  assert.deepEqual(calls.at(-1).body.split('\n'), ['Ben liked your post', 'Ben liked your post', 'Ben liked your post']);
 
   // Screens for the README.
   await shot(ana, 'feed');

@@ -4,7 +4,8 @@
 Claims org.freedesktop.Notifications on the session bus, answers GetCapabilities (with the
 "sound" capability or without, so both of the app's paths can be tested) and
 GetServerInformation, and appends every Notify call as one JSON line to LOG (with the id it
-returned). A person's click is played by writing a notification id to LOG.click: the server
+returned, the `replaces_id` it was given, and when it came, in milliseconds since the epoch).
+A Notify that replaces a notification keeps its id, as a desktop does. A person's click is played by writing a notification id to LOG.click: the server
 emits ActionInvoked(id, "default") for it, as a desktop does when the notification is clicked.
 
 Usage: notify_server.py LOG sound|nosound      (run with Debian's /usr/bin/python3)
@@ -13,6 +14,7 @@ Usage: notify_server.py LOG sound|nosound      (run with Debian's /usr/bin/pytho
 import json
 import os
 import sys
+import time
 
 import dbus
 import dbus.service
@@ -39,10 +41,16 @@ class Server(dbus.service.Object):
 
     @dbus.service.method(IFACE, in_signature="susssasa{sv}i", out_signature="u")
     def Notify(self, app, replaces, icon, summary, body, actions, hints, timeout):
-        nid = self.next_id
-        self.next_id += 1
+        at = time.time() * 1000
+        if replaces:
+            nid = int(replaces)
+        else:
+            nid = self.next_id
+            self.next_id += 1
         record = {
             "id": nid,
+            "replaces": int(replaces),
+            "at": at,
             "app": str(app),
             "summary": str(summary),
             "body": str(body),

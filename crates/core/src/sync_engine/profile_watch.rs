@@ -3,14 +3,17 @@
 //! after each one), and a commit by another process on the same profile (the CLI beside a
 //! running app or `watch`), seen as a change to the profile's database files.
 //!
-//! Why file events and `PRAGMA data_version` together: SQLite in WAL mode appends every
-//! commit to `social-sync.db-wal` (and writes the database file at a checkpoint), so a
-//! write to one of those files is the cheapest sign that another process may have
-//! committed; but this process's own commits write the same files. The session then reads
-//! [`Store::data_version`](crate::store::Store::data_version), which moves only when
-//! *another* connection committed, and does its work (outbox, notifications stored
-//! elsewhere) only then. Where no file watcher can be had (inotify instances used up, a
-//! filesystem without change events), the same check runs on a timer instead.
+//! Why file events: SQLite in WAL mode appends every commit to `social-sync.db-wal` (and
+//! writes the database file at a checkpoint), so a write to one of those files is the
+//! cheapest sign that another process may have committed. This process's own commits write
+//! the same files, so a wake is only a reason to look: the session then reads the outbox
+//! and the notifications stored since it last looked (two indexed queries; events are
+//! coalesced into one queued wake). `PRAGMA data_version` was tried first to tell another
+//! process's commit from this one's, but on the engine's long-lived connection it did not
+//! move for the CLI's commits (the whole-process test
+//! `a_post_made_beside_a_running_watch_goes_out_without_a_sync` caught it), so it is not
+//! relied on. Where no file watcher can be had (inotify instances used up, a filesystem
+//! without change events), a timer wakes the session instead.
 //!
 //! [`local_edits`]: crate::Replica::local_edits
 
@@ -21,7 +24,7 @@ use notify::event::ModifyKind;
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-/// How often `PRAGMA data_version` is read when no file watcher could be started.
+/// How often the session looks at the profile when no file watcher could be started.
 const FALLBACK_CHECK: Duration = Duration::from_millis(250);
 
 /// Why a session woke.
@@ -29,13 +32,13 @@ const FALLBACK_CHECK: Duration = Duration::from_millis(250);
 pub(crate) enum Wake {
     /// An edit was committed through this process's replica.
     LocalEdit,
-    /// The database files changed: another process may have committed (the session reads
-    /// `data_version` to know).
+    /// The database files changed: another process may have committed.
     FilesChanged,
 }
 
-/// How long after a file event the database is looked at once more: the event can come
-/// while the other process is still writing its commit, before `data_version` moves.
+/// How long after a file event the database is looked at once more: the log is written
+/// before the commit shows in SQLite's shared index (which gives no file event), so the
+/// first look can come too early.
 const RECHECK: Duration = Duration::from_millis(50);
 
 /// The two signals, awaited together.

@@ -66,9 +66,6 @@ pub(super) struct Session<'a> {
     refused_docs: HashSet<DocId>,
     /// Local edits and commits by other processes on the profile (a running engine only).
     profile: Option<ProfileWatch>,
-    /// The profile database's `data_version` when last looked at: it moves when another
-    /// process commits.
-    data_version: i64,
     /// The highest inbox position acknowledged on this connection.
     acked: u64,
 }
@@ -98,7 +95,6 @@ impl<'a> Session<'a> {
             signatures_sent: false,
             refused_docs: HashSet::new(),
             profile: None,
-            data_version: 0,
             acked: 0,
         }
     }
@@ -107,7 +103,6 @@ impl<'a> Session<'a> {
     /// session at once (see [`profile_watch`]).
     pub(super) fn watch_profile(&mut self) -> Result<(), SyncError> {
         let r = self.engine.replica();
-        self.data_version = r.store().data_version()?;
         self.profile = Some(ProfileWatch::new(r.local_edits(), r.store().path()));
         Ok(())
     }
@@ -229,14 +224,11 @@ impl<'a> Session<'a> {
                     }
                 }
                 wake = next_wake(&mut self.profile) => {
-                    let elsewhere = wake == Wake::FilesChanged && {
-                        let version = self.engine.replica().store().data_version()?;
-                        std::mem::replace(&mut self.data_version, version) != version
-                    };
-                    if wake == Wake::LocalEdit || elsewhere {
-                        self.send_outbox().await?;
-                    }
-                    if elsewhere {
+                    self.send_outbox().await?;
+                    if wake == Wake::FilesChanged {
+                        // Perhaps another process's commit: its notifications too (the watch
+                        // looks once more a moment after the last change, see
+                        // `profile_watch::RECHECK`).
                         self.show_notifications_stored_elsewhere()?;
                     }
                 }

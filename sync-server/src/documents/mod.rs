@@ -8,6 +8,7 @@
 //! - [`locks`]: one lock per document, so documents never wait on each other.
 //! - [`refusal`]: [`Refusal`], why a message was refused, and the authorship check.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use automerge::sync::{State, SyncDoc};
@@ -266,9 +267,20 @@ impl Documents {
                 };
                 let staged = store.accept(&mut am, &accepted)?;
                 received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
-                // A change that waited for a dependency came with an earlier message: its
-                // signature is in the store since then.
-                received.signatures = store.signatures_for(doc, &received.changes)?;
+                // Signatures from this message as they were verified; only a change that
+                // waited for a dependency (it came with an earlier message) is read back
+                // from the store.
+                let sent: HashMap<ChangeHash, ChangeSig> = signed.iter().copied().collect();
+                received.signatures = new
+                    .iter()
+                    .map(|c| match sent.get(&c.hash()) {
+                        Some(sig) => Ok(sig.to_vec()),
+                        None => Ok(store
+                            .signatures_for(doc, std::slice::from_ref(&c.raw_bytes().to_vec()))?
+                            .pop()
+                            .unwrap_or_default()),
+                    })
+                    .collect::<Result<_, StoreError>>()?;
                 received.recipients = accepted.routing.recipients;
                 staged
             };

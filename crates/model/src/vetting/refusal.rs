@@ -80,7 +80,7 @@ pub enum Unvetted {
     Rule(#[from] RuleViolation),
     /// A change that came without its author's signature.
     #[error(
-        "change #{index} ({hash}) for {doc} carries no signature: every change must be signed by its author; nothing of this message was kept"
+        "change #{index} ({hash}) for {doc} carries no signature: every change must travel with its author's signature (from a relay: the author has not signed it yet; from a client: update it); nothing of this message was kept"
     )]
     Unsigned {
         /// The document.
@@ -93,7 +93,7 @@ pub enum Unvetted {
     /// A change whose signature is not its author's signature of it in this document:
     /// forged, altered, or replayed from another document.
     #[error(
-        "change {hash} for {doc} is not signed by {author}, whose change it claims to be (forged, altered, or moved from another document); nothing of this message was kept"
+        "change {hash} for {doc} is not signed by {author}, whose change it claims to be (forged, altered, or moved from another document); nothing of this message was kept: send only changes as their author signed them"
     )]
     BadSignature {
         /// The document.

@@ -1,0 +1,54 @@
+//! `loadgen run SYSTEM WORKLOAD …` prints one JSON line of figures; `loadgen report` turns a
+//! run's lines into `docs/benchmarks.md`. `scripts/bench` runs it all.
+
+use clap::{Parser, Subcommand};
+use social_sync_loadgen::{Paths, SystemKind, Workload};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one workload on one system and prints its figures as one JSON line.
+    Run {
+        /// The system under test.
+        #[arg(long, value_enum)]
+        system: SystemKind,
+        /// Server processes (relay nodes) to spread the clients over.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[command(flatten)]
+        paths: Paths,
+        #[command(subcommand)]
+        workload: Workload,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Run {
+            system,
+            nodes,
+            paths,
+            workload,
+        } => {
+            let outcome = system.run(&paths, &workload, nodes).await?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", serde_json::to_string(&outcome)?);
+            }
+        }
+    }
+    Ok(())
+}

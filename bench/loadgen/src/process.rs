@@ -1,0 +1,149 @@
+//! A server process started for one workload: its address, its memory, stopped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A running server that printed `listening on ADDR` as its first line of output.
+pub struct Server {
+    child: Child,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Server {
+    /// Starts `command` and waits (up to 60 s) for its `listening on ADDR` line; the rest
+    /// of its output is drained in a thread so it never blocks on a full pipe.
+    pub fn start(name: &str, mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("could not start {name} ({command:?})"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next();
+            let _ = tx.send(first);
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(Ok(line))) => line,
+            other => {
+                let _ = child.kill();
+                bail!("{name} did not say where it listens: {other:?}")
+            }
+        };
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .with_context(|| format!("{name} said {line:?}, not `listening on ADDR`"))?
+            .parse()
+            .with_context(|| format!("{name}'s address in {line:?}"))?;
+        Ok(Self {
+            child,
+            addr,
+            name: name.to_owned(),
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory, KiB (0 when it cannot be read).
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid())
+    }
+
+    /// Waits until resident memory stops moving (two readings 500 ms apart within 1 %,
+    /// at most `limit`), and returns it.
+    pub fn settled_rss_kib(&self, limit: Duration) -> u64 {
+        settle(|| self.rss_kib(), limit)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident memory of a process, KiB (0 when it cannot be read).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads `read` every 500 ms until two readings are within 1 % (or `limit` passed).
+pub fn settle(read: impl Fn() -> u64, limit: Duration) -> u64 {
+    let start = Instant::now();
+    let mut last = read();
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = read();
+        if now.abs_diff(last) * 100 <= last.max(1) || start.elapsed() > limit {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A private `redis-server` on a free loopback port, nothing saved, stopped on drop.
+pub struct Redis {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Redis {
+    /// Starts `redis-server` (from PATH) and waits until it accepts connections.
+    pub fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--loglevel", "warning"])
+            .stdout(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("could not start redis-server: is it installed (apt install redis-server)?")?;
+        let redis = Self { child, port };
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("redis-server did not listen on port {port} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(redis)
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -147,3 +147,26 @@ impl Drop for Redis {
         let _ = self.child.wait();
     }
 }
+
+/// The body of `GET path` from a loopback HTTP server (HTTP/1.1, `Connection: close`).
+pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("GET {path} on {addr}: no HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "GET {path} on {addr}: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    Ok(body.to_owned())
+}

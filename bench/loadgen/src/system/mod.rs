@@ -29,8 +29,11 @@ pub struct Paths {
 /// Which system runs a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SystemKind {
-    /// Social Sync: the real client engine against the real relay.
+    /// Social Sync: the real relay; real engines act, light clients (the real client's
+    /// connection and model, no profile) make the crowds.
     SocialSync,
+    /// Social Sync with every client a real engine with its own SQLite profile.
+    SocialSyncEngine,
     /// The seed's design: Node Socket.IO, per-user rooms, Redis adapter.
     Socketio,
     /// automerge-repo's sync server (Node).
@@ -42,6 +45,7 @@ impl SystemKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::SocialSync => "social_sync",
+            Self::SocialSyncEngine => "social_sync_engine",
             Self::Socketio => "socketio",
             Self::AutomergeRepo => "automerge_repo",
         }
@@ -55,7 +59,12 @@ impl SystemKind {
         nodes: usize,
     ) -> anyhow::Result<Outcome> {
         let result = match self {
-            Self::SocialSync => social_sync::run(paths, workload, nodes).await?,
+            Self::SocialSync => {
+                social_sync::run(paths, workload, nodes, social_sync::Clients::Light).await?
+            }
+            Self::SocialSyncEngine => {
+                social_sync::run(paths, workload, nodes, social_sync::Clients::Engines).await?
+            }
             Self::Socketio => socketio::run(paths, workload, nodes).await?,
             Self::AutomergeRepo => automerge_repo::run(paths, workload, nodes).await?,
         };

@@ -1,0 +1,68 @@
+//! The real relay, the release `sync-server`, started for one workload on a loopback port
+//! with budgets opened wide enough for the load (and nothing else changed).
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+use tempfile::TempDir;
+
+use crate::process::{Server, http_get};
+use crate::system::Paths;
+
+/// A relay process and its data folder (a real SQLite file), removed on drop.
+pub struct Relay {
+    server: Server,
+    _data: TempDir,
+}
+
+impl Relay {
+    /// Starts the relay at `paths.relay_bin`.
+    pub fn start(paths: &Paths) -> anyhow::Result<Self> {
+        let data = tempfile::tempdir()?;
+        let mut command = Command::new(&paths.relay_bin);
+        command
+            .args(["--listen", "127.0.0.1:0", "--log", "error"])
+            .args(["--max-connections-per-ip", "20000"])
+            .args(["--messages-per-second", "1000000", "--send-queue", "4096"])
+            .arg("--data")
+            .arg(data.path().join("relay"));
+        let server = Server::start("sync-server", command)?;
+        Ok(Self {
+            server,
+            _data: data,
+        })
+    }
+
+    /// `ws://ADDR`.
+    pub fn url(&self) -> String {
+        format!("ws://{}", self.server.addr)
+    }
+
+    /// The relay's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
+    /// The relay process.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The value of `social_sync_relay_<name>` on `/metrics`.
+    pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = http_get(self.addr(), "/metrics", Duration::from_secs(5))?;
+        let wanted = format!("social_sync_relay_{name}");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (key, value) = l.rsplit_once(' ')?;
+                let key = key.split('{').next()?;
+                (key == wanted || key == format!("{wanted}_total"))
+                    .then(|| value.parse().ok())
+                    .flatten()
+            })
+            .with_context(|| format!("no {wanted} on the relay's /metrics"))
+    }
+}

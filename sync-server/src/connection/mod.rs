@@ -238,6 +238,7 @@ impl Connection {
     /// being cut as a slow reader (see [`Outbound::cut`]).
     fn send(&self, message: &ServerMessage) -> bool {
         let frame = Message::Binary(Bytes::from(wire::encode(message)));
+        tracing::trace!(bytes = frame.len(), ?message, "queued");
         self.out.push(frame).is_ok()
     }
 
@@ -245,6 +246,7 @@ impl Connection {
     /// outbound budget up to the idle timeout. False when the connection is being cut.
     async fn send_paced(&self, message: &ServerMessage) -> bool {
         let frame = Message::Binary(Bytes::from(wire::encode(message)));
+        tracing::trace!(bytes = frame.len(), ?message, "queued");
         let patience = Duration::from_secs(self.shared.config.idle_timeout_secs.max(1));
         self.out.push_paced(frame, patience).await.is_ok()
     }

@@ -165,6 +165,9 @@ const STEPS: &[M<'static>] = &[
     // Every change's author's signature (see `crate::store::signatures`); a profile's own
     // older changes are signed when it is next opened (`crate::replica`).
     M::up(social_sync_model::change_signatures_sql!()),
+    // Regression (catch-up took 9 s for 10,000 posts): indexing a post deletes its
+    // timeline row by post id, which scanned the whole timeline without this index.
+    M::up("CREATE INDEX timeline_by_post ON timeline(post_id);"),
 ];
 
 #[cfg(test)]
@@ -172,5 +175,24 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         super::migrations().validate().unwrap();
+    }
+
+    /// Regression: catch-up of 10,000 posts took 9 s because indexing each post deleted its
+    /// timeline row by post id with a scan of the whole timeline.
+    #[test]
+    fn a_post_s_timeline_row_is_found_by_index() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN DELETE FROM timeline WHERE post_id = 'p'")
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|step| step.contains("timeline_by_post")),
+            "{plan:?}"
+        );
     }
 }

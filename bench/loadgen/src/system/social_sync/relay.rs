@@ -23,7 +23,9 @@ impl Relay {
         let data = tempfile::tempdir()?;
         let mut command = Command::new(&paths.relay_bin);
         command
-            .args(["--listen", "127.0.0.1:0", "--log", "error"])
+            .args(["--listen", "127.0.0.1:0", "--log"])
+            // LOADGEN_RELAY_LOG=sync_server=trace shows every frame the relay queues.
+            .arg(std::env::var("LOADGEN_RELAY_LOG").unwrap_or_else(|_| "error".into()))
             .args(["--max-connections-per-ip", "20000"])
             .args(["--messages-per-second", "1000000", "--send-queue", "4096"])
             .arg("--data")

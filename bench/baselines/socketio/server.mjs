@@ -35,7 +35,10 @@ const presence = new Map();
 const httpServer = http.createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/stats') {
     const body = JSON.stringify({ sockets: io.of('/').sockets.size, presence: presence.size });
-    res.writeHead(200, { 'content-type': 'application/json' });
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    });
     res.end(body);
     return;
   }

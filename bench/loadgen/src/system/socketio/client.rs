@@ -169,6 +169,12 @@ impl Client {
             .with_context(|| name.to_owned())
     }
 
+    /// Says goodbye and waits until the connection is closed.
+    pub(crate) async fn close(self) {
+        drop(self.commands);
+        let _ = self.task.await;
+    }
+
     /// Whether the connection is still open.
     pub(crate) fn is_open(&self) -> bool {
         !self.task.is_finished()

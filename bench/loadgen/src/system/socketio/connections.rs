@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::Cluster;
 use super::client::{self, Client};
+use super::{Cluster, close_all};
 use crate::results::{Churn, Idle, Measured};
 
 /// How long memory may take to settle.
 const SETTLE: Duration = Duration::from_secs(30);
+/// How long idle connections stay open before the memory reading: longer than the
+/// server's ping interval (Socket.IO's default, 25 s).
+const HOLD: Duration = Duration::from_secs(30);
 
 /// (c) Opens up to `connections` idle authenticated clients (users `i<n>`), stopping at the
 /// first failure (a file limit, most likely), and measures the servers' memory with them open.
@@ -38,13 +41,16 @@ pub(super) async fn idle(cluster: &Cluster, connections: usize) -> anyhow::Resul
             }
         }
     }
+    // Every connection answers at least one of the server's pings before the reading.
+    tokio::time::sleep(HOLD).await;
     let rss_after_kib = cluster.settled_rss_kib(SETTLE).await?;
+    let opened = clients.len();
     let open = clients.iter().filter(|c| c.is_open()).count();
-    if open < clients.len() && stopped_by.is_none() {
+    close_all(clients).await;
+    if open < opened && stopped_by.is_none() {
         stopped_by = Some(format!(
-            "{} of {} connections closed while idle",
-            clients.len() - open,
-            clients.len()
+            "{} of {opened} connections closed while idle",
+            opened - open
         ));
     }
     Ok(Measured::Idle(Idle {

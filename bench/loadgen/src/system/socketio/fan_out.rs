@@ -13,7 +13,7 @@ use tokio::time::timeout_at;
 
 use super::client::{Client, Delivery};
 use super::wire::{Event, Follow, NewPost, iso_now};
-use super::{Cluster, connect_all, request_all};
+use super::{Cluster, close_all, connect_all, request_all};
 use crate::results::{FanOut, Measured};
 use crate::stats::Latency;
 
@@ -80,6 +80,8 @@ pub(super) async fn run(
     for ack in acks {
         ack.wait().await.context("new-post")?;
     }
+    author.close().await;
+    close_all(clients).await;
 
     Ok(Measured::FanOut(FanOut {
         followers,

@@ -10,12 +10,13 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::time::timeout_at;
 
 use super::client::Delivery;
 use super::wire::{Event, Like, ViewPost};
-use super::{Cluster, connect_all, request_all};
+use super::{Cluster, close_all, connect_all, request_all};
 use crate::results::{LikeStorm, Measured};
 
 const POST: &str = "storm";
@@ -72,8 +73,10 @@ pub(super) async fn run(
         view.record(delivery);
     }
     for ack in acks {
-        ack.wait().await?;
+        ack.wait().await.context("post-liked")?;
     }
+    close_all(watching).await;
+    close_all(liking).await;
 
     let settled = if view.unsettled == 0 {
         view.settled_at

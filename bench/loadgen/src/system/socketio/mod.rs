@@ -190,3 +190,12 @@ async fn request_all<T: serde::Serialize>(
         .try_collect::<()>()
         .await
 }
+
+/// Closes every client (goodbye, then wait for the server's close), 256 at a time, so that
+/// no connection is cut when the servers stop.
+async fn close_all(clients: Vec<client::Client>) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(clients)
+        .for_each_concurrent(256, client::Client::close)
+        .await;
+}

@@ -19,8 +19,17 @@ const SETTLE: Duration = Duration::from_secs(30);
 const HOLD: Duration = Duration::from_secs(30);
 
 /// (c) Opens up to `connections` idle authenticated clients (users `i<n>`), stopping at the
-/// first failure (a file limit, most likely), and measures the servers' memory with them open.
+/// first failure (a file limit, most likely), and measures the servers' memory with them open
+/// (after a warm-up of half [`WARM_UP`] churn cycles and a rest, as before the reading with none).
 pub(super) async fn idle(cluster: &Cluster, connections: usize) -> anyhow::Result<Measured> {
+    // A Node process just started holds its start-up garbage until some activity makes V8
+    // collect it, which would later read as memory given back: the reading before is taken
+    // like the one after, following some connections and a rest.
+    run_cycles(cluster, "w", WARM_UP / 2, 64)
+        .await
+        .context("warm-up")?;
+    wait_until_empty(cluster).await?;
+    tokio::time::sleep(HOLD).await;
     let rss_before_kib = cluster.settled_rss_kib(SETTLE).await?;
     let mut clients = Vec::with_capacity(connections);
     let mut stopped_by = None;

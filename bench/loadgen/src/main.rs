@@ -2,6 +2,7 @@
 //! run's lines into `docs/benchmarks.md`. `scripts/bench` runs it all.
 
 use clap::{Parser, Subcommand};
+use social_sync_loadgen::report::ReportPaths;
 use social_sync_loadgen::{Paths, SystemKind, Workload};
 
 #[derive(Parser)]
@@ -25,6 +26,11 @@ enum Command {
         paths: Paths,
         #[command(subcommand)]
         workload: Workload,
+    },
+    /// Writes `docs/benchmarks.md` and its plot from a run's JSON lines.
+    Report {
+        #[command(flatten)]
+        paths: ReportPaths,
     },
 }
 
@@ -50,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&outcome)?);
             }
         }
+        Command::Report { paths } => social_sync_loadgen::report::write(&paths)?,
     }
     Ok(())
 }

@@ -1,1 +1,0 @@
-//! `docs/benchmarks.md` and its SVG plot, from the JSON lines of a run. (to be written)

@@ -18,6 +18,10 @@ use crate::results::{Churn, Idle, Measured};
 const OPENING_AT_ONCE: usize = 64;
 /// Cycles run before the churn's first memory reading.
 const WARM_UP_CYCLES: usize = 1_000;
+/// How long the idle connections stay open before the reading: past two of the server's
+/// keep-alive rounds (a ping every 5 s; a connection that has not answered the last one
+/// is cut), so the reading is of connections the server keeps.
+const IDLE_HOLD: Duration = Duration::from_secs(11);
 /// How long a memory reading may wait for the server to settle.
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
@@ -26,6 +30,8 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 pub(super) async fn idle(server: &Server, connections: usize) -> anyhow::Result<Measured> {
     let addr = server.addr;
     let rss_before_kib = settled_rss_kib(server, SETTLE_LIMIT);
+    // Read now: at the limit there is no file left to read it with.
+    let file_limit = open_file_limit().unwrap_or_else(|| "?".to_owned());
     let (stop, stopped) = watch::channel(false);
     let open = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(connections);
@@ -41,12 +47,13 @@ pub(super) async fn idle(server: &Server, connections: usize) -> anyhow::Result<
                     tasks.push(tokio::spawn(hold(conn, stopped.clone(), open.clone())));
                 }
                 Err(e) => {
-                    stopped_by = Some(why_stopped(&e, open.load(Ordering::SeqCst)));
+                    stopped_by = Some(why_stopped(&e, open.load(Ordering::SeqCst), &file_limit));
                     break;
                 }
             }
         }
     }
+    tokio::time::sleep(IDLE_HOLD).await;
     let rss_after_kib = settled_rss_kib(server, SETTLE_LIMIT);
     let connections = open.load(Ordering::SeqCst);
     if stopped_by.is_none() && connections < tasks.len() {
@@ -88,17 +95,29 @@ async fn hold(mut conn: Conn, mut stopped: watch::Receiver<bool>, open: Arc<Atom
 }
 
 /// Why opening connections stopped, in a few words.
-fn why_stopped(e: &anyhow::Error, open: usize) -> String {
+fn why_stopped(e: &anyhow::Error, open: usize, file_limit: &str) -> String {
     match e
         .downcast_ref::<std::io::Error>()
         .and_then(|e| e.raw_os_error())
     {
         Some(24) => format!(
-            "the load generator's file limit (EMFILE at {open} connections; 20,000 files per process)"
+            "the load generator's file limit (EMFILE at {open} connections; {} open files per process)",
+            file_limit
         ),
         Some(23) => format!("the system's file table (ENFILE at {open} connections)"),
         _ => format!("connection {} failed: {e:#}", open + 1),
     }
+}
+
+/// This process's limit of open files, as `/proc/self/limits` says.
+fn open_file_limit() -> Option<String> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
 }
 
 /// Runs `cycles` connect + join + disconnect cycles, `parallel` at a time, after a

@@ -8,6 +8,13 @@
 //! with a `posts` list (each post a map: `id`, `text`, `at`); a post's likes are a map
 //! `likes` from a liker's id to `true`. There are no accounts, signatures or write rights
 //! in automerge-repo: anyone who knows a document's id can read and change it.
+//!
+//! Reading its figures: the server answers the peer that sent a change at once, but sends
+//! a document's changes to its other peers from a `change` handler throttled to one run per
+//! 100 ms (`DocSynchronizer.syncDebounceRate`), so a relayed change waits up to 100 ms on
+//! the server by design. The clients say they are ephemeral (no storage id), so the server
+//! keeps no sync state of theirs on disk. A duplicate is a change a client receives that
+//! its document already holds (a document cannot hold a post twice).
 
 use std::path::Path;
 use std::process::Command;

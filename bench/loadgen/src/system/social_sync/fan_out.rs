@@ -67,17 +67,24 @@ pub async fn run(
                     followers_kept.push(light.listen(n, arrival_tx.clone()));
                 }
             }
-            let post_rx = post_rx.clone();
+            let mut post_rx = post_rx.clone();
             let held_tx = held_tx.clone();
             tokio::spawn(async move {
                 let mut by_hash: HashMap<ChangeHash, usize> = HashMap::new();
-                // Changes that arrived before the author's side had noted them.
-                let mut early = Vec::new();
-                while let Some(a) = arrivals.recv().await {
-                    early.push(a);
+                // Changes that arrived before the author's side had noted them as posts:
+                // looked at again when the next post is noted.
+                let mut early: Vec<super::light::Arrival> = Vec::new();
+                loop {
+                    tokio::select! {
+                        a = arrivals.recv() => match a {
+                            Some(a) => early.push(a),
+                            None => return,
+                        },
+                        changed = post_rx.changed() => if changed.is_err() { return },
+                    }
                     if early.iter().any(|a| !by_hash.contains_key(&a.hash)) {
                         by_hash = post_rx
-                            .borrow()
+                            .borrow_and_update()
                             .iter()
                             .enumerate()
                             .map(|(i, (_, h))| (*h, i))
@@ -92,8 +99,7 @@ pub async fn run(
                             });
                             false
                         }
-                        // Not a post of this run (a profile change): dropped once the
-                        // post list has moved past it.
+                        // Not a post of this run (a profile change), once old enough.
                         None => early_is_recent(a),
                     });
                 }
@@ -128,6 +134,10 @@ pub async fn run(
     for p in 0..posts {
         let clicked = Instant::now();
         let id = author.replica().post(&format!("post {p}, timed"), &[])?;
+        tracing::debug!(
+            post_ms = clicked.elapsed().as_secs_f64() * 1e3,
+            "the author's profile took the post"
+        );
         let hash = head(&author, author_uid)?;
         post_tx.send_modify(|v| v.push((id, hash)));
         let mut got = 0;
@@ -202,7 +212,7 @@ pub async fn run(
 /// Whether an arrival not (yet) known as a post is recent enough to wait for the author's
 /// side to note it.
 fn early_is_recent(a: &super::light::Arrival) -> bool {
-    a.at.elapsed() < Duration::from_secs(1)
+    a.at.elapsed() < Duration::from_secs(5)
 }
 
 /// The change the author's last edit made (its own document's only head).

@@ -50,7 +50,21 @@ async fn main() -> anyhow::Result<()> {
             paths,
             workload,
         } => {
-            let outcome = system.run(&paths, &workload, nodes).await?;
+            // A run that fails is a figure too: the report shows why it did not finish.
+            let outcome = match system.run(&paths, &workload, nodes).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    tracing::error!("{} {} did not finish: {e:#}", system.name(), workload.name());
+                    social_sync_loadgen::Outcome {
+                        system: system.name().to_owned(),
+                        nodes,
+                        result: social_sync_loadgen::results::Measured::CannotDo {
+                            workload: workload.name().to_owned(),
+                            reason: format!("did not finish: {e:#}"),
+                        },
+                    }
+                }
+            };
             #[allow(clippy::print_stdout)]
             {
                 println!("{}", serde_json::to_string(&outcome)?);

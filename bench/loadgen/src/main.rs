@@ -54,7 +54,11 @@ async fn main() -> anyhow::Result<()> {
             let outcome = match system.run(&paths, &workload, nodes).await {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    tracing::error!("{} {} did not finish: {e:#}", system.name(), workload.name());
+                    tracing::error!(
+                        "{} {} did not finish: {e:#}",
+                        system.name(),
+                        workload.name()
+                    );
                     social_sync_loadgen::Outcome {
                         system: system.name().to_owned(),
                         nodes,

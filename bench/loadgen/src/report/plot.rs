@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 
 use crate::results::{Measured, Outcome};
 
-const W: f64 = 720.0;
+const W: f64 = 860.0;
 const H: f64 = 420.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 250.0;
+const RIGHT: f64 = 300.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 50.0;
 const COLOURS: [&str; 6] = [

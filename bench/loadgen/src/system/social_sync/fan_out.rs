@@ -6,7 +6,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use automerge::ChangeHash;
 use social_sync_core::{DocId, Event, PostId, UserId};
 use tokio::sync::mpsc;
@@ -47,7 +46,7 @@ pub async fn run(
     // Post numbers by change (light followers) and post ids by number (real followers),
     // filled as the author posts.
     let (held_tx, mut held_rx) = mpsc::unbounded_channel::<Held>();
-    let (post_tx, post_rx) = tokio::sync::watch::channel(Vec::<(PostId, ChangeHash)>::new());
+    let (post_tx, post_rx) = tokio::sync::watch::channel(Vec::<(PostId, u64)>::new());
     let mut followers_kept = Vec::new();
     match clients {
         Clients::Light => {
@@ -70,7 +69,7 @@ pub async fn run(
             let mut post_rx = post_rx.clone();
             let held_tx = held_tx.clone();
             tokio::spawn(async move {
-                let mut by_hash: HashMap<ChangeHash, usize> = HashMap::new();
+                let mut by_hash: HashMap<u64, usize> = HashMap::new();
                 // Changes that arrived before the author's side had noted them as posts:
                 // looked at again when the next post is noted.
                 let mut early: Vec<super::light::Arrival> = Vec::new();
@@ -82,7 +81,7 @@ pub async fn run(
                         },
                         changed = post_rx.changed() => if changed.is_err() { return },
                     }
-                    if early.iter().any(|a| !by_hash.contains_key(&a.hash)) {
+                    if early.iter().any(|a| !by_hash.contains_key(&a.key)) {
                         by_hash = post_rx
                             .borrow_and_update()
                             .iter()
@@ -90,7 +89,7 @@ pub async fn run(
                             .map(|(i, (_, h))| (*h, i))
                             .collect();
                     }
-                    early.retain(|a| match by_hash.get(&a.hash) {
+                    early.retain(|a| match by_hash.get(&a.key) {
                         Some(&post) => {
                             let _ = held_tx.send(Held {
                                 client: a.client,
@@ -133,13 +132,14 @@ pub async fn run(
     let mut samples = Vec::with_capacity(followers * posts);
     for p in 0..posts {
         let clicked = Instant::now();
+        let before = heads(&author, author_uid)?;
         let id = author.replica().post(&format!("post {p}, timed"), &[])?;
         tracing::debug!(
             post_ms = clicked.elapsed().as_secs_f64() * 1e3,
             "the author's profile took the post"
         );
-        let hash = head(&author, author_uid)?;
-        post_tx.send_modify(|v| v.push((id, hash)));
+        let key = new_change(&author, author_uid, &before)?;
+        post_tx.send_modify(|v| v.push((id, key)));
         let mut got = 0;
         let deadline = clicked + POST_DEADLINE;
         while got < followers {
@@ -162,9 +162,10 @@ pub async fn run(
     // The burst: back to back, as fast as the author's profile takes them.
     let start = Instant::now();
     for b in 0..burst {
+        let before = heads(&author, author_uid)?;
         let id = author.replica().post(&format!("post {b}, burst"), &[])?;
-        let hash = head(&author, author_uid)?;
-        post_tx.send_modify(|v| v.push((id, hash)));
+        let key = new_change(&author, author_uid, &before)?;
+        post_tx.send_modify(|v| v.push((id, key)));
     }
     let wanted = (followers * burst) as u64;
     let (mut burst_delivered, mut last) = (0u64, start);
@@ -215,14 +216,19 @@ fn early_is_recent(a: &super::light::Arrival) -> bool {
     a.at.elapsed() < Duration::from_secs(5)
 }
 
-/// The change the author's last edit made (its own document's only head).
-fn head(author: &EngineClient, uid: UserId) -> anyhow::Result<ChangeHash> {
-    author
-        .replica()
-        .heads(&DocId::User(uid))?
-        .into_iter()
-        .next()
-        .context("the author's document has no head after a post")
+/// The author's own document's heads.
+fn heads(author: &EngineClient, uid: UserId) -> anyhow::Result<Vec<ChangeHash>> {
+    Ok(author.replica().heads(&DocId::User(uid))?)
+}
+
+/// The key ([`super::light::change_key`]) of the one change the author's last edit made
+/// after `before`.
+fn new_change(author: &EngineClient, uid: UserId, before: &[ChangeHash]) -> anyhow::Result<u64> {
+    let changes = author.replica().changes(&DocId::User(uid), before)?;
+    match changes.as_slice() {
+        [one] => Ok(super::light::change_key(one)),
+        other => anyhow::bail!("a post made {} changes, not one", other.len()),
+    }
 }
 
 /// Reports, for real follower `n`, each post the moment its profile holds it (looked at on
@@ -231,7 +237,7 @@ fn watch_feed(
     n: usize,
     engine: EngineClient,
     author: UserId,
-    posts: tokio::sync::watch::Receiver<Vec<(PostId, ChangeHash)>>,
+    posts: tokio::sync::watch::Receiver<Vec<(PostId, u64)>>,
     held: mpsc::UnboundedSender<Held>,
 ) -> tokio::task::JoinHandle<()> {
     let mut events = engine.events();

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use automerge::ChangeHash;
 use social_sync_core::{Event, PostId};
 use tokio::sync::mpsc;
 
@@ -65,9 +64,9 @@ pub async fn run(
             }
             let shown = Arc::clone(&shown);
             tasks.push(tokio::spawn(async move {
-                let mut seen: HashSet<(usize, ChangeHash)> = HashSet::new();
+                let mut seen: HashSet<(usize, u64)> = HashSet::new();
                 while let Some(a) = arrivals.recv().await {
-                    if seen.insert((a.client, a.hash)) {
+                    if seen.insert((a.client, a.key)) {
                         let mut shown = lock(&shown);
                         let entry = &mut shown[a.client];
                         entry.0 += 1;

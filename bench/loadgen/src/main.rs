@@ -51,7 +51,15 @@ async fn main() -> anyhow::Result<()> {
             workload,
         } => {
             // A run that fails is a figure too: the report shows why it did not finish.
-            let outcome = match system.run(&paths, &workload, nodes).await {
+            // Stopped by a signal, the run's future is dropped, and with it the server
+            // processes it started (each is killed on drop): nothing is left listening.
+            let run = async {
+                tokio::select! {
+                    outcome = system.run(&paths, &workload, nodes) => outcome,
+                    _ = stopped() => Err(anyhow::anyhow!("stopped by a signal")),
+                }
+            };
+            let outcome = match run.await {
                 Ok(outcome) => outcome,
                 Err(e) => {
                     tracing::error!(
@@ -77,4 +85,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Report { paths } => social_sync_loadgen::report::write(&paths)?,
     }
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stopped() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

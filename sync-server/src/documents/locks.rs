@@ -1,52 +1,76 @@
 //! One lock per document: work on one document waits for earlier work on the same
 //! document, never for other documents (the relay's Automerge work runs on every core).
 
-use std::collections::HashSet;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use social_sync_protocol::DocId;
+use tokio::sync::OwnedMutexGuard;
 
-/// Documents being worked on now.
+/// One queue per document being worked on (or waited for); a document nobody works on has
+/// no entry.
+///
+/// Each document has a lock of its own, first come first served, and only the workers
+/// waiting for that document wake when it is freed. (It was one condition variable for all
+/// documents: every release woke every waiting worker, and a like storm on one post, a
+/// thousand workers waiting for its thread, spent a quarter of the relay's time waking
+/// them.)
 #[derive(Default)]
 pub(crate) struct DocLocks {
-    busy: Mutex<HashSet<DocId>>,
-    freed: Condvar,
+    docs: Mutex<HashMap<DocId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Held while a document is worked on; frees it when dropped.
 pub(crate) struct DocGuard<'a> {
     locks: &'a DocLocks,
     doc: DocId,
+    held: Option<OwnedMutexGuard<()>>,
 }
 
 impl DocLocks {
-    /// Waits until nobody works on `doc`, then marks it busy until the guard drops.
+    /// Waits until nobody works on `doc`, then holds it until the guard drops. Called from
+    /// the relay's blocking threads (`crate::blocking`), never from async code.
     pub(crate) fn lock(&self, doc: &DocId) -> DocGuard<'_> {
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        while busy.contains(doc) {
-            busy = self
-                .freed
-                .wait(busy)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        busy.insert(doc.clone());
+        let queue = Arc::clone(
+            self.docs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(doc.clone())
+                .or_default(),
+        );
         DocGuard {
             locks: self,
             doc: doc.clone(),
+            held: Some(queue.blocking_lock_owned()),
         }
+    }
+
+    /// Documents with an entry (worked on or waited for), for tests.
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        self.docs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
 impl Drop for DocGuard<'_> {
     fn drop(&mut self) {
-        let mut busy = self
+        drop(self.held.take());
+        // The entry goes once nobody holds or waits for it (clones are taken under the map's
+        // lock, so a worker about to wait is counted here).
+        let mut docs = self
             .locks
-            .busy
+            .docs
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        busy.remove(&self.doc);
-        drop(busy);
-        self.locks.freed.notify_all();
+        if docs
+            .get(&self.doc)
+            .is_some_and(|q| Arc::strong_count(q) == 1)
+        {
+            docs.remove(&self.doc);
+        }
     }
 }
 
@@ -91,6 +115,11 @@ mod tests {
             most.load(Ordering::SeqCst),
             1,
             "never two at once on one document"
+        );
+        assert_eq!(
+            locks.entries(),
+            0,
+            "no entry left for documents nobody works on"
         );
     }
 }

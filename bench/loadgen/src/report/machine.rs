@@ -30,7 +30,8 @@ pub(super) fn describe() -> String {
     };
     format!(
         "**Run** {date} on {cpu}, {cores} cores, {mem_gib:.0} GiB, Linux {kernel}; file limit {nofile} \
-         per process; Node {node}; {redis}; commit {commit}.\n",
+         per process; Node {node}; {redis}; commit {commit}. Load average when the report was \
+         written: {load} (above 2, other work shared the cores and the figures are noisier).\n",
         date = out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         kernel = out("uname", &["-r"]),
         nofile = out("sh", &["-c", "ulimit -n"]),
@@ -41,5 +42,11 @@ pub(super) fn describe() -> String {
             .unwrap_or("—")
             .to_owned(),
         commit = out("git", &["rev-parse", "--short", "HEAD"]),
+        load = std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
     )
 }

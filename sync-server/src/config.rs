@@ -17,6 +17,13 @@ pub struct Config {
     /// Folder of the relay's database (created if missing).
     #[arg(long, env = "SYNC_SERVER_DATA", default_value = "relay-data")]
     pub data: PathBuf,
+    /// Where to keep the relay's state instead of the SQLite database in --data:
+    /// `postgres://user[:password]@host[:port]/database`, which several relay nodes may
+    /// share (documents, signatures, follows, names, news, cursors and images all go
+    /// there; --data is then unused). Plain TCP: keep PostgreSQL on loopback or a private
+    /// network. Anything but a postgres:// URL stops the relay at start.
+    #[arg(long, env = "SYNC_SERVER_STORE", value_name = "URL")]
+    pub store: Option<crate::store::StoreUrl>,
     /// Largest WebSocket message accepted, in bytes; larger ones close the connection.
     #[arg(long, env = "SYNC_SERVER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: u32,

@@ -471,3 +471,33 @@ fn the_postgres_store_keeps_the_shared_semantics() {
     let pg = Postgres::start();
     same_semantics(&mut PgStore::open(&pg_url(&pg.fresh_db())).unwrap());
 }
+
+/// `--store` with anything but a postgres:// URL stops the relay at start, saying what to
+/// give, without showing the password.
+#[test]
+fn an_unknown_store_stops_the_relay_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sync-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "mysql://root:pw@db/relay",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the relay has no 'mysql' store"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("postgres://user@host:port/database"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(":pw@"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "never listened"
+    );
+}

@@ -44,12 +44,14 @@ pub enum StoreError {
     },
     /// From PostgreSQL.
     #[error(
-        "relay database error at {url}: {source}; check that PostgreSQL is running and reachable"
+        "relay database error at {url}: {detail}; check that PostgreSQL is running and reachable"
     )]
     Postgres {
         /// The database, without its password.
         url: String,
-        /// What PostgreSQL or the connection said.
+        /// What PostgreSQL or the connection said, with its causes.
+        detail: String,
+        /// The error.
         source: ::postgres::Error,
     },
     /// No connection to PostgreSQL could be had from the pool.
@@ -198,4 +200,20 @@ pub fn open(config: &crate::Config) -> Result<Box<dyn RelayStore>, StoreError> {
         None => Box::new(sqlite::SqliteStore::open(&config.data)?),
         Some(url @ StoreUrl::Postgres(_)) => Box::new(postgres::PgStore::open(url)?),
     })
+}
+
+/// An error with its causes, `: `-separated (the PostgreSQL client's own message leaves
+/// them out: "error connecting to server" without "Connection refused").
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

@@ -28,7 +28,7 @@ use r2d2_postgres::r2d2::{Pool, PooledConnection};
 use social_sync_model::vetting::ChangeSig;
 use social_sync_protocol::{BlobHash, DocId, UserId};
 
-use super::{Accepted, RelayStore, Staged, StoreError, StoreUrl};
+use super::{Accepted, RelayStore, Staged, StoreError, StoreUrl, with_causes};
 
 mod documents;
 mod group;
@@ -106,6 +106,13 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        // One connection first, for a prompt and precise error (the pool retries until its
+        // timeout and then reports the bare "error connecting to server").
+        let probe = config.connect(NoTls).map_err(|e| StoreError::Connect {
+            url: shown.clone(),
+            detail: with_causes(&e),
+        })?;
+        drop(probe);
         let pool = Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -125,7 +132,7 @@ impl PgStore {
         let url = store.url.clone();
         let migrated = schema::migrate(store.client()?).map_err(|e| StoreError::Migration {
             path: url,
-            detail: e.to_string(),
+            detail: with_causes(&e),
         })?;
         if migrated > 0 {
             tracing::info!(url = %store.url, migrated, "relay database migrated");
@@ -181,6 +188,7 @@ impl PgStore {
                 }
                 Err(StoreError::Postgres {
                     url: self.url.clone(),
+                    detail: with_causes(&source),
                     source,
                 })
             }

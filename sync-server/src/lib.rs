@@ -22,7 +22,8 @@
 //! - [`presence`]: who may see whom online (people a user follows back), never devices.
 //! - [`origins`]: the relay addresses a client's login may name (its own).
 //! - [`names`]: display names: look-alikes are one name, first come first served.
-//! - [`blocking`]: the one way blocking work (SQLite, Automerge) leaves the async workers.
+//! - [`blocking`]: the one way blocking work (store calls, Automerge) leaves the async
+//!   workers.
 //! - [`blobs`]: images: types read from the bytes, per-user quota.
 //! - [`store`]: the durable state behind a trait, opened by [`store::open`] from
 //!   `--store`: [`store::sqlite`] is the embedded default (one file in `--data`);

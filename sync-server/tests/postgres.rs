@@ -364,6 +364,42 @@ fn groups_on_two_nodes_commit_in_news_order() {
     assert!(second > first.seq);
 }
 
+/// Two nodes register the same name at once, each having found it free: the one whose
+/// group commits first holds it, the other's profile is kept but the name is not its.
+#[test]
+fn a_name_claimed_on_two_nodes_at_once_goes_to_one_user() {
+    let pg = Postgres::start();
+    let url = pg.fresh_db();
+    let mut one = PgStore::open(&pg_url(&url)).unwrap();
+    let mut two = PgStore::open(&pg_url(&url)).unwrap();
+    let (ana, ben) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
+    assert_eq!(one.name_holder("ana").unwrap(), None);
+    assert_eq!(two.name_holder("ana").unwrap(), None);
+    let claim = |uid: UserId| Routing {
+        name: Some((uid, "ana".into())),
+        ..Routing::default()
+    };
+    let mut ana_am = AutoCommit::new();
+    let new = changes(&mut ana_am, "name");
+    let first = accept(&mut one, &DocId::User(ana), &mut ana_am, &new, claim(ana)).unwrap();
+    let racing = std::thread::spawn(move || {
+        let mut ben_am = AutoCommit::new();
+        let new = changes(&mut ben_am, "name");
+        let staged = accept(&mut two, &DocId::User(ben), &mut ben_am, &new, claim(ben)).unwrap();
+        two.commit(staged.group).unwrap();
+        two
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    one.commit(first.group).unwrap();
+    let mut two = racing.join().unwrap();
+    assert_eq!(two.name_holder("ana").unwrap(), Some(ana));
+    assert!(
+        two.load(&DocId::User(ben)).unwrap().is_some(),
+        "Ben's profile kept"
+    );
+    assert_eq!(pg.sql(&url, "SELECT COUNT(*) FROM names"), "1");
+}
+
 /// The same store checks on both backends: follows, names, news and cursors, images,
 /// documents and their signatures, counts.
 fn same_semantics(store: &mut dyn RelayStore) {

@@ -320,6 +320,42 @@ fn a_gap_left_by_a_rolled_back_accept_loses_nothing_for_catch_up() {
     assert!(loaded.get(automerge::ROOT, "kept").unwrap().is_some());
 }
 
+/// A failed read while a group is open aborts its PostgreSQL transaction, and COMMIT
+/// would then roll it back without an error: the store must report the group as not
+/// committed, never acknowledge changes it dropped.
+#[test]
+fn a_group_aborted_by_a_failed_read_is_reported_uncommitted() {
+    let pg = Postgres::start();
+    let mut store = PgStore::open(&pg_url(&pg.fresh_db())).unwrap();
+    let ana = UserId::from_bytes([1; 32]);
+    let mut am = AutoCommit::new();
+    let new = changes(&mut am, "x");
+    let staged = accept(
+        &mut store,
+        &DocId::User(ana),
+        &mut am,
+        &new,
+        Routing::default(),
+    )
+    .unwrap();
+    // PostgreSQL refuses a NUL in text: an error inside the open transaction.
+    assert!(store.name_holder("a\0b").is_err());
+    let err = store.commit(staged.group).unwrap_err();
+    assert!(err.to_string().contains("could not commit group"), "{err}");
+    assert!(store.load(&DocId::User(ana)).unwrap().is_none());
+    // The store goes on.
+    let staged = accept(
+        &mut store,
+        &DocId::User(ana),
+        &mut am,
+        &new,
+        Routing::default(),
+    )
+    .unwrap();
+    store.commit(staged.group).unwrap();
+    assert!(store.load(&DocId::User(ana)).unwrap().is_some());
+}
+
 /// Two nodes: a group open on one holds the writer lock, so the other's accept waits, and
 /// takes a larger news number than anything committed before it: numbers are committed in
 /// order, which catch-up relies on.

@@ -109,4 +109,9 @@ impl Group {
             self.committed_upto = group;
         }
     }
+
+    /// Whether a group is open.
+    pub(super) fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
 }

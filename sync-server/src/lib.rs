@@ -27,9 +27,11 @@
 //! - [`blobs`]: images: types read from the bytes, per-user quota.
 //! - [`store`]: the durable state behind a trait, opened by [`store::open`] from
 //!   `--store`: [`store::sqlite`] is the embedded default (one file in `--data`);
-//!   [`store::postgres`] keeps it in PostgreSQL, shareable by several relay nodes (schema
-//!   and migrations in `store/postgres/schema.rs`, group commit in `group.rs`, documents
-//!   and signatures in `documents.rs`).
+//!   [`store::postgres`] keeps it in PostgreSQL, shareable by several relay nodes
+//!   (connection, pool and errors in `store/postgres/mod.rs`, schema and migrations in
+//!   `schema.rs`, group commit and the cluster-wide writer lock in `group.rs`, the trait's
+//!   calls in `queries.rs`, documents and signatures in `documents.rs`). `store/url.rs`
+//!   reads `--store` and keeps its password out of messages.
 //! - [`http`]: reading the request head; `/healthz` and `/metrics`.
 //! - [`rewind`]: a stream that replays the head it was routed by to the WebSocket upgrade.
 //! - [`stream`]: a client's socket, plain TCP or TLS.

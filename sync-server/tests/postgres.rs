@@ -400,6 +400,49 @@ fn groups_on_two_nodes_commit_in_news_order() {
     assert!(second > first.seq);
 }
 
+/// A node that stalls between staging a group and committing it holds the writer lock;
+/// PostgreSQL ends its session after `idle_in_transaction_session_timeout` (15 s by
+/// default, 1 s here through the URL's options, which the relay passes on), so the other
+/// nodes write again, and the stalled group is reported uncommitted.
+#[test]
+fn a_node_stalled_inside_a_group_does_not_block_the_others_for_long() {
+    let pg = Postgres::start();
+    let url = pg.fresh_db();
+    let short = format!("{url}?options=-c%20idle_in_transaction_session_timeout%3D1s");
+    let mut stalled = PgStore::open(&pg_url(&short)).unwrap();
+    let mut other = PgStore::open(&pg_url(&url)).unwrap();
+    let (ana, ben) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
+    let mut ana_am = AutoCommit::new();
+    let new = changes(&mut ana_am, "a");
+    let staged = accept(
+        &mut stalled,
+        &DocId::User(ana),
+        &mut ana_am,
+        &new,
+        Routing::default(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut ben_am = AutoCommit::new();
+    let new = changes(&mut ben_am, "b");
+    let theirs = accept(
+        &mut other,
+        &DocId::User(ben),
+        &mut ben_am,
+        &new,
+        Routing::default(),
+    )
+    .unwrap();
+    other.commit(theirs.group).unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    assert!(stalled.commit(staged.group).is_err());
+    assert!(stalled.load(&DocId::User(ana)).unwrap().is_none());
+}
+
 /// Two nodes register the same name at once, each having found it free: the one whose
 /// group commits first holds it, the other's profile is kept but the name is not its.
 #[test]

@@ -40,6 +40,13 @@ type Manager = PostgresConnectionManager<NoTls>;
 const POOL_SIZE: u32 = 4;
 /// How long to wait for a connection before the call fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Settings of the relay's sessions. A node that stalls (stopped, swapping) between
+/// staging a group and committing it would hold the writer lock, and so every node's
+/// writes, for as long as its connection lives: PostgreSQL ends a session idle inside a
+/// transaction for this long (a group is idle there for milliseconds), and a node waiting
+/// for the writer lock (or a row) this long gives up; the client is told `internal` and
+/// sends again.
+const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=15s -c lock_timeout=15s";
 /// The `application_name` the relay's connections show in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "sync-server";
 
@@ -101,6 +108,12 @@ impl PgStore {
         };
         let mut config: postgres::Config = url.secret().parse().map_err(unsupported)?;
         config.application_name(APPLICATION_NAME);
+        // Options given in the URL (`?options=…`) come after ours, so they win.
+        let options = match config.get_options() {
+            Some(given) => format!("{SESSION_OPTIONS} {given}"),
+            None => SESSION_OPTIONS.to_owned(),
+        };
+        config.options(&options);
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }

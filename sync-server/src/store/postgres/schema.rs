@@ -97,6 +97,9 @@ const SCHEMA: &str = r#"
 /// [`MIGRATION_LOCK`]; returns how many migrations it applied (0 when it was up to date).
 pub(super) fn migrate(conn: &mut Client) -> Result<usize, postgres::Error> {
     let mut tx = conn.transaction()?;
+    // A node starting while another migrates waits for it, however long it takes (the
+    // session's lock_timeout is for the writers of accepted changes).
+    tx.batch_execute("SET LOCAL lock_timeout = 0")?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_version (

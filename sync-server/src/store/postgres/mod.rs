@@ -17,7 +17,13 @@
 //! - Images: `bytea` rows (`schema.rs` says why).
 //! - No TLS to PostgreSQL (`NoTls`): it is meant to be on loopback or a private network.
 //! - Reads use the same connection as the open group, so they see staged changes, as on
-//!   SQLite; the relay serves nothing staged before its commit.
+//!   SQLite; the relay serves nothing staged before its commit. Unlike SQLite, an error
+//!   inside a PostgreSQL transaction aborts it: a group so aborted is reported lost.
+//! - Durability: sessions run with `synchronous_commit=on` whatever the server's default,
+//!   so a COMMIT is on PostgreSQL's disk before the relay answers (as SQLite's
+//!   `synchronous=FULL`).
+//! - Cost: each statement is prepared and executed (two round trips; no statement cache
+//!   yet), so an accept is a dozen or so loopback round trips inside the group.
 
 use std::time::Duration;
 
@@ -45,8 +51,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// writes, for as long as its connection lives: PostgreSQL ends a session idle inside a
 /// transaction for this long (a group is idle there for milliseconds), and a node waiting
 /// for the writer lock (or a row) this long gives up; the client is told `internal` and
-/// sends again.
-const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=15s -c lock_timeout=15s";
+/// sends again. Commits wait for the disk (see the module's notes).
+const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=15s -c lock_timeout=15s \
+     -c synchronous_commit=on";
 /// The `application_name` the relay's connections show in `pg_stat_activity`.
 pub const APPLICATION_NAME: &str = "sync-server";
 

@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use clap::error::ErrorKind;
+
+use crate::store::{StoreError, StoreUrl};
 
 /// The Social Sync relay: one port for WebSocket clients and HTTP (`/healthz`,
 /// `/metrics`), over TLS with `--tls-cert` and `--tls-key`; an embedded SQLite store in
@@ -17,6 +20,13 @@ pub struct Config {
     /// Folder of the relay's database (created if missing).
     #[arg(long, env = "SYNC_SERVER_DATA", default_value = "relay-data")]
     pub data: PathBuf,
+    /// Where to keep the relay's state instead of the SQLite database in --data:
+    /// `postgres://user[:password]@host[:port]/database`, which several relay nodes may
+    /// share (documents, signatures, follows, names, news, cursors and images all go
+    /// there; --data is then unused). Plain TCP: keep PostgreSQL on loopback or a private
+    /// network. Anything but a postgres:// URL stops the relay at start.
+    #[arg(long, env = "SYNC_SERVER_STORE", value_name = "URL", value_parser = StoreUrlParser)]
+    pub store: Option<StoreUrl>,
     /// Largest WebSocket message accepted, in bytes; larger ones close the connection.
     #[arg(long, env = "SYNC_SERVER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: u32,
@@ -114,5 +124,28 @@ impl Config {
         let mut config = Self::parse_from(["sync-server"]);
         config.data = data;
         config
+    }
+}
+
+/// Reads `--store`. Clap's own message for a refused value repeats the value as given,
+/// password included; this one shows it without.
+#[derive(Debug, Clone, Copy)]
+struct StoreUrlParser;
+
+impl clap::builder::TypedValueParser for StoreUrlParser {
+    type Value = StoreUrl;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreUrl, clap::Error> {
+        let value = value
+            .to_str()
+            .ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "--store is not UTF-8\n"))?;
+        value
+            .parse()
+            .map_err(|e: StoreError| clap::Error::raw(ErrorKind::ValueValidation, format!("{e}\n")))
     }
 }

@@ -22,9 +22,16 @@
 //! - [`presence`]: who may see whom online (people a user follows back), never devices.
 //! - [`origins`]: the relay addresses a client's login may name (its own).
 //! - [`names`]: display names: look-alikes are one name, first come first served.
-//! - [`blocking`]: the one way blocking work (SQLite, Automerge) leaves the async workers.
+//! - [`blocking`]: the one way blocking work (store calls, Automerge) leaves the async
+//!   workers.
 //! - [`blobs`]: images: types read from the bytes, per-user quota.
-//! - [`store`]: the durable state behind a trait; [`store::sqlite`] is the embedded backend.
+//! - [`store`]: the durable state behind a trait, opened by [`store::open`] from
+//!   `--store`: [`store::sqlite`] is the embedded default (one file in `--data`);
+//!   [`store::postgres`] keeps it in PostgreSQL, shareable by several relay nodes
+//!   (connection, pool and errors in `store/postgres/mod.rs`, schema and migrations in
+//!   `schema.rs`, group commit and the cluster-wide writer lock in `group.rs`, the trait's
+//!   calls in `queries.rs`, documents and signatures in `documents.rs`). `store/url.rs`
+//!   reads `--store` and keeps its password out of messages.
 //! - [`http`]: reading the request head; `/healthz` and `/metrics`.
 //! - [`rewind`]: a stream that replays the head it was routed by to the WebSocket upgrade.
 //! - [`stream`]: a client's socket, plain TCP or TLS.
@@ -74,7 +81,10 @@ pub async fn run(
     } else {
         "ws"
     };
-    tracing::info!(%addr, data = %config.data.display(), "listening ({scheme}://)");
+    match &config.store {
+        Some(store) => tracing::info!(%addr, %store, "listening ({scheme}://)"),
+        None => tracing::info!(%addr, data = %config.data.display(), "listening ({scheme}://)"),
+    }
     {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();

@@ -23,7 +23,6 @@ use crate::metrics::Metrics;
 use crate::origins::Origins;
 use crate::shared::Shared;
 use crate::store::StoreError;
-use crate::store::sqlite::SqliteStore;
 use crate::stream::Stream;
 use crate::tls::{CertError, CertFiles, Certificates};
 
@@ -85,14 +84,14 @@ pub async fn serve(
         .as_ref()
         .map(Certificates::acceptor)
         .transpose()?;
-    let store = SqliteStore::open(&config.data)?;
+    // Opening PostgreSQL blocks on the network: off the async workers.
+    let store = {
+        let config = config.clone();
+        crate::blocking::run(move || crate::store::open(&config)).await??
+    };
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
-        docs: Documents::new(
-            Box::new(store),
-            config.document_cache,
-            config.document_cache_bytes,
-        ),
+        docs: Documents::new(store, config.document_cache, config.document_cache_bytes),
         hub: Hub::new(metrics.clone()),
         metrics,
         origins,

@@ -1,8 +1,13 @@
 //! Where the relay keeps what must survive a restart: documents, the follow graph, display
-//! names, offline inboxes, device cursors and blobs. One trait, one module per backend;
-//! the embedded SQLite backend is the default.
+//! names, offline inboxes, device cursors and blobs. One trait, one module per backend:
+//! the embedded SQLite backend ([`sqlite`]) is the default; [`postgres`] is for several
+//! relay nodes sharing one database (`--store postgres://…`). [`open`] picks one.
 
+pub mod postgres;
 pub mod sqlite;
+mod url;
+
+pub use url::StoreUrl;
 
 use automerge::{AutoCommit, Change, ChangeHash};
 use social_sync_model::vetting::ChangeSig;
@@ -32,10 +37,42 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("cannot migrate the relay database {path}: {detail}")]
     Migration {
-        /// The database file.
+        /// The database file, or the PostgreSQL URL (without its password).
         path: String,
         /// What went wrong.
         detail: String,
+    },
+    /// From PostgreSQL.
+    #[error(
+        "relay database error at {url}: {detail}; check that PostgreSQL is running and reachable"
+    )]
+    Postgres {
+        /// The database, without its password.
+        url: String,
+        /// What PostgreSQL or the connection said, with its causes.
+        detail: String,
+        /// The error.
+        source: ::postgres::Error,
+    },
+    /// No connection to PostgreSQL could be had from the pool.
+    #[error(
+        "cannot connect to the relay database at {url}: {detail}; check that PostgreSQL is running and reachable, and the URL's user, password and database"
+    )]
+    Connect {
+        /// The database, without its password.
+        url: String,
+        /// What the pool said (its last connection error).
+        detail: String,
+    },
+    /// `--store` names no store the relay knows.
+    #[error(
+        "--store {given}: {why}; give postgres://user@host:port/database, or leave --store out for the embedded SQLite database in --data"
+    )]
+    UnsupportedStore {
+        /// The value given (without a password).
+        given: String,
+        /// What is wrong with it.
+        why: String,
     },
 }
 
@@ -153,4 +190,30 @@ pub trait RelayStore: Send {
 
     /// Figures for metrics: (documents, documents with news).
     fn counts(&mut self) -> Result<(u64, u64), StoreError>;
+}
+
+/// Opens the store `config` names: PostgreSQL with `--store postgres://…`, else the embedded
+/// SQLite database in `--data`; migrates it. Blocks (network and disk): call it from a
+/// blocking thread ([`crate::blocking::run`]), never from an async task.
+pub fn open(config: &crate::Config) -> Result<Box<dyn RelayStore>, StoreError> {
+    Ok(match &config.store {
+        None => Box::new(sqlite::SqliteStore::open(&config.data)?),
+        Some(url @ StoreUrl::Postgres(_)) => Box::new(postgres::PgStore::open(url)?),
+    })
+}
+
+/// An error with its causes, `: `-separated (the PostgreSQL client's own message leaves
+/// them out: "error connecting to server" without "Connection refused").
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }

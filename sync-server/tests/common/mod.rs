@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod pg;
 pub mod tls;
 
 /// A running relay process; killed when dropped.

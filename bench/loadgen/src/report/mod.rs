@@ -105,7 +105,11 @@ fn page(outcomes: &[Outcome], notify: Option<&str>, notes: &str, svg: &str) -> S
         p,
         "## (a) Fan-out: one author's post to every online follower\n"
     );
-    let _ = writeln!(p, "![fan-out latency against followers]({svg})\n");
+    let _ = writeln!(
+        p,
+        "![fan-out latency against followers]({svg})\n\n(Drawn: the systems run at every size; \
+         the others are in the table.)\n"
+    );
     let _ = writeln!(
         p,
         "| system | followers | p50 ms | p99 ms | max ms | delivered / expected | duplicates | deliveries/s (burst) | delivered when |\n|---|---:|---:|---:|---:|---:|---:|---:|---|"

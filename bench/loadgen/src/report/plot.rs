@@ -1,5 +1,5 @@
 //! The SVG plot of fan-out latency (p50 dashed, p99 solid) against followers, one colour
-//! per system. Written as SVG text directly: a few lines and labels, laid out by whatever
+//! per system measured at several sizes. Written as SVG text directly: a few lines and labels, laid out by whatever
 //! shows the page (a plotting crate would need a font file here to measure its labels).
 
 use std::collections::BTreeMap;
@@ -28,6 +28,11 @@ pub(super) fn fan_out(outcomes: &[Outcome]) -> String {
                 .or_default()
                 .insert(f.followers, (f.latency.p50_ms, f.latency.p99_ms));
         }
+    }
+    // Systems measured at one size only (automerge-repo at seconds a post, the real
+    // engines) are in the table; drawn, they would flatten the lines that matter.
+    if series.values().any(|points| points.len() > 1) {
+        series.retain(|_, points| points.len() > 1);
     }
     let max_x = series
         .values()

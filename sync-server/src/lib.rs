@@ -72,6 +72,9 @@ pub async fn run(
         tls::load(&files, &rustls::crypto::ring::default_provider())?;
     }
     let listener = bind(&config).await?;
+    // A store that cannot be opened (PostgreSQL unreachable, a data folder it may not
+    // write) stops the relay before it says it listens.
+    let store = server::open_store(&config).await?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -91,5 +94,5 @@ pub async fn run(
         let _ = writeln!(stdout, "listening on {addr}");
         let _ = stdout.flush();
     }
-    serve(listener, config, shutdown).await
+    server::serve_store(listener, config, store, shutdown).await
 }

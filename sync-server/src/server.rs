@@ -22,7 +22,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::origins::Origins;
 use crate::shared::Shared;
-use crate::store::StoreError;
+use crate::store::{RelayStore, StoreError};
 use crate::stream::Stream;
 use crate::tls::{CertError, CertFiles, Certificates};
 
@@ -69,10 +69,28 @@ pub async fn bind(config: &Config) -> Result<TcpListener, StartError> {
         })
 }
 
+/// Opens the store of `config` (off the async workers: opening PostgreSQL blocks on the
+/// network).
+pub async fn open_store(config: &Config) -> Result<Box<dyn RelayStore>, StartError> {
+    let config = config.clone();
+    Ok(crate::blocking::run(move || crate::store::open(&config)).await??)
+}
+
 /// Serves on `listener` until `shutdown` completes, then shuts down gracefully.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let store = open_store(&config).await?;
+    serve_store(listener, config, store, shutdown).await
+}
+
+/// [`serve`] with the store already open.
+pub async fn serve_store(
+    listener: TcpListener,
+    config: Config,
+    store: Box<dyn RelayStore>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let origins = Origins::new(&config.public_urls)?;
@@ -84,11 +102,6 @@ pub async fn serve(
         .as_ref()
         .map(Certificates::acceptor)
         .transpose()?;
-    // Opening PostgreSQL blocks on the network: off the async workers.
-    let store = {
-        let config = config.clone();
-        crate::blocking::run(move || crate::store::open(&config)).await??
-    };
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
         docs: Documents::new(store, config.document_cache, config.document_cache_bytes),

@@ -589,6 +589,30 @@ fn the_postgres_store_keeps_the_shared_semantics() {
 
 /// `--store` with anything but a postgres:// URL stops the relay at start, saying what to
 /// give, without showing the password.
+/// Regression: an unreachable PostgreSQL was reported after "listening on", so a script
+/// waiting for that line took the relay for started.
+#[test]
+fn an_unreachable_postgres_stops_the_relay_before_it_listens() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sync-server"))
+        .args(["--listen", "127.0.0.1:0", "--store"])
+        .arg(format!("postgres://relay:secret@127.0.0.1:{port}/relay"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(!stderr.contains("secret"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "never said it listens"
+    );
+}
+
 #[test]
 fn an_unknown_store_stops_the_relay_at_start() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sync-server"))

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::Clients;
 use super::engine::{EngineClient, start_many};
-use super::light::{Light, identity};
+use super::light::following_crowd;
 use super::relay::Relay;
 use crate::results::{FanOut, Measured};
 use crate::stats::Latency;
@@ -51,21 +51,8 @@ pub async fn run(
     match clients {
         Clients::Light => {
             let (arrival_tx, mut arrivals) = mpsc::unbounded_channel();
-            for chunk in (0..followers).collect::<Vec<_>>().chunks(200) {
-                let joined = futures_util::future::join_all(chunk.iter().map(|&n| {
-                    let url = url.clone();
-                    async move {
-                        let mut light = Light::connect(&url, identity(10_000 + n as u64)).await?;
-                        light.follow(author_uid).await?;
-                        anyhow::Ok((n, light))
-                    }
-                }))
-                .await;
-                for joined in joined {
-                    let (n, light) = joined?;
-                    followers_kept.push(light.listen(n, arrival_tx.clone()));
-                }
-            }
+            followers_kept
+                .extend(following_crowd(&url, followers, 10_000, author_uid, &arrival_tx).await?);
             let mut post_rx = post_rx.clone();
             let held_tx = held_tx.clone();
             tokio::spawn(async move {

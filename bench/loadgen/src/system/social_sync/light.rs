@@ -62,7 +62,7 @@ pub fn identity(n: u64) -> Identity {
 impl Light {
     /// Connects to `url` and logs in as `identity`.
     pub async fn connect(url: &str, identity: Identity) -> anyhow::Result<Self> {
-        let device = format!("{:016x}", rand_device(&identity));
+        let device = format!("{:016x}", device_of(&identity));
         let link = Link::connect(url, &identity, &device)
             .await
             .with_context(|| format!("light client could not log in to {url}"))?;
@@ -248,6 +248,32 @@ impl Light {
     }
 }
 
+/// `count` light clients (identities `first`, `first + 1`, …), connected 200 at a time,
+/// each following `author`, each reporting what is pushed to it as client `n` to
+/// `arrivals`.
+pub async fn following_crowd(
+    url: &str,
+    count: usize,
+    first: u64,
+    author: UserId,
+    arrivals: &mpsc::UnboundedSender<Arrival>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut listening = Vec::with_capacity(count);
+    for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
+        let joined = futures_util::future::join_all(chunk.iter().map(|&n| async move {
+            let mut light = Light::connect(url, identity(first + n as u64)).await?;
+            light.follow(author).await?;
+            anyhow::Ok((n, light))
+        }))
+        .await;
+        for joined in joined {
+            let (n, light) = joined?;
+            listening.push(light.listen(n, arrivals.clone()));
+        }
+    }
+    Ok(listening)
+}
+
 /// A sync item for `m`, each change signed by `key`.
 fn signed_item(key: &Identity, doc: &DocId, m: SyncMessage) -> anyhow::Result<SyncItem> {
     let signatures = m
@@ -265,7 +291,8 @@ fn signed_item(key: &Identity, doc: &DocId, m: SyncMessage) -> anyhow::Result<Sy
     })
 }
 
-fn rand_device(identity: &Identity) -> u64 {
+/// The device name of a light client: its user id's first 8 bytes (one device per user).
+fn device_of(identity: &Identity) -> u64 {
     let bytes = identity.user_id();
     let b = bytes.as_bytes();
     u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])

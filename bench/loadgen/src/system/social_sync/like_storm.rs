@@ -47,21 +47,10 @@ pub async fn run(
     match clients {
         Clients::Light => {
             let (arrival_tx, mut arrivals) = mpsc::unbounded_channel();
-            for chunk in (0..viewers).collect::<Vec<_>>().chunks(200) {
-                let joined = futures_util::future::join_all(chunk.iter().map(|&n| {
-                    let url = url.clone();
-                    async move {
-                        let mut light = Light::connect(&url, identity(20_000 + n as u64)).await?;
-                        light.follow(author_uid).await?;
-                        anyhow::Ok((n, light))
-                    }
-                }))
-                .await;
-                for joined in joined {
-                    let (n, light) = joined?;
-                    tasks.push(light.listen(n, arrival_tx.clone()));
-                }
-            }
+            tasks.extend(
+                super::light::following_crowd(&url, viewers, 20_000, author_uid, &arrival_tx)
+                    .await?,
+            );
             let shown = Arc::clone(&shown);
             tasks.push(tokio::spawn(async move {
                 let mut seen: HashSet<(usize, u64)> = HashSet::new();

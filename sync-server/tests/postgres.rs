@@ -187,6 +187,54 @@ async fn a_name_is_held_by_one_user_across_two_relay_nodes() {
     assert!(has_post(&ben, &post));
 }
 
+/// Regression (a node's cache went stale in a cluster): node two held Ana's user document
+/// in memory from Ben's first sync; Ana's next post went through node one, and node two kept
+/// serving its old copy, so Ben never got the post, and Cara's like of it through node two
+/// was refused as a like of a post that does not exist. A cached copy is now used only while
+/// it is the store's version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_s_cached_copy_never_hides_what_another_node_accepted() {
+    let pg = Postgres::start();
+    let url = pg.fresh_db();
+    let (one, two) = (relay_on(&url), relay_on(&url));
+    let ana = Profile::new("Ana", 1, &one.url());
+    let ben = Profile::new("Ben", 2, &two.url());
+    let cara = Profile::new("Cara", 3, &two.url());
+    let first = ana.r().post("first, through node one", &[]).unwrap();
+    ana.sync().await;
+    for p in [&ben, &cara] {
+        p.r().follow(ana.uid).unwrap();
+        p.sync().await;
+    }
+    assert!(has_post(&ben, &first), "node two loaded Ana's document");
+
+    let second = ana.r().post("second, through node one", &[]).unwrap();
+    ana.sync().await;
+    ben.sync().await;
+    assert!(
+        has_post(&ben, &second),
+        "node two serves the store's version, not its cached one"
+    );
+    cara.sync().await;
+    cara.r().like(&second).unwrap();
+    let summary = cara.sync().await;
+    assert!(
+        summary.refusals.is_empty(),
+        "the like through node two was refused: {:?}",
+        summary.refusals
+    );
+    ana.sync().await;
+    let likes = ana
+        .r()
+        .feed(None, 50)
+        .unwrap()
+        .posts
+        .iter()
+        .find(|p| p.post_id == second)
+        .map(|p| p.likes);
+    assert_eq!(likes, Some(1), "Ana sees Cara's like made through node two");
+}
+
 fn pg_url(url: &str) -> StoreUrl {
     url.parse().unwrap()
 }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use automerge::sync::{State, SyncDoc};
-use automerge::{AutoCommit, Change, ChangeHash};
+use automerge::{Change, ChangeHash};
 use social_sync_model::UserDoc;
 use social_sync_model::vetting::{self, ChangeSig, Unvetted};
 use social_sync_protocol::{ChangeSignature, DocId, PostId, UserId};
@@ -25,7 +25,7 @@ mod cache;
 mod locks;
 mod refusal;
 
-use cache::DocCache;
+use cache::{DocCache, Held};
 use locks::DocLocks;
 pub use refusal::Refusal;
 use refusal::check_author;
@@ -68,6 +68,9 @@ pub struct Outgoing {
 /// document), the cache's (to take or put a document), and the store's (SQLite calls).
 pub struct Documents {
     store: Mutex<Box<dyn RelayStore>>,
+    /// Other relay nodes write to the store too: a cached copy is used only while it is
+    /// the store's version.
+    shared: bool,
     cache: Mutex<DocCache>,
     locks: DocLocks,
 }
@@ -84,6 +87,7 @@ impl Documents {
     /// at most `cache_bytes` stored bytes in all, in memory.
     pub fn new(store: Box<dyn RelayStore>, cache_docs: usize, cache_bytes: u64) -> Self {
         Self {
+            shared: store.shared(),
             store: Mutex::new(store),
             cache: Mutex::new(DocCache::new(cache_docs, cache_bytes)),
             locks: DocLocks::default(),
@@ -101,21 +105,34 @@ impl Documents {
         f(store.as_mut())
     }
 
-    /// Takes `doc` out of the cache, or loads it (empty if never stored), with its weight.
+    /// Takes `doc` out of the cache, or loads it (empty if never stored). With a store
+    /// shared by several relay nodes, a cached copy of an older version than the store's
+    /// (another node accepted changes since) is dropped and the document loaded afresh.
     /// The caller holds the document's lock.
-    fn take(&self, doc: &DocId) -> Result<(AutoCommit, u64), StoreError> {
-        if let Some(found) = hold(&self.cache).take(doc) {
+    fn take(&self, doc: &DocId) -> Result<Held, StoreError> {
+        let cached = hold(&self.cache).take(doc);
+        if !self.shared
+            && let Some(found) = cached
+        {
             return Ok(found);
         }
         let mut store = hold(&self.store);
+        let version = if self.shared { store.version(doc)? } else { 0 };
+        if let Some(found) = cached.filter(|c| c.version == version) {
+            return Ok(found);
+        }
         let am = store.load(doc)?.unwrap_or_default();
         let weight = store.stored_bytes(doc)?;
-        Ok((am, weight))
+        Ok(Held {
+            am,
+            weight,
+            version,
+        })
     }
 
     /// Puts `doc` back into the cache. The caller holds the document's lock.
-    fn put(&self, doc: &DocId, am: AutoCommit, weight: u64) {
-        hold(&self.cache).put(doc, am, weight);
+    fn put(&self, doc: &DocId, held: Held) {
+        hold(&self.cache).put(doc, held);
     }
 
     /// Encodes a sync message for a peer, with its changes' signatures from the store.
@@ -147,8 +164,10 @@ impl Documents {
         let author = DocId::User(post.author());
         let cached = hold(&self.cache).peek(&author, |am| UserDoc(am).post(post).is_some());
         let exists = match cached {
-            Some(exists) => exists,
-            None => hold(&self.store)
+            // A copy without the post may be older than the store's (another node took
+            // the post): only a copy that has it answers for a shared store.
+            Some(exists) if exists || !self.shared => exists,
+            _ => hold(&self.store)
                 .load(&author)?
                 .is_some_and(|am| UserDoc(&am).post(post).is_some()),
         };
@@ -166,10 +185,10 @@ impl Documents {
     /// syncs as an empty one), with the signature of each change it carries.
     pub fn generate(&self, doc: &DocId, state: &mut State) -> Result<Option<Outgoing>, StoreError> {
         let _working = self.locks.lock(doc);
-        let (mut am, weight) = self.take(doc)?;
-        match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
+        let mut held = self.take(doc)?;
+        match vetting::contained(doc, || held.am.sync().generate_sync_message(state)) {
             Ok(message) => {
-                self.put(doc, am, weight);
+                self.put(doc, held);
                 message.map(|m| self.outgoing(doc, m)).transpose()
             }
             Err(panic) => {
@@ -209,7 +228,11 @@ impl Documents {
         }
         // Work on the document out of the cache: if the message is refused, the copy that
         // may hold refused changes is dropped, and the store keeps the truth.
-        let (mut am, weight) = self.take(doc)?;
+        let Held {
+            mut am,
+            weight,
+            mut version,
+        } = self.take(doc)?;
         // Every change the relay lacks must be the user's own, whether or not it can apply
         // yet; changes it has were checked when they came (an honest peer resends some).
         let unknown: Vec<&Change> = vetted
@@ -223,18 +246,39 @@ impl Documents {
             .map(|c| check_author(user, doc, c))
             .find(Result::is_err)
         {
-            self.put(doc, am, weight);
+            self.put(
+                doc,
+                Held {
+                    am,
+                    weight,
+                    version,
+                },
+            );
             return Err(refusal);
         }
         let orphans = match vetting::check_op_order_before(doc, &mut am, &vetted.changes) {
             Ok(orphans) => orphans,
             Err(e) => {
-                self.put(doc, am, weight);
+                self.put(
+                    doc,
+                    Held {
+                        am,
+                        weight,
+                        version,
+                    },
+                );
                 return Err(e.into());
             }
         };
         if orphans > MAX_ORPHANS {
-            self.put(doc, am, weight);
+            self.put(
+                doc,
+                Held {
+                    am,
+                    weight,
+                    version,
+                },
+            );
             return Err(Refusal::Orphans {
                 doc: doc.clone(),
                 count: orphans,
@@ -254,6 +298,8 @@ impl Documents {
         vetting::check_op_order_after(doc, &mut am, &new)?;
         let mut received = Received::default();
         let mut weight = weight;
+        // Whether the copy worked on is the store's latest (see `Staged::previous`).
+        let mut current = true;
         if !new.is_empty() {
             let staged = {
                 let mut store = hold(&self.store);
@@ -290,6 +336,10 @@ impl Documents {
             // answered, pushed or cached before it is.
             hold(&self.store).commit(staged.group)?;
             received.seq = staged.seq;
+            if self.shared {
+                current = staged.previous == version;
+                version = staged.seq;
+            }
             weight += received.changes.iter().map(|c| c.len() as u64).sum::<u64>();
         } else if !unknown_hashes.is_empty() {
             // Changes waiting for a dependency: their signatures are kept now, for when
@@ -298,7 +348,18 @@ impl Documents {
         }
         match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
             Ok(reply) => {
-                self.put(doc, am, weight);
+                // A copy that missed another node's changes is not kept: the next use
+                // loads the store's.
+                if current {
+                    self.put(
+                        doc,
+                        Held {
+                            am,
+                            weight,
+                            version,
+                        },
+                    );
+                }
                 if let Some(reply) = reply {
                     let out = self.outgoing(doc, reply)?;
                     received.reply = Some(out.message);
@@ -336,7 +397,7 @@ impl Documents {
             }));
         }
         let _working = self.locks.lock(doc);
-        let (mut am, weight) = self.take(doc)?;
+        let mut held = self.take(doc)?;
         let checked: Result<Vec<(ChangeHash, ChangeSig)>, Refusal> = signatures
             .iter()
             .enumerate()
@@ -346,13 +407,13 @@ impl Documents {
                     detail: format!("signature #{index} names a change this relay does not hold"),
                 };
                 let hash = ChangeHash::try_from(s.hash.as_slice()).map_err(|_| unknown())?;
-                let change = am.get_change_by_hash(&hash).ok_or_else(unknown)?;
+                let change = held.am.get_change_by_hash(&hash).ok_or_else(unknown)?;
                 check_author(user, doc, &change)?;
                 let sig = vetting::signature::verify(doc, index, &change, &s.signature)?;
                 Ok((hash, sig))
             })
             .collect();
-        self.put(doc, am, weight);
+        self.put(doc, held);
         let checked = checked?;
         hold(&self.store).put_signatures(doc, &checked)?;
         Ok(checked.len())

@@ -95,6 +95,10 @@ pub struct Accepted<'a> {
 pub struct Staged {
     /// The sequence number of the document's news.
     pub seq: u64,
+    /// The sequence number the document's news had before (0 if none): its version when
+    /// these changes were staged. A node whose copy was of another version worked on a
+    /// stale copy (another node wrote in between) and must not cache the result.
+    pub previous: u64,
     /// The group to commit.
     pub group: u64,
 }
@@ -190,6 +194,23 @@ pub trait RelayStore: Send {
 
     /// Figures for metrics: (documents, documents with news).
     fn counts(&mut self) -> Result<(u64, u64), StoreError>;
+
+    /// Whether other relay nodes write to this store too (PostgreSQL): a node's cached
+    /// documents are then checked against [`Self::version`] before use.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// The version of `doc` in the store: the sequence number of its latest news (0 if it
+    /// has none). Every accepted change moves it.
+    fn version(&mut self, doc: &DocId) -> Result<u64, StoreError>;
+
+    /// The newest news sequence number handed out (0 if none).
+    fn news_seq(&mut self) -> Result<u64, StoreError>;
+
+    /// Up to `limit` documents with news after `seq`, oldest first, each with its news
+    /// number: what a relay node that missed live messages (its bus was down) passes on.
+    fn news_after(&mut self, seq: u64, limit: usize) -> Result<Vec<(DocId, u64)>, StoreError>;
 }
 
 /// Opens the store `config` names: PostgreSQL with `--store postgres://…`, else the embedded

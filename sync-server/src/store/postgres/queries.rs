@@ -65,7 +65,7 @@ impl RelayStore for PgStore {
     }
 
     fn accept(&mut self, am: &mut AutoCommit, a: &Accepted<'_>) -> Result<Staged, StoreError> {
-        let (seq, group) = self.with(|conn, group| {
+        let ((seq, previous), group) = self.with(|conn, group| {
             group.stage(conn, |tx| {
                 documents::append(tx, a.doc, a.changes)?;
                 documents::put_signatures(tx, a.doc, a.signatures)?;
@@ -88,6 +88,13 @@ impl RelayStore for PgStore {
                 if let Some((uid, key)) = &a.routing.name {
                     register_name(tx, *uid, key)?;
                 }
+                // Read under the writer lock: no other node moves it until this commits.
+                let previous: i64 = tx
+                    .query_opt(
+                        "SELECT seq FROM news WHERE doc_id = $1",
+                        &[&a.doc.to_string()],
+                    )?
+                    .map_or(0, |r| r.get(0));
                 let seq: i64 = tx.query_one("SELECT nextval('news_seq')", &[])?.get(0);
                 // One row for the document, whatever the number of people it concerns.
                 tx.execute(
@@ -100,10 +107,14 @@ impl RelayStore for PgStore {
                         &seq,
                     ],
                 )?;
-                Ok(to_u64(seq))
+                Ok((to_u64(seq), to_u64(previous)))
             })
         })?;
-        Ok(Staged { seq, group })
+        Ok(Staged {
+            seq,
+            previous,
+            group,
+        })
     }
 
     fn commit(&mut self, group: u64) -> Result<(), StoreError> {
@@ -247,6 +258,40 @@ impl RelayStore for PgStore {
                 &[],
             )?;
             Ok((to_u64(row.get(0)), to_u64(row.get(1))))
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn version(&mut self, doc: &DocId) -> Result<u64, StoreError> {
+        self.with(|c, _| {
+            let row = c.query_opt(
+                "SELECT seq FROM news WHERE doc_id = $1",
+                &[&doc.to_string()],
+            )?;
+            Ok(row.map_or(0, |r| to_u64(r.get(0))))
+        })
+    }
+
+    fn news_seq(&mut self) -> Result<u64, StoreError> {
+        self.with(|c, _| {
+            let row = c.query_one("SELECT COALESCE(MAX(seq), 0) FROM news", &[])?;
+            Ok(to_u64(row.get(0)))
+        })
+    }
+
+    fn news_after(&mut self, seq: u64, limit: usize) -> Result<Vec<(DocId, u64)>, StoreError> {
+        self.with(|c, _| {
+            let rows = c.query(
+                "SELECT doc_id, seq FROM news WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&to_i64(seq), &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| Some((r.get::<_, &str>(0).parse().ok()?, to_u64(r.get(1)))))
+                .collect())
         })
     }
 }

@@ -99,7 +99,7 @@ impl RelayStore for SqliteStore {
     }
 
     fn accept(&mut self, am: &mut AutoCommit, a: &Accepted<'_>) -> Result<Staged, StoreError> {
-        let (seq, group) = self.group.stage(&self.conn, |tx| {
+        let ((seq, previous), group) = self.group.stage(&self.conn, |tx| {
             documents::append(tx, a.doc, a.changes)?;
             signatures::put(tx, a.doc, a.signatures.iter().map(|(h, s)| (h, s)))?;
             documents::compact_if_due(tx, a.doc, am)?;
@@ -129,6 +129,11 @@ impl RelayStore for SqliteStore {
                     )?;
                 }
             }
+            let previous: u64 = tx
+                .prepare_cached("SELECT seq FROM news WHERE doc_id = ?1")?
+                .query_row([a.doc.to_string()], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
             let seq: u64 = tx.query_row(
                 "UPDATE counters SET value = value + 1 WHERE name = 'inbox_seq' RETURNING value",
                 [],
@@ -145,9 +150,13 @@ impl RelayStore for SqliteStore {
                 matches!(a.doc, DocId::Thread(_)),
                 seq
             ])?;
-            Ok(seq)
+            Ok((seq, previous))
         })?;
-        Ok(Staged { seq, group })
+        Ok(Staged {
+            seq,
+            previous,
+            group,
+        })
     }
 
     fn commit(&mut self, group: u64) -> Result<(), StoreError> {
@@ -277,6 +286,39 @@ impl RelayStore for SqliteStore {
             .conn
             .query_row("SELECT COUNT(*) FROM news", [], |r| r.get(0))?;
         Ok((docs, inbox))
+    }
+
+    fn version(&mut self, doc: &DocId) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT seq FROM news WHERE doc_id = ?1")?
+            .query_row([doc.to_string()], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn news_seq(&mut self) -> Result<u64, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM news", [], |r| r.get(0))?)
+    }
+
+    fn news_after(&mut self, seq: u64, limit: usize) -> Result<Vec<(DocId, u64)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT doc_id, seq FROM news WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(params![seq, limit as i64], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?))
+        })?;
+        let mut news = Vec::new();
+        for row in rows {
+            let (doc, seq) = row?;
+            // A row this relay could not have written is skipped, not fatal.
+            if let Ok(doc) = doc.parse() {
+                news.push((doc, seq));
+            }
+        }
+        Ok(news)
     }
 }
 

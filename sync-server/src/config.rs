@@ -27,6 +27,11 @@ pub struct Config {
     /// network. Anything but a postgres:// URL stops the relay at start.
     #[arg(long, env = "SYNC_SERVER_STORE", value_name = "URL", value_parser = StoreUrlParser)]
     pub store: Option<StoreUrl>,
+    /// The cluster's bus, `redis://host:port` (several nodes over one `--store
+    /// postgres://…`): changes and presence reach the clients of the other nodes live.
+    /// Without it a node's clients get what other nodes accepted at their next sync.
+    #[arg(long, env = "SYNC_SERVER_BUS", value_name = "URL")]
+    pub bus: Option<String>,
     /// Largest WebSocket message accepted, in bytes; larger ones close the connection.
     #[arg(long, env = "SYNC_SERVER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: u32,

@@ -7,11 +7,12 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use social_sync_protocol::{DocId, ErrorCode, PresenceEntry, ServerMessage, UserId, wire};
+use social_sync_protocol::{DocId, ErrorCode, PresenceEntry, UserId};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::connection::Outbound;
+use crate::interest::{Channel, Interest};
 use crate::metrics::Metrics;
 
 /// A connection's number.
@@ -43,14 +44,43 @@ struct Inner {
 pub struct Hub {
     inner: Mutex<Inner>,
     metrics: Arc<Metrics>,
+    /// The bus channels this node needs, in a cluster: a user's own channels while they
+    /// have a connection here, a document's while it has a subscriber here.
+    interest: Option<Arc<Interest>>,
+}
+
+/// What [`Hub::register`] found.
+#[derive(Debug, Clone, Copy)]
+pub struct Joined {
+    /// The new connection's number.
+    pub id: ConnId,
+    /// The user already had a connection on this node.
+    pub user_was_here: bool,
+    /// This device of the user already had a connection on this node.
+    pub device_was_here: bool,
+}
+
+/// What [`Hub::unregister`] left.
+#[derive(Debug, Clone)]
+pub struct Left {
+    /// The user.
+    pub user: UserId,
+    /// The device.
+    pub device: String,
+    /// It was the device's last connection on this node.
+    pub device_gone: bool,
+    /// It was the user's last connection on this node.
+    pub user_gone: bool,
 }
 
 impl Hub {
-    /// An empty hub reporting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    /// An empty hub reporting into `metrics`, telling `interest` (in a cluster) which bus
+    /// channels its connections need.
+    pub fn new(metrics: Arc<Metrics>, interest: Option<Arc<Interest>>) -> Self {
         Self {
             inner: Mutex::default(),
             metrics,
+            interest,
         }
     }
 
@@ -83,8 +113,8 @@ impl Hub {
     /// Registers an authenticated connection. A connection of the same device and instance
     /// (the same running client reconnecting) is replaced: it is told why and closed.
     /// Other instances of the device (a one-shot command beside a running app) stay.
-    /// Returns the new id and whether the user was already online on some device (so no
-    /// presence change is announced).
+    /// Says whether the user and the device already had a connection on this node (if
+    /// not, the node announces the user online, after asking the cluster in a cluster).
     pub fn register(
         &self,
         user: UserId,
@@ -92,18 +122,23 @@ impl Hub {
         instance: Option<u64>,
         out: Outbound,
         kick: oneshot::Sender<ErrorCode>,
-    ) -> (ConnId, bool) {
+    ) -> Joined {
         let mut inner = self.lock();
         inner.next += 1;
         let id = inner.next;
-        let user_was_online = inner.devices.get(&user).is_some_and(|d| !d.is_empty());
-        let previous = inner
+        let user_was_here = inner.devices.get(&user).is_some_and(|d| !d.is_empty());
+        let instances = inner
             .devices
             .entry(user)
             .or_default()
             .entry(device.to_owned())
-            .or_default()
-            .insert(instance, id);
+            .or_default();
+        let device_was_here = !instances.is_empty();
+        let previous = instances.insert(instance, id);
+        if !user_was_here && let Some(interest) = &self.interest {
+            interest.want(Channel::User(user));
+            interest.want(Channel::Owner(user));
+        }
         if let Some(old) = previous.and_then(|old| inner.conns.get_mut(&old))
             && let Some(kick) = old.kick.take()
         {
@@ -120,13 +155,17 @@ impl Hub {
             },
         );
         self.update_gauges(&inner);
-        (id, user_was_online)
+        Joined {
+            id,
+            user_was_here,
+            device_was_here,
+        }
     }
 
-    /// Removes a connection. Returns its user and device if the user is now offline: this
-    /// was their last connection (not when a newer connection of the same running client
-    /// replaced it).
-    pub fn unregister(&self, id: ConnId) -> Option<(UserId, String)> {
+    /// Removes a connection. Returns its user and device, and whether they have any
+    /// connection left on this node, unless a newer connection of the same running client
+    /// replaced it (then nothing changed for them).
+    pub fn unregister(&self, id: ConnId) -> Option<Left> {
         let mut inner = self.lock();
         let conn = inner.conns.remove(&id)?;
         let subscribed = inner.subscribed.remove(&id).unwrap_or_default();
@@ -136,28 +175,60 @@ impl Hub {
                 set.remove(&id);
                 if set.is_empty() {
                     inner.subscriptions.remove(&doc);
+                    if let Some(interest) = &self.interest {
+                        interest.unwant(&Channel::Doc(doc));
+                    }
                 }
             }
         }
-        let mut offline = None;
+        let mut left = None;
         if let Some(devices) = inner.devices.get_mut(&conn.user) {
             if let Some(instances) = devices.get_mut(&conn.device)
                 && instances.get(&conn.instance) == Some(&id)
             {
                 instances.remove(&conn.instance);
-                if instances.is_empty() {
+                let device_gone = instances.is_empty();
+                if device_gone {
                     devices.remove(&conn.device);
                 }
-                if devices.is_empty() {
-                    offline = Some((conn.user, conn.device));
-                }
+                left = Some(Left {
+                    user: conn.user,
+                    device: conn.device,
+                    device_gone,
+                    user_gone: devices.is_empty(),
+                });
             }
             if devices.is_empty() {
                 inner.devices.remove(&conn.user);
+                if let Some(interest) = &self.interest {
+                    interest.unwant(&Channel::User(conn.user));
+                    interest.unwant(&Channel::Owner(conn.user));
+                }
             }
         }
         self.update_gauges(&inner);
-        offline
+        left
+    }
+
+    /// Every (user, device) connected here: what a node tells the cluster it holds.
+    pub fn devices(&self) -> Vec<(UserId, String)> {
+        let inner = self.lock();
+        inner
+            .devices
+            .iter()
+            .flat_map(|(u, d)| d.keys().map(|device| (*u, device.clone())))
+            .collect()
+    }
+
+    /// Closes every connection, telling each client `code` (it reconnects and catches up):
+    /// what a node does when it missed more live messages than it can pass on.
+    pub fn kick_all(&self, code: ErrorCode) {
+        let mut inner = self.lock();
+        for conn in inner.conns.values_mut() {
+            if let Some(kick) = conn.kick.take() {
+                let _ = kick.send(code);
+            }
+        }
     }
 
     fn update_gauges(&self, inner: &Inner) {
@@ -179,11 +250,13 @@ impl Hub {
             return false;
         }
         mine.insert(doc.clone());
-        inner
-            .subscriptions
-            .entry(doc.clone())
-            .or_default()
-            .insert(id);
+        let subscribers = inner.subscriptions.entry(doc.clone()).or_default();
+        if subscribers.is_empty()
+            && let Some(interest) = &self.interest
+        {
+            interest.want(Channel::Doc(doc.clone()));
+        }
+        subscribers.insert(id);
         self.metrics.subscriptions.inc();
         true
     }
@@ -192,6 +265,18 @@ impl Hub {
     /// `except`. A connection whose outbound budget it would exceed is cut as a slow reader
     /// (the frame counts against each recipient's budget, as its own replies do).
     pub fn fan_out(&self, users: &[UserId], doc: Option<&DocId>, frame: &Bytes, except: ConnId) {
+        self.fan_out_once(users, doc, frame, &mut HashSet::from([except]));
+    }
+
+    /// [`Self::fan_out`] to the connections not in `done`, adding those it queued on: one
+    /// message coming to this node on several bus channels reaches each connection once.
+    pub fn fan_out_once(
+        &self,
+        users: &[UserId],
+        doc: Option<&DocId>,
+        frame: &Bytes,
+        done: &mut HashSet<ConnId>,
+    ) {
         let inner = self.lock();
         let mut targets: HashSet<ConnId> = users
             .iter()
@@ -201,23 +286,14 @@ impl Hub {
         if let Some(subs) = doc.and_then(|d| inner.subscriptions.get(d)) {
             targets.extend(subs.iter().copied());
         }
-        targets.remove(&except);
         for id in targets {
-            if let Some(conn) = inner.conns.get(&id) {
+            if done.insert(id)
+                && let Some(conn) = inner.conns.get(&id)
+            {
                 // Over its outbound budget, the connection cuts itself as a slow reader.
                 let _ = conn.out.push(Message::Binary(frame.clone()));
             }
         }
-    }
-
-    /// Tells the connections of `watchers` that `user` came online (a first device) or
-    /// went offline (the last one). Which device is never said.
-    pub fn announce_presence(&self, watchers: &[UserId], user: UserId, online: bool) {
-        let frame = Bytes::from(wire::encode(&ServerMessage::PresenceChanged {
-            user,
-            online,
-        }));
-        self.fan_out(watchers, None, &frame, 0);
     }
 
     /// Whether `user` has a device connected.

@@ -19,6 +19,9 @@
 //!   author checked, the write rules, the bounded document cache.
 //! - [`routing`]: whom accepted changes concern; what they change in follows and names.
 //! - [`hub`]: live connections, presence, subscriptions, fan-out.
+//! - [`interest`]: which bus channels this node needs, counted.
+//! - [`bus`]: the cluster's bus over Redis (`--bus`): live changes and presence between
+//!   relay nodes sharing a PostgreSQL store; catching up from the store after a gap.
 //! - [`presence`]: who may see whom online (people a user follows back), never devices.
 //! - [`origins`]: the relay addresses a client's login may name (its own).
 //! - [`names`]: display names: look-alikes are one name, first come first served.
@@ -40,11 +43,13 @@
 
 pub mod blobs;
 pub mod blocking;
+pub mod bus;
 pub mod config;
 pub mod connection;
 pub mod documents;
 pub mod http;
 pub mod hub;
+pub mod interest;
 pub mod metrics;
 pub mod names;
 pub mod origins;
@@ -75,6 +80,8 @@ pub async fn run(
     // A store that cannot be opened (PostgreSQL unreachable, a data folder it may not
     // write) stops the relay before it says it listens.
     let store = server::open_store(&config).await?;
+    // So does a bus (`--bus`) that does not answer.
+    let bus = server::open_bus(&config, store.as_ref(), rand::random()).await?;
     let addr = listener.local_addr().map_err(|source| StartError::Bind {
         addr: config.listen,
         source,
@@ -94,5 +101,5 @@ pub async fn run(
         let _ = writeln!(stdout, "listening on {addr}");
         let _ = stdout.flush();
     }
-    server::serve_store(listener, config, store, shutdown).await
+    server::serve_store(listener, config, store, bus, shutdown).await
 }

@@ -52,6 +52,14 @@ pub struct Metrics {
     pub sync_states: Gauge,
     /// Sync states dropped because a connection reached `--max-sync-states`.
     pub sync_states_evicted: Counter,
+    /// 1 while this node listens on the cluster's bus.
+    pub bus_connected: Gauge,
+    /// Messages this node published on the bus.
+    pub bus_published: Counter,
+    /// Messages from other nodes taken from the bus.
+    pub bus_received: Counter,
+    /// Documents pushed afresh after a gap in the bus.
+    pub bus_caught_up: Counter,
 }
 
 impl Metrics {
@@ -76,6 +84,10 @@ impl Metrics {
             subscriptions: Gauge::default(),
             sync_states: Gauge::default(),
             sync_states_evicted: Counter::default(),
+            bus_connected: Gauge::default(),
+            bus_published: Counter::default(),
+            bus_received: Counter::default(),
+            bus_caught_up: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,6 +166,26 @@ impl Metrics {
             "sync_states_evicted",
             "Sync states dropped at the per-connection limit (that document's sync restarts)",
             m.sync_states_evicted.clone(),
+        );
+        registry.register(
+            "bus_connected",
+            "1 while this node listens on the cluster's bus (--bus)",
+            m.bus_connected.clone(),
+        );
+        registry.register(
+            "bus_published",
+            "Messages published on the cluster's bus",
+            m.bus_published.clone(),
+        );
+        registry.register(
+            "bus_received",
+            "Messages from other nodes taken from the cluster's bus",
+            m.bus_received.clone(),
+        );
+        registry.register(
+            "bus_caught_up",
+            "Documents pushed afresh from the store after a gap in the bus",
+            m.bus_caught_up.clone(),
         );
         Self { registry, ..m }
     }

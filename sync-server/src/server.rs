@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::bus::{Bus, BusError};
 use crate::config::Config;
 use crate::connection;
 use crate::documents::Documents;
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The TLS certificate or key could not be used.
     #[error(transparent)]
     Tls(#[from] CertError),
+    /// The cluster's bus could not be reached.
+    #[error(transparent)]
+    Bus(#[from] BusError),
 }
 
 /// The certificate files of `config`, if it has them (clap makes sure of both or neither).
@@ -83,7 +87,24 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let store = open_store(&config).await?;
-    serve_store(listener, config, store, shutdown).await
+    let bus = open_bus(&config, store.as_ref(), rand::random()).await?;
+    serve_store(listener, config, store, bus, shutdown).await
+}
+
+/// Connects to the cluster's bus of `config`, if it names one, as node `node`: a bus
+/// needs a store the nodes share.
+pub async fn open_bus(
+    config: &Config,
+    store: &dyn RelayStore,
+    node: u64,
+) -> Result<Option<Bus>, StartError> {
+    let Some(url) = &config.bus else {
+        return Ok(None);
+    };
+    if !store.shared() {
+        return Err(BusError::NoSharedStore.into());
+    }
+    Ok(Some(Bus::connect(url, node).await?))
 }
 
 /// [`serve`] with the store already open.
@@ -91,6 +112,7 @@ pub async fn serve_store(
     listener: TcpListener,
     config: Config,
     store: Box<dyn RelayStore>,
+    bus: Option<Bus>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
     let origins = Origins::new(&config.public_urls)?;
@@ -105,7 +127,8 @@ pub async fn serve_store(
     let metrics = Arc::new(Metrics::new());
     let shared = Arc::new(Shared {
         docs: Documents::new(store, config.document_cache, config.document_cache_bytes),
-        hub: Hub::new(metrics.clone()),
+        hub: Hub::new(metrics.clone(), bus.as_ref().map(|b| b.interest.clone())),
+        bus,
         metrics,
         origins,
         config,
@@ -115,6 +138,7 @@ pub async fn serve_store(
     if let Some(certificates) = certificates {
         tokio::spawn(certificates.watch(stop_rx.clone()));
     }
+    Bus::start(&shared, stop_rx.clone());
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use crate::bus::Bus;
 use crate::config::Config;
 use crate::documents::Documents;
 use crate::hub::Hub;
@@ -25,4 +26,6 @@ pub struct Shared {
     pub origins: Origins,
     /// The TLS acceptor, when the relay has its own certificate.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The cluster's bus, when this node is one of several (`--bus`).
+    pub bus: Option<Bus>,
 }

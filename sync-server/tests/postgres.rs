@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, Change, ReadDoc};
 use common::pg::Postgres;
+use common::watch::{Watch, wait_for};
 use common::{Profile, Relay};
-use social_sync_core::{ConnectionStatus, Event, SyncEngine, SyncError};
+use social_sync_core::Event;
 use social_sync_protocol::{DocId, PostId, UserId};
 use sync_server::store::postgres::PgStore;
 use sync_server::store::sqlite::SqliteStore;
@@ -22,62 +22,6 @@ use sync_server::store::{Accepted, RelayStore, Routing, StoreUrl};
 /// A relay on `url`'s database, with a data folder of its own that it must not use.
 fn relay_on(url: &str) -> Relay {
     Relay::start(&["--store", url])
-}
-
-/// Waits up to 10 s for an event matching `pred`.
-async fn wait_for(
-    events: &mut tokio::sync::broadcast::Receiver<Event>,
-    pred: impl Fn(&Event) -> bool,
-) {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.recv().await {
-                Ok(e) if pred(&e) => return,
-                Ok(_) => {}
-                Err(e) => panic!("event stream ended: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("no such event within 10 s");
-}
-
-/// A profile staying connected in the background.
-struct Watch {
-    events: tokio::sync::broadcast::Receiver<Event>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), SyncError>>,
-}
-
-impl Watch {
-    async fn start(profile: &Profile, url: &str) -> Self {
-        let engine = Arc::new(SyncEngine::new(profile.replica.clone(), url));
-        let mut events = engine.subscribe();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            engine
-                .run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-        });
-        wait_for(&mut events, |e| {
-            matches!(
-                e,
-                Event::Connection {
-                    status: ConnectionStatus::Online,
-                    ..
-                }
-            )
-        })
-        .await;
-        Self { events, stop, task }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
 }
 
 fn has_post(p: &Profile, post: &PostId) -> bool {

@@ -19,7 +19,7 @@ use futures_util::stream::{SplitStream, StreamExt};
 use governor::{Quota, RateLimiter};
 use lru::LruCache;
 use social_sync_protocol::wire;
-use social_sync_protocol::{ClientMessage, DocId, ErrorCode, Limits, ServerMessage, UserId};
+use social_sync_protocol::{ClientMessage, DocId, ErrorCode, Limits, ServerMessage};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
@@ -121,7 +121,7 @@ pub async fn run(
         return;
     }
     let (kick_tx, kick_rx) = oneshot::channel();
-    let (id, was_online) = shared.hub.register(
+    let joined = shared.hub.register(
         session.user,
         &session.device,
         session.instance,
@@ -129,11 +129,9 @@ pub async fn run(
         kick_tx,
     );
     tracing::info!(%peer, user = %session.user, device = %session.device, instance = ?session.instance, "authenticated");
-    if !was_online {
-        announce(shared, session.user, true).await;
-    }
+    crate::presence::arrived(shared, session.user, &session.device, joined).await;
     let mut conn = Connection {
-        id,
+        id: joined.id,
         session,
         shared: shared.clone(),
         out,
@@ -144,9 +142,8 @@ pub async fn run(
     conn.offer_inbox().await;
     let end = conn.serve(&mut source, kick_rx, stop).await;
 
-    let offline = shared.hub.unregister(conn.id);
-    if let Some((user, _)) = offline {
-        announce(shared, user, false).await;
+    if let Some(left) = shared.hub.unregister(conn.id) {
+        crate::presence::departed(shared, left).await;
     }
     match end {
         Some((code, message)) => close_with(&conn.out, code, message),
@@ -203,14 +200,6 @@ fn close_with(out: &Outbound, code: ErrorCode, message: String) {
         code: close_code(code),
         reason: code.as_str().into(),
     })));
-}
-
-/// Tells `user`'s watchers (see [`crate::presence`]) that they came online or left.
-async fn announce(shared: &Arc<Shared>, user: UserId, online: bool) {
-    let watchers = crate::presence::watchers(shared, user)
-        .await
-        .unwrap_or_default();
-    shared.hub.announce_presence(&watchers, user, online);
 }
 
 /// An authenticated connection.

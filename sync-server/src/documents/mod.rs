@@ -50,8 +50,19 @@ pub struct Received {
     pub seq: u64,
     /// Users the changes concern (their devices get them live, their inboxes keep them).
     pub recipients: Vec<UserId>,
+    /// Follows the changes made or ended: (follower, followee, following now?).
+    pub follows: Vec<(UserId, UserId, bool)>,
     /// A display name the changes set that was not registered to the sender, and why.
     pub name_refused: Option<NameRefused>,
+}
+
+/// A document's latest changes (its heads), encoded, with their signatures in order.
+#[derive(Debug)]
+pub struct Latest {
+    /// The changes.
+    pub changes: Vec<Vec<u8>>,
+    /// One signature per change (empty where the relay holds none).
+    pub signatures: Vec<Vec<u8>>,
 }
 
 /// A sync message for a peer, with the signature of each change it carries.
@@ -328,6 +339,7 @@ impl Documents {
                     })
                     .collect::<Result<_, StoreError>>()?;
                 received.recipients = accepted.routing.recipients;
+                received.follows = accepted.routing.follows;
                 staged
             };
             // Group commit: the store's lock is let go between staging and committing, so
@@ -376,6 +388,26 @@ impl Documents {
 }
 
 impl Documents {
+    /// The latest changes of `doc` (its heads) with their signatures: pushed to clients
+    /// after a gap in the cluster's bus, so one that lacks earlier changes asks for them.
+    pub fn latest(&self, doc: &DocId) -> Result<Latest, StoreError> {
+        let _working = self.locks.lock(doc);
+        let mut held = self.take(doc)?;
+        let changes: Vec<Vec<u8>> = held
+            .am
+            .get_heads()
+            .iter()
+            .filter_map(|h| held.am.get_change_by_hash(h))
+            .map(|c| c.raw_bytes().to_vec())
+            .collect();
+        self.put(doc, held);
+        let signatures = hold(&self.store).signatures_for(doc, &changes)?;
+        Ok(Latest {
+            changes,
+            signatures,
+        })
+    }
+
     /// Takes `user`'s signatures of their own changes of `doc` that the relay stored
     /// before changes were signed (see [`ClientMessage::Signatures`]). Each must be of a
     /// change the relay holds, made by `user`, and verify; the first that does not refuses

@@ -30,7 +30,9 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod pg;
+pub mod redis;
 pub mod tls;
+pub mod watch;
 
 /// A running relay process; killed when dropped.
 pub struct Relay {

@@ -55,7 +55,7 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -122,6 +122,29 @@ impl Postgres {
             );
         }
         unreachable!()
+    }
+
+    /// Stops the server (a fast shutdown: sessions are cut), keeping its data.
+    #[allow(dead_code)] // not every test binary stops it
+    pub fn stop(&self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
+    }
+
+    /// Starts the stopped server again, on the same port.
+    #[allow(dead_code)] // not every test binary stops it
+    pub fn start_again(&self) {
+        let data = self.data();
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = format!("{}/pg.log", self.dir.path().display());
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+        );
     }
 
     fn data(&self) -> String {

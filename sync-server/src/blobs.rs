@@ -57,6 +57,14 @@ pub enum BlobRefused {
 }
 
 impl BlobRefused {
+    /// What the client is told (a store failure's details stay in the relay's log).
+    pub fn for_client(&self) -> String {
+        match self {
+            Self::Store(e) => e.for_client(),
+            other => other.to_string(),
+        }
+    }
+
     /// The wire code to reject with.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -97,7 +97,7 @@ impl Connection {
                         tracing::info!(%user, %doc, signatures = n, "took signatures of changes stored before signing")
                     }
                     Ok(Err(refusal)) => {
-                        self.reject(refusal.code(), Some(doc), refusal.to_string());
+                        self.reject(refusal.code(), Some(doc), refusal.for_client());
                     }
                     Err(e) => tracing::error!(error = %e, "signature task failed"),
                 }
@@ -164,7 +164,7 @@ impl Connection {
                     Ok(()) => {
                         self.send(&ServerMessage::BlobStored { hash });
                     }
-                    Err(refused) => self.reject(refused.code(), None, refused.to_string()),
+                    Err(refused) => self.reject(refused.code(), None, refused.for_client()),
                 }
             }
             ClientMessage::FollowGraph { user } => {
@@ -204,7 +204,7 @@ impl Connection {
                     })
                     .await;
                 }
-                Err(refused) => self.reject(refused.code(), None, refused.to_string()),
+                Err(refused) => self.reject(refused.code(), None, refused.for_client()),
             },
         }
     }
@@ -307,7 +307,7 @@ impl Connection {
                 Err(refusal) => {
                     // Start this document over: the refused message left nothing behind.
                     tracing::info!(user = %user, %doc, "refused: {refusal}");
-                    self.reject(refusal.code(), Some(doc), refusal.to_string());
+                    self.reject(refusal.code(), Some(doc), refusal.for_client());
                 }
             }
         }

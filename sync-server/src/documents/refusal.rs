@@ -68,6 +68,16 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// What the client is told: the refusal's own words, except for a store failure,
+    /// whose details (the database's address, its errors) are the operator's business and
+    /// are logged instead.
+    pub fn for_client(&self) -> String {
+        match self {
+            Self::Store(e) => e.for_client(),
+            other => other.to_string(),
+        }
+    }
+
     /// The wire code for this refusal.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -76,6 +76,18 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// What a client is told of this failure: that nothing was kept and it is sent again;
+    /// the details (the database's address, its errors) are the operator's business and
+    /// are logged here instead.
+    pub fn for_client(&self) -> String {
+        tracing::error!(error = %self, "a store call failed; the client was told to send again");
+        "the relay could not store or read this right now (its database is unavailable); \
+         nothing of it was kept: your app sends it again by itself"
+            .into()
+    }
+}
+
 /// What to write for newly accepted changes of one document, in one transaction.
 #[derive(Debug)]
 pub struct Accepted<'a> {

@@ -45,7 +45,7 @@ type Manager = PostgresConnectionManager<NoTls>;
 /// Connections the pool keeps at most (one in use at a time, see the module's notes).
 const POOL_SIZE: u32 = 4;
 /// How long to wait for a connection before the call fails.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Settings of the relay's sessions. A node that stalls (stopped, swapping) between
 /// staging a group and committing it would hold the writer lock, and so every node's
 /// writes, for as long as its connection lives: PostgreSQL ends a session idle inside a

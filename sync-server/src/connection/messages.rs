@@ -283,10 +283,14 @@ impl Connection {
                             doc: doc.clone(),
                             changes: changes.into_iter().map(ByteBuf::from).collect(),
                             signatures: signatures.into_iter().map(ByteBuf::from).collect(),
-                            // In a cluster, pushes from several nodes arrive in no fixed
-                            // order, so a device acknowledging a push's number could skip
-                            // news still on its way: it acknowledges its inbox only.
-                            seq: if bus.is_some() { 0 } else { seq },
+                            // With several nodes, pushes from them arrive in no fixed order,
+                            // so a device acknowledging a push's number could skip news
+                            // still on its way: it acknowledges its inbox only.
+                            seq: if self.shared.docs.store_is_shared() {
+                                0
+                            } else {
+                                seq
+                            },
                         }));
                         self.shared
                             .hub

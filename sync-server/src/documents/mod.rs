@@ -105,6 +105,11 @@ impl Documents {
         }
     }
 
+    /// Whether other relay nodes write to the store too.
+    pub fn store_is_shared(&self) -> bool {
+        self.shared
+    }
+
     /// Stored bytes of the documents in memory now.
     pub fn cached_bytes(&self) -> u64 {
         hold(&self.cache).bytes()

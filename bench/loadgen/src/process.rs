@@ -170,3 +170,110 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> anyhow::Resu
     }
     Ok(body.to_owned())
 }
+
+/// A private PostgreSQL cluster on a free loopback port in a temporary folder (as the
+/// `postgres` user when run as root: PostgreSQL refuses to run as root), one database
+/// `relay`, no fsync (a benchmark of the relay, not of the disk), stopped on drop.
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl Postgres {
+    /// Starts one (about 2 s) with an empty database `relay`.
+    pub fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let as_root = std::env::var("USER").is_ok_and(|u| u == "root")
+            || Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if as_root {
+            let ok = Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path())
+                .status()?;
+            anyhow::ensure!(ok.success(), "chown postgres {}", dir.path().display());
+        }
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .context("no /usr/lib/postgresql: apt install postgresql")?
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|b| b.join("initdb").exists())
+            .max()
+            .context("no initdb in /usr/lib/postgresql/*/bin: apt install postgresql")?;
+        let pg = Self {
+            dir,
+            bin,
+            port: free_port()?,
+            as_root,
+        };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100",
+            pg.port,
+            pg.dir.path().display()
+        );
+        let log = format!("{}/pg.log", pg.dir.path().display());
+        pg.run(
+            "pg_ctl",
+            &["-D", &data, "-o", &opts, "-l", &log, "-w", "start"],
+        )?;
+        pg.run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &pg.port.to_string(),
+                "-U",
+                "postgres",
+                "-qc",
+                "CREATE DATABASE relay",
+            ],
+        )?;
+        Ok(pg)
+    }
+
+    /// The `relay` database's URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/relay", self.port)
+    }
+
+    fn data(&self) -> String {
+        format!("{}/pg", self.dir.path().display())
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
+        let tool = self.bin.join(tool);
+        let out = if self.as_root {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&tool)
+                .args(args)
+                .current_dir("/")
+                .output()?
+        } else {
+            Command::new(&tool).args(args).output()?
+        };
+        anyhow::ensure!(
+            out.status.success(),
+            "{} failed: {}",
+            tool.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+}

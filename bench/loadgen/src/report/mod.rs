@@ -108,7 +108,10 @@ fn page(outcomes: &[Outcome], notify: Option<&str>, notes: &str, svg: &str) -> S
     let _ = writeln!(
         p,
         "![fan-out latency against followers]({svg})\n\n(Drawn: the systems run at every size; \
-         the others are in the table.)\n"
+         the others are in the table. \"N nodes\": a cluster, the followers spread over the \
+         nodes round robin, the author on the first; Social Sync's nodes share a private \
+         PostgreSQL and Redis, the seed's share Redis; all of it on the same cores as the \
+         clients.)\n"
     );
     let _ = writeln!(
         p,

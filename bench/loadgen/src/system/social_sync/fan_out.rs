@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::Clients;
 use super::engine::{EngineClient, start_many};
 use super::light::following_crowd;
-use super::relay::Relay;
+use super::relay::Relays;
 use crate::results::{FanOut, Measured};
 use crate::stats::Latency;
 use crate::system::Paths;
@@ -35,9 +35,10 @@ pub async fn run(
     followers: usize,
     posts: usize,
     burst: usize,
+    nodes: usize,
 ) -> anyhow::Result<Measured> {
-    let relay = Relay::start(paths)?;
-    let url = relay.url();
+    let relays = Relays::start(paths, nodes)?;
+    let url = relays.url(0);
     let home = tempfile::tempdir()?;
     let mut author = EngineClient::create(&home.path().join("author"), "author", &url)?;
     author.start(Duration::from_secs(30)).await?;
@@ -51,8 +52,9 @@ pub async fn run(
     match clients {
         Clients::Light => {
             let (arrival_tx, mut arrivals) = mpsc::unbounded_channel();
-            followers_kept
-                .extend(following_crowd(&url, followers, 10_000, author_uid, &arrival_tx).await?);
+            followers_kept.extend(
+                following_crowd(&relays.urls(), followers, 10_000, author_uid, &arrival_tx).await?,
+            );
             let mut post_rx = post_rx.clone();
             let held_tx = held_tx.clone();
             tokio::spawn(async move {

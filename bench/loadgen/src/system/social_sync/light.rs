@@ -248,11 +248,11 @@ impl Light {
     }
 }
 
-/// `count` light clients (identities `first`, `first + 1`, …), connected 200 at a time,
-/// each following `author`, each reporting what is pushed to it as client `n` to
-/// `arrivals`.
+/// `count` light clients (identities `first`, `first + 1`, …), connected 200 at a time
+/// (client `n` to `urls[n % urls.len()]`), each following `author`, each reporting what is
+/// pushed to it as client `n` to `arrivals`.
 pub async fn following_crowd(
-    url: &str,
+    urls: &[String],
     count: usize,
     first: u64,
     author: UserId,
@@ -261,6 +261,7 @@ pub async fn following_crowd(
     let mut listening = Vec::with_capacity(count);
     for chunk in (0..count).collect::<Vec<_>>().chunks(200) {
         let joined = futures_util::future::join_all(chunk.iter().map(|&n| async move {
+            let url = &urls[n % urls.len()];
             let mut light = Light::connect(url, identity(first + n as u64)).await?;
             light.follow(author).await?;
             anyhow::Ok((n, light))

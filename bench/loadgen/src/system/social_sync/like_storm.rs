@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::Clients;
 use super::engine::{EngineClient, lock, start_many};
 use super::light::{Light, identity};
-use super::relay::Relay;
+use super::relay::Relays;
 use crate::results::{LikeStorm, Measured};
 use crate::system::Paths;
 
@@ -29,9 +29,10 @@ pub async fn run(
     clients: Clients,
     likers: usize,
     viewers: usize,
+    nodes: usize,
 ) -> anyhow::Result<Measured> {
-    let relay = Relay::start(paths)?;
-    let url = relay.url();
+    let relays = Relays::start(paths, nodes)?;
+    let url = relays.url(0);
     let home = tempfile::tempdir()?;
     let mut author = EngineClient::create(&home.path().join("author"), "author", &url)?;
     author.start(Duration::from_secs(30)).await?;
@@ -48,8 +49,14 @@ pub async fn run(
         Clients::Light => {
             let (arrival_tx, mut arrivals) = mpsc::unbounded_channel();
             tasks.extend(
-                super::light::following_crowd(&url, viewers, 20_000, author_uid, &arrival_tx)
-                    .await?,
+                super::light::following_crowd(
+                    &relays.urls(),
+                    viewers,
+                    20_000,
+                    author_uid,
+                    &arrival_tx,
+                )
+                .await?,
             );
             let shown = Arc::clone(&shown);
             tasks.push(tokio::spawn(async move {
@@ -85,7 +92,7 @@ pub async fn run(
     let mut crowd = Vec::with_capacity(likers);
     for chunk in (0..likers).collect::<Vec<_>>().chunks(200) {
         let joined = futures_util::future::join_all(chunk.iter().map(|&n| {
-            let url = url.clone();
+            let url = relays.url(n + 1);
             async move { Light::connect(&url, identity(40_000 + n as u64)).await }
         }))
         .await;

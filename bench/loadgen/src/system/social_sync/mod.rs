@@ -10,7 +10,8 @@
 //!   receipt (a signature check, a merge, a commit) is paid by every simulated follower.
 //!
 //! # Layout
-//! - [`relay`]: the relay process. [`light`], [`engine`]: the two kinds of clients.
+//! - [`relay`]: the relay process, or a cluster of them (`--nodes N`: PostgreSQL and
+//!   Redis, clients spread over the nodes). [`light`], [`engine`]: the two kinds of clients.
 //! - [`fan_out`], [`like_storm`], [`catch_up`], [`connections`] (idle and churn): the
 //!   workloads.
 
@@ -42,10 +43,14 @@ pub async fn run(
     nodes: usize,
     clients: Clients,
 ) -> anyhow::Result<Measured> {
-    if nodes > 1 {
+    let cluster_workload = matches!(
+        workload,
+        Workload::FanOut { .. } | Workload::LikeStorm { .. }
+    );
+    if nodes > 1 && (clients == Clients::Engines || !cluster_workload) {
         return Ok(cannot_do(
             workload,
-            "relay cluster not built yet (issue 13)",
+            "measured on one node: the cluster runs fan-out and like storm with light clients",
         ));
     }
     match *workload {
@@ -53,9 +58,9 @@ pub async fn run(
             followers,
             posts,
             burst,
-        } => fan_out::run(paths, clients, followers, posts, burst).await,
+        } => fan_out::run(paths, clients, followers, posts, burst, nodes).await,
         Workload::LikeStorm { likers, viewers } => {
-            like_storm::run(paths, clients, likers, viewers).await
+            like_storm::run(paths, clients, likers, viewers, nodes).await
         }
         Workload::CatchUp { authors, changes } => catch_up::run(paths, authors, changes).await,
         Workload::Idle { connections } if clients == Clients::Light => {

@@ -1,5 +1,6 @@
 //! The real relay, the release `sync-server`, started for one workload on a loopback port
-//! with budgets opened wide enough for the load (and nothing else changed).
+//! with budgets opened wide enough for the load (and nothing else changed); or a cluster
+//! of them ([`Relays`]) over a private PostgreSQL and Redis.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tempfile::TempDir;
 
-use crate::process::{Server, http_get};
+use crate::process::{Postgres, Redis, Server, http_get};
 use crate::system::Paths;
 
 /// A relay process and its data folder (a real SQLite file), removed on drop.
@@ -18,8 +19,13 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the relay at `paths.relay_bin`.
+    /// Starts the relay at `paths.relay_bin` with its own SQLite store.
     pub fn start(paths: &Paths) -> anyhow::Result<Self> {
+        Self::start_with(paths, &[])
+    }
+
+    /// Starts the relay at `paths.relay_bin` with `extra` options.
+    pub fn start_with(paths: &Paths, extra: &[String]) -> anyhow::Result<Self> {
         let data = tempfile::tempdir()?;
         let mut command = Command::new(&paths.relay_bin);
         command
@@ -29,7 +35,8 @@ impl Relay {
             .args(["--max-connections-per-ip", "20000"])
             .args(["--messages-per-second", "1000000", "--send-queue", "4096"])
             .arg("--data")
-            .arg(data.path().join("relay"));
+            .arg(data.path().join("relay"))
+            .args(extra);
         let server = Server::start("sync-server", command)?;
         Ok(Self {
             server,
@@ -66,5 +73,53 @@ impl Relay {
                     .flatten()
             })
             .with_context(|| format!("no {wanted} on the relay's /metrics"))
+    }
+}
+
+/// The relays of one run: one node on its own SQLite store, or `nodes` over one private
+/// PostgreSQL (`--store`) and Redis (`--bus`). Client `i` uses node `i % nodes`.
+pub struct Relays {
+    nodes: Vec<Relay>,
+    // Dropped after the nodes (fields drop in order).
+    _bus: Option<Redis>,
+    _store: Option<Postgres>,
+}
+
+impl Relays {
+    /// Starts `nodes` relays (one: the embedded store).
+    pub fn start(paths: &Paths, nodes: usize) -> anyhow::Result<Self> {
+        if nodes <= 1 {
+            return Ok(Self {
+                nodes: vec![Relay::start(paths)?],
+                _bus: None,
+                _store: None,
+            });
+        }
+        let store = Postgres::start()?;
+        let bus = Redis::start()?;
+        let extra = [
+            "--store".to_owned(),
+            store.url(),
+            "--bus".to_owned(),
+            bus.url(),
+        ];
+        let nodes = (0..nodes)
+            .map(|_| Relay::start_with(paths, &extra))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            nodes,
+            _bus: Some(bus),
+            _store: Some(store),
+        })
+    }
+
+    /// The URL client `i` uses.
+    pub fn url(&self, i: usize) -> String {
+        self.nodes[i % self.nodes.len()].url()
+    }
+
+    /// Every node's URL, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Relay::url).collect()
     }
 }

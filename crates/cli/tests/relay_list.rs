@@ -102,3 +102,40 @@ fn a_list_of_dead_relays_names_each_and_a_bad_list_is_refused() {
     cli(&bob, &["init", "--name", "Bob", "--relay", " , "]).fails_with("names no relay");
     assert!(!bob.join("identity.pem").exists(), "nothing made");
 }
+
+#[test]
+fn a_watch_moves_on_when_its_relay_says_it_is_shutting_down() {
+    let (one, two) = (Relay::start(), Relay::start());
+    let root = tempfile::tempdir().unwrap();
+    let ana = root.path().join("ana");
+    let list = format!("{} {}", one.url(), two.url());
+    json(&ana, &["init", "--name", "Ana", "--relay", &list, "--json"]);
+    let mut watch = Watch::start(&ana);
+    let online = watch.wait_for("online", Duration::from_secs(5), |v| {
+        v["event"] == "connection" && v["status"] == "online"
+    });
+    assert_eq!(online["relay"], one.url().as_str(), "{online}");
+
+    let first = one.url();
+    drop(one);
+    let left = watch.wait_for(
+        "offline from the first relay",
+        Duration::from_secs(5),
+        |v| v["event"] == "connection" && v["status"] == "offline",
+    );
+    assert_eq!(left["relay"], first.as_str(), "{left}");
+    assert!(
+        left["reason"].as_str().unwrap().contains("shutting_down"),
+        "{left}"
+    );
+    let started = Instant::now();
+    let moved = watch.wait_for("online on the second relay", Duration::from_secs(5), |v| {
+        v["event"] == "connection" && v["status"] == "online"
+    });
+    assert_eq!(moved["relay"], two.url().as_str(), "{moved}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no backoff before the next relay of the list: {:?}",
+        started.elapsed()
+    );
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use social_sync_core::{ConnectionStatus, Event, Replica, SyncEngine, UserId};
+use social_sync_core::{ConnectionStatus, Event, RelayList, Replica, SyncEngine, UserId};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::watch;
 
@@ -21,6 +21,8 @@ pub struct Status {
     pub waiting: u64,
     /// Why it is offline, if known.
     pub reason: Option<String>,
+    /// The relay of the list concerned: dialled, connected, left, or tried next.
+    pub relay: Option<String>,
 }
 
 impl Default for Status {
@@ -29,6 +31,7 @@ impl Default for Status {
             status: ConnectionStatus::Offline,
             waiting: 0,
             reason: None,
+            relay: None,
         }
     }
 }
@@ -44,12 +47,12 @@ pub struct BackgroundSync {
 const RESTART_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl BackgroundSync {
-    /// Starts syncing `replica` with the relay at `url`. A supervisor restarts the run if it
+    /// Starts syncing `replica` through `relays`. A supervisor restarts the run if it
     /// ever panics (the engine contains panics inside a session; this is the last line),
     /// so the sync thread is never silently dead: the status says so while it restarts.
-    pub fn start(app: AppHandle, replica: Arc<Mutex<Replica>>, url: String) -> Self {
+    pub fn start(app: AppHandle, replica: Arc<Mutex<Replica>>, relays: RelayList) -> Self {
         let (stop, stop_rx) = watch::channel(false);
-        let engine = Arc::new(SyncEngine::new(replica, url));
+        let engine = Arc::new(SyncEngine::with_relays(replica, relays));
         let running = engine.clone();
         let thread = std::thread::Builder::new()
             .name("sync".into())
@@ -105,7 +108,7 @@ impl Drop for BackgroundSync {
 }
 
 /// Shows the connection as offline with `reason`.
-fn set_status(app: &AppHandle, reason: Option<String>) {
+pub fn set_status(app: &AppHandle, reason: Option<String>) {
     let state = app.state::<AppState>();
     *state
         .status
@@ -114,6 +117,7 @@ fn set_status(app: &AppHandle, reason: Option<String>) {
         status: ConnectionStatus::Offline,
         waiting: 0,
         reason,
+        relay: None,
     };
 }
 
@@ -158,6 +162,7 @@ fn on_event(app: &AppHandle, event: Event) {
             status,
             waiting,
             reason,
+            relay,
         } => {
             *state
                 .status
@@ -166,6 +171,7 @@ fn on_event(app: &AppHandle, event: Event) {
                 status: *status,
                 waiting: *waiting,
                 reason: reason.clone(),
+                relay: relay.clone(),
             };
             if *status != ConnectionStatus::Online {
                 state

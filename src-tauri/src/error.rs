@@ -40,7 +40,8 @@ impl From<social_sync_core::SyncError> for CommandError {
             | social_sync_core::SyncError::Lost(_)
             | social_sync_core::SyncError::NotConnected { .. }
             | social_sync_core::SyncError::Crashed(_)
-            | social_sync_core::SyncError::GaveUp { .. } => "offline",
+            | social_sync_core::SyncError::GaveUp { .. }
+            | social_sync_core::SyncError::EveryRelayFailed { .. } => "offline",
             social_sync_core::SyncError::Tls { problem, .. } => problem.code(),
             social_sync_core::SyncError::Refused { .. } => "relay_refused",
             social_sync_core::SyncError::Protocol(_) => "relay_protocol",

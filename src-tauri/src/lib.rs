@@ -141,8 +141,8 @@ impl AppState {
     }
 
     fn create_profile(&self, app: &AppHandle, name: &str, relay: &str) -> CommandResult<()> {
-        check_relay(relay)?;
-        let replica = Replica::create(&self.profile_dir, name, Some(relay), Env::system())?;
+        let relays = check_relay(relay)?;
+        let replica = Replica::create(&self.profile_dir, name, Some(&relays), Env::system())?;
         self.adopt(app, replica);
         Ok(())
     }
@@ -154,12 +154,12 @@ impl AppState {
         passphrase: &str,
         relay: &str,
     ) -> CommandResult<()> {
-        check_relay(relay)?;
+        let relays = check_relay(relay)?;
         let replica = Replica::create_from_backup(
             &self.profile_dir,
             backup,
             passphrase,
-            Some(relay),
+            Some(&relays),
             Env::system(),
         )?;
         self.adopt(app, replica);
@@ -167,8 +167,8 @@ impl AppState {
     }
 
     fn set_relay(&self, app: &AppHandle, url: &str) -> CommandResult<()> {
-        check_relay(url)?;
-        self.with_replica(|r| Ok(r.set_relay_url(url)?))?;
+        let relays = check_relay(url)?;
+        self.with_replica(|r| Ok(r.set_relay_url(&relays)?))?;
         self.restart_sync(app);
         Ok(())
     }
@@ -184,23 +184,23 @@ impl AppState {
         let Some(shared) = lock(&self.replica).clone() else {
             return;
         };
-        let url = lock(&shared).relay_url().ok().flatten();
-        if let Some(url) = url {
-            *lock(&self.sync) = Some(BackgroundSync::start(app.clone(), shared, url));
+        let relays = lock(&shared).relays();
+        match relays {
+            Ok(Some(relays)) => {
+                *lock(&self.sync) = Some(BackgroundSync::start(app.clone(), shared, relays));
+            }
+            Ok(None) => {}
+            Err(e) => background_sync::set_status(app, Some(e.to_string())),
         }
     }
 }
 
-fn check_relay(url: &str) -> CommandResult<()> {
-    let rest = url
-        .strip_prefix("ws://")
-        .or_else(|| url.strip_prefix("wss://"));
-    match rest {
-        Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(CommandError::new(
-            "bad_relay_url",
-            format!("'{url}' is not a relay address: use ws://HOST:PORT or wss://HOST"),
-        )),
+/// The relay setting checked: one address, or several separated by commas and/or spaces
+/// (the relay nodes of one community, tried in turn); the list as it is saved.
+fn check_relay(text: &str) -> CommandResult<String> {
+    match social_sync_core::RelayList::parse(text) {
+        Ok(relays) => Ok(relays.to_string()),
+        Err(e) => Err(CommandError::new("bad_relay_url", e.to_string())),
     }
 }
 

@@ -85,10 +85,13 @@ export interface Status {
   status: ConnectionState;
   waiting: number;
   reason: string | null;
+  /** The relay of the list concerned: dialled, connected, left, or tried next. */
+  relay: string | null;
 }
 
 export interface Session {
   me: { uid: UserId; name: string } | null;
+  /** The relay address, or the list of them (separated by ", "), as saved. */
   relay: string | null;
   status: Status;
   unread: number;
@@ -112,7 +115,7 @@ export interface AppSettings {
 }
 
 export type SyncEvent =
-  | { event: 'connection'; status: ConnectionState; waiting: number; reason: string | null }
+  | { event: 'connection'; status: ConnectionState; waiting: number; reason: string | null; relay: string | null }
   | { event: 'feed_changed'; user: UserId }
   | { event: 'thread_changed'; post_id: PostId }
   | { event: 'notification'; notification: AppNotification }

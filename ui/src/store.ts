@@ -18,7 +18,7 @@ export interface ToastItem {
 }
 
 export const session = signal<Session | null>(null);
-export const status = signal<Status>({ status: 'offline', waiting: 0, reason: null });
+export const status = signal<Status>({ status: 'offline', waiting: 0, reason: null, relay: null });
 /** Whether the relay was reached since launch (the first attempt reads "Connecting…"). */
 export const everOnline = signal(false);
 export const unread = signal(0);
@@ -129,7 +129,7 @@ export function applySyncEvent(e: SyncEvent) {
   switch (e.event) {
     case 'connection':
       applied.connection++;
-      status.value = { status: e.status, waiting: e.waiting, reason: e.reason };
+      status.value = { status: e.status, waiting: e.waiting, reason: e.reason, relay: e.relay ?? null };
       if (e.status === 'online') everOnline.value = true;
       if (e.status !== 'online') online.value = new Set();
       break;

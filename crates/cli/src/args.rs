@@ -33,8 +33,10 @@ pub enum Command {
             conflicts_with = "from_backup"
         )]
         name: Option<String>,
-        /// The relay to sync with, e.g. ws://127.0.0.1:8787 or wss://relay.example.org.
-        #[arg(long, value_name = "URL")]
+        /// The relay to sync with, e.g. ws://127.0.0.1:8787 or wss://relay.example.org; or
+        /// several relays of one community, separated by commas or spaces, tried in turn
+        /// when one cannot be reached or drops the connection.
+        #[arg(long, value_name = "URLS")]
         relay: Option<String>,
         /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
         /// the CA's certificate, saved in the profile beside the relay.
@@ -226,8 +228,9 @@ pub enum Command {
     Reindex,
     /// Connect to the relay, sync until nothing is left to exchange, and exit.
     Sync {
-        /// The relay (saved for next time); default: the one set at init.
-        #[arg(long, value_name = "URL")]
+        /// The relay, or several separated by commas or spaces (saved for next time);
+        /// default: the one(s) set at init.
+        #[arg(long, value_name = "URLS")]
         relay: Option<String>,
         /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
         /// the CA's certificate. Saved in the profile beside the relay once the relay
@@ -238,8 +241,9 @@ pub enum Command {
     /// Stay connected to the relay and print each event (one JSON object per line with
     /// --json) until Ctrl-C.
     Watch {
-        /// The relay (saved for next time); default: the one set at init.
-        #[arg(long, value_name = "URL")]
+        /// The relay, or several separated by commas or spaces (saved for next time);
+        /// default: the one(s) set at init.
+        #[arg(long, value_name = "URLS")]
         relay: Option<String>,
         /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
         /// the CA's certificate. Saved in the profile beside the relay once the relay
@@ -249,8 +253,9 @@ pub enum Command {
     },
     /// Which of the people you follow are online now.
     Online {
-        /// The relay; default: the one set at init.
-        #[arg(long, value_name = "URL")]
+        /// The relay, or several separated by commas or spaces; default: the one(s) set
+        /// at init.
+        #[arg(long, value_name = "URLS")]
         relay: Option<String>,
         /// An extra trusted root for a wss:// relay with a private CA: a PEM file holding
         /// the CA's certificate. Saved in the profile beside the relay once the relay

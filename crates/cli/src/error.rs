@@ -6,9 +6,9 @@ pub enum Error {
     /// From the core library, with what to do said in the CLI's own terms.
     #[error("{}", in_cli_terms(.0))]
     Core(#[from] social_sync_core::Error),
-    /// A relay URL that is not `ws://` or `wss://`.
-    #[error("'{0}' is not a relay address: use ws://HOST:PORT or wss://HOST")]
-    RelayUrl(String),
+    /// A `--relay` that is not one or more relay addresses.
+    #[error("--relay: {0}")]
+    Relays(#[from] social_sync_core::RelayListError),
     /// A `--ca-cert` file that is not a PEM certificate.
     #[error(
         "cannot use {path} as a trusted CA certificate ({detail}): give --ca-cert a PEM file holding the CA's certificate (-----BEGIN CERTIFICATE-----)"

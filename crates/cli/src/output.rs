@@ -205,11 +205,16 @@ pub fn describe(event: &Event) -> String {
             status,
             waiting,
             reason,
+            relay,
         } => {
             let status = serde_json::to_value(status)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default();
+            let status = match relay {
+                Some(relay) => format!("{status} {relay}"),
+                None => status,
+            };
             match reason {
                 Some(reason) => format!("{status} ({waiting} changes waiting): {reason}"),
                 None => format!("{status} ({waiting} changes waiting)"),

@@ -13,7 +13,10 @@ fn init_and_whoami_print_the_user_id_and_name() {
     let root = tempfile::tempdir().unwrap();
     let (dir, uid) = init(root.path(), "Ana");
     let me = cli(&dir, &["whoami", "--json"]).json();
-    assert_eq!(me, serde_json::json!({"uid": uid, "name": "Ana"}));
+    assert_eq!(
+        me,
+        serde_json::json!({"uid": uid, "name": "Ana", "relays": []})
+    );
     assert_eq!(uid.len(), 52);
     cli(&dir, &["init", "--name", "Again"]).fails_with("already holds a profile");
 }

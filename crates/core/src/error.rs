@@ -202,6 +202,9 @@ pub enum Error {
     /// Automerge refused an edit this program made: a bug.
     #[error("the document edit failed ({0}): nothing was saved; please report this bug")]
     Edit(#[from] automerge::AutomergeError),
+    /// A relay list that cannot be used (given, or saved in the profile).
+    #[error("{0}")]
+    RelayList(#[from] crate::sync_engine::RelayListError),
     /// Any other SQLite failure.
     #[error("database error: {0}; if it persists, rebuild the index")]
     Database(#[from] rusqlite::Error),
@@ -241,6 +244,7 @@ impl Error {
             Self::ImageTooLarge { .. } => "image_too_large",
             Self::Export(_) => "export",
             Self::Edit(_) => "edit",
+            Self::RelayList(_) => "bad_relay_list",
             Self::Database(_) => "database",
         }
     }

@@ -36,7 +36,8 @@ pub use store::deletes::Undelivered;
 pub use store::notifications::{Notification, NotificationKind};
 pub use store::queries::{CommentView, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 pub use sync_engine::{
-    ConnectionStatus, Event, RefusedBy, SyncEngine, SyncError, SyncSummary, TlsProblem,
+    ConnectionStatus, Event, RefusedBy, RelayList, RelayListError, SyncEngine, SyncError,
+    SyncSummary, TlsProblem,
 };
 
 /// The document model, shared with the relay (the crate `social-sync-model`).

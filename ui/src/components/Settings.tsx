@@ -46,7 +46,7 @@ export function Settings() {
         <form class="card" onSubmit={saveRelay}>
           <h2>Relay</h2>
           <label>
-            Relay address
+            Relay address (or several, separated by commas)
             <input value={relay} onInput={(e) => setRelay(e.currentTarget.value)} placeholder="wss://relay.example.org" aria-describedby="relay-warning" />
           </label>
           <RelayWarning url={relay} />

@@ -15,7 +15,7 @@ export function StatusPill() {
   const label = statusLabel(s, everOnline.value);
   const p = progress.value;
   return (
-    <div class={`status status-${s.status}`} role="status" aria-live="polite" title={s.reason ?? undefined} data-testid="status">
+    <div class={`status status-${s.status}`} role="status" aria-live="polite" title={s.reason ?? (s.relay ? `Relay: ${s.relay}` : undefined)} data-testid="status">
       <span class="dot" aria-hidden="true" />
       <span class="label">{label}</span>
       {p && (

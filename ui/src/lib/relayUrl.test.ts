@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyRelayUrl, relayUrlWarning } from './relayUrl';
+import { classifyRelayUrl, relayUrlWarning, splitRelayList } from './relayUrl';
 
 describe('classifyRelayUrl', () => {
   it('takes wss:// as encrypted, wherever it goes', () => {
@@ -30,5 +30,19 @@ describe('relayUrlWarning', () => {
     expect(relayUrlWarning('ws://127.0.0.1:8787')).toBeNull();
     expect(relayUrlWarning('wss://relay.example.org')).toBeNull();
     expect(relayUrlWarning('nonsense')).toBeNull();
+  });
+  it('warns when any relay of a list is plain ws:// that leaves the machine', () => {
+    expect(relayUrlWarning('wss://a.example.org, wss://b.example.org')).toBeNull();
+    expect(relayUrlWarning('ws://127.0.0.1:8787 ws://127.0.0.1:8788')).toBeNull();
+    expect(relayUrlWarning('wss://a.example.org,ws://b.example.org')).toMatch(/unencrypted/);
+  });
+});
+
+describe('splitRelayList', () => {
+  it('takes commas and/or white space between addresses, as the app does', () => {
+    expect(splitRelayList('ws://a:1,ws://b:2')).toEqual(['ws://a:1', 'ws://b:2']);
+    expect(splitRelayList(' ws://a:1 ,\n ws://b:2, ')).toEqual(['ws://a:1', 'ws://b:2']);
+    expect(splitRelayList('wss://relay.example.org')).toEqual(['wss://relay.example.org']);
+    expect(splitRelayList(' , ')).toEqual([]);
   });
 });

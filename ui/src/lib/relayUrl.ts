@@ -1,6 +1,7 @@
 // What kind of relay address the person typed: encrypted (wss://), plain on this machine
 // (ws:// to a loopback address: nothing leaves the computer), plain across the network,
-// or not a relay address at all.
+// or not a relay address at all. The relay field takes one address or a list of several
+// (the relay nodes of one community), separated by commas and/or spaces.
 
 export type RelayUrlKind = 'secure' | 'loopback' | 'plain' | 'invalid';
 
@@ -26,7 +27,12 @@ export function classifyRelayUrl(input: string): RelayUrlKind {
   return isLoopback(host) ? 'loopback' : 'plain';
 }
 
-/** The warning to show under `input`, if any. */
+/** The addresses of a relay list: separated by commas and/or white space, as the app reads them. */
+export function splitRelayList(input: string): string[] {
+  return input.split(/[\s,]+/).filter((url) => url !== '');
+}
+
+/** The warning to show under `input` (one address or a list), if any of its addresses is plain ws:// that leaves the machine. */
 export function relayUrlWarning(input: string): string | null {
-  return classifyRelayUrl(input) === 'plain' ? UNENCRYPTED_WARNING : null;
+  return splitRelayList(input).some((url) => classifyRelayUrl(url) === 'plain') ? UNENCRYPTED_WARNING : null;
 }

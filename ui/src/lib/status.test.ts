@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { statusLabel } from './status';
 
-const s = (status: 'online' | 'offline' | 'connecting' | 'reconnecting', waiting = 0) => ({ status, waiting, reason: null });
+const s = (status: 'online' | 'offline' | 'connecting' | 'reconnecting', waiting = 0) => ({ status, waiting, reason: null, relay: null });
 
 describe('statusLabel', () => {
   it('says online, and what is still being sent', () => {

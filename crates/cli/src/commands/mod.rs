@@ -32,9 +32,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         passphrase_file,
     } = &cli.command
     {
-        if let Some(url) = relay {
-            relay::check_relay_url(url)?;
-        }
+        // Saved as parsed: one address, or several joined by ", ".
+        let relay = relay
+            .as_deref()
+            .map(relay::parse_relays)
+            .transpose()?
+            .map(|list| list.to_string());
         let ca = ca_cert.as_deref().map(relay::read_ca).transpose()?;
         if let Some(backup) = from_backup {
             files::init_from_backup(
@@ -74,9 +77,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), Error> {
         Command::Init { .. } => Ok(()),
         Command::Whoami => {
             let me = r.profile(r.user_id())?;
-            p.value(&json!({"uid": me.uid, "name": me.name}), |w| {
-                writeln!(w, "{} ({})", me.name.as_deref().unwrap_or(""), me.uid)
-            })
+            // The relays as saved, tried in this order (`watch` tells the one connected).
+            let relays: Vec<String> = r.relays()?.map(|l| l.urls().to_vec()).unwrap_or_default();
+            p.value(
+                &json!({"uid": me.uid, "name": me.name, "relays": relays}),
+                |w| {
+                    writeln!(w, "{} ({})", me.name.as_deref().unwrap_or(""), me.uid)?;
+                    match relays.as_slice() {
+                        [] => writeln!(w, "no relay set"),
+                        [one] => writeln!(w, "relay: {one}"),
+                        many => writeln!(w, "relays, tried in turn: {}", many.join(", ")),
+                    }
+                },
+            )
         }
         Command::SetProfile { name, bio, avatar } => {
             r.set_profile(name.as_deref(), bio.as_deref())?;

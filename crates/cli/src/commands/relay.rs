@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use social_sync_core::{Replica, SyncEngine};
+use social_sync_core::{Event, RelayList, Replica, SyncEngine};
 
 use crate::Error;
 use crate::output::Printer;
@@ -26,7 +26,8 @@ pub(super) fn sync(
     p.value(&summary, |w| {
             writeln!(
                 w,
-                "Sync done: {} documents offered, {} changes received, {} new notifications, {} images, {} local changes still waiting",
+                "Sync done with {}: {} documents offered, {} changes received, {} new notifications, {} images, {} local changes still waiting",
+                summary.relay,
                 summary.documents,
                 summary.received,
                 summary.notifications.len(),
@@ -64,9 +65,11 @@ pub(super) fn watch(
                 result = &mut run => return result.map_err(Error::from),
                 event = events.recv() => match event {
                     Ok(event) => {
-                        if !remembered
-                            && matches!(&event, social_sync_core::Event::Connection { status: social_sync_core::ConnectionStatus::Online, .. })
-                        {
+                        let online = matches!(
+                            &event,
+                            Event::Connection { status: social_sync_core::ConnectionStatus::Online, .. }
+                        );
+                        if !remembered && online {
                             remember_relay(&engine, relay)?;
                             remembered = true;
                         }
@@ -112,14 +115,9 @@ pub(super) fn online(
     })
 }
 
-pub(super) fn check_relay_url(url: &str) -> Result<(), Error> {
-    let rest = url
-        .strip_prefix("ws://")
-        .or_else(|| url.strip_prefix("wss://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.starts_with('/') => Ok(()),
-        _ => Err(Error::RelayUrl(url.to_owned())),
-    }
+/// `--relay`: one relay address, or several separated by commas or spaces.
+pub(super) fn parse_relays(text: &str) -> Result<RelayList, Error> {
+    Ok(RelayList::parse(text)?)
 }
 
 /// The PEM certificate(s) in `path`, checked: `--ca-cert`.
@@ -142,14 +140,11 @@ pub(super) fn engine(
     relay: Option<&str>,
     ca: Option<&Path>,
 ) -> Result<SyncEngine, Error> {
-    let url = match relay {
-        Some(url) => {
-            check_relay_url(url)?;
-            url.to_owned()
-        }
-        None => r.relay_url()?.ok_or(social_sync_core::SyncError::NoRelay)?,
+    let relays = match relay {
+        Some(text) => parse_relays(text)?,
+        None => r.relays()?.ok_or(social_sync_core::SyncError::NoRelay)?,
     };
-    let engine = SyncEngine::new(Arc::new(Mutex::new(r)), url);
+    let engine = SyncEngine::with_relays(Arc::new(Mutex::new(r)), relays);
     Ok(match ca {
         Some(path) => engine.with_extra_root(read_ca(path)?),
         None => engine,
@@ -190,11 +185,12 @@ pub(super) fn follow_graph_and_profile(
     Ok((graph, unwrap_replica(engine)?))
 }
 
-/// Saves `--relay` as the profile's relay, and `--ca-cert` as its trusted root, now that
-/// it answered.
+/// Saves `--relay` as the profile's relay list (the engine's, as parsed), and `--ca-cert`
+/// as its trusted root, now that a relay answered.
 pub(super) fn remember_relay(engine: &SyncEngine, relay: Option<&str>) -> Result<(), Error> {
-    if let Some(url) = relay {
-        engine.replica().set_relay_url(url)?;
+    if relay.is_some() {
+        let relays = engine.relays().clone();
+        engine.replica().set_relays(&relays)?;
     }
     if let Some(pem) = engine.extra_root() {
         engine.replica().set_relay_ca(pem)?;

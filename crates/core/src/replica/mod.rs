@@ -17,7 +17,7 @@ use crate::store::blobs::{self, Blob};
 use crate::store::index::{self, RebuildReport};
 use crate::store::queries::{self, FeedCursor, FeedItem, FeedPage, ProfileView, ThreadView};
 use crate::store::{Store, blocks, documents, mutes, notifications, settings, signatures};
-use crate::{Env, Error, Notification, NotificationKind, Result};
+use crate::{Env, Error, Notification, NotificationKind, RelayList, Result};
 
 mod edits;
 mod signing;
@@ -198,15 +198,28 @@ impl Replica {
         &self.store
     }
 
-    /// The relay URL this profile syncs with, if set.
+    /// The relay address (or list of addresses, see [`Replica::relays`]) this profile
+    /// syncs with, as saved, if set.
     pub fn relay_url(&self) -> Result<Option<String>> {
         settings::get(self.store.conn(), settings::RELAY_URL)
     }
 
-    /// Sets the relay URL.
+    /// Saves the relay address (or list of addresses), as it is.
     pub fn set_relay_url(&mut self, url: &str) -> Result<()> {
         self.store
             .write(|c| settings::set(c, settings::RELAY_URL, url))
+    }
+
+    /// The relays this profile syncs through, if set: the saved address, or list of
+    /// addresses, parsed ([`Error::RelayList`] if it cannot be used).
+    pub fn relays(&self) -> Result<Option<RelayList>> {
+        let saved = self.relay_url()?;
+        Ok(saved.as_deref().map(RelayList::parse).transpose()?)
+    }
+
+    /// Saves `relays` as the relays this profile syncs through.
+    pub fn set_relays(&mut self, relays: &RelayList) -> Result<()> {
+        self.set_relay_url(&relays.to_string())
     }
 
     /// The extra trusted root (PEM) for a `wss://` relay with a private CA, if set.

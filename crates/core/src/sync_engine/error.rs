@@ -48,6 +48,16 @@ pub enum SyncError {
         /// Why the last try failed.
         last: Box<SyncError>,
     },
+    /// Every relay of a list of several failed in one round, for reasons retrying soon
+    /// cannot fix (with one relay, its own error is given instead).
+    #[error(
+        "none of the relays could be used: {}; check the addresses, and that one of these relays runs and accepts this client",
+        tried(.failures)
+    )]
+    EveryRelayFailed {
+        /// Each relay tried, with why it failed, in the order tried.
+        failures: Vec<(String, SyncError)>,
+    },
     /// The relay sent something this client does not understand.
     #[error(
         "the relay sent something unexpected ({0}): the relay and this client may be of different versions"
@@ -74,6 +84,15 @@ pub enum SyncError {
     /// engine drops the connection and starts a new one.
     #[error("the sync session failed unexpectedly ({0}); it restarts by itself")]
     Crashed(String),
+}
+
+/// `url: why; url: why` for [`SyncError::EveryRelayFailed`].
+fn tried(failures: &[(String, SyncError)]) -> String {
+    failures
+        .iter()
+        .map(|(url, e)| format!("{url}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl SyncError {

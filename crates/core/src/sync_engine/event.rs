@@ -42,6 +42,11 @@ pub enum Event {
         waiting: u64,
         /// Why, when it went offline.
         reason: Option<String>,
+        /// The relay concerned, as its address is written in the list: the one being
+        /// dialled (`connecting`), connected (`online`), left (`offline`), or tried next
+        /// (`reconnecting`). The engine always names it; `None` is for a status a front
+        /// end makes up itself (before any engine ran).
+        relay: Option<String>,
     },
     /// Posts of the feed changed (new, deleted, profile names).
     FeedChanged {

@@ -18,6 +18,8 @@ use crate::Identity;
 /// An authenticated connection.
 pub struct Link {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The address dialled.
+    url: String,
     /// The relay's limits.
     pub limits: Limits,
 }
@@ -74,6 +76,7 @@ impl Link {
         })?;
         let mut link = Self {
             ws,
+            url: url.to_owned(),
             limits: Limits {
                 max_message_bytes: 1 << 20,
                 max_blob_bytes: 0,
@@ -104,6 +107,11 @@ impl Link {
             other => return Err(unexpected(other)),
         }
         Ok(link)
+    }
+
+    /// The relay's address, as dialled (and signed for in the handshake).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Sends one message.

@@ -1,11 +1,14 @@
-//! The client side of sync: one connection to the relay per running client, which
-//! reconnects by itself (exponential backoff with jitter), resumes every document from its
+//! The client side of sync: one connection to a relay per running client, which
+//! reconnects by itself (to the next relay of its [`RelayList`] at once; with exponential
+//! backoff and jitter once every relay failed), resumes every document from its
 //! saved Automerge sync state, asks for what the user needs (own documents, followed users,
 //! the threads of their posts), pushes local edits, and reports what happens as [`Event`]s.
 //!
 //! # Layout
 //!
 //! - [`link`]: one authenticated WebSocket; [`tls`]: `wss://` trust and its errors.
+//! - [`relay_list`]: [`RelayList`], the relays to sync through; `rotation`: which of them
+//!   to try next, and when.
 //! - [`event`]: [`Event`] and [`ConnectionStatus`]; `summary`: [`SyncSummary`].
 //! - `error`: [`SyncError`], and which failures a one-shot sync tries again after.
 //! - `session`: one connected session (the rounds, `session::incoming` for what the relay
@@ -13,7 +16,14 @@
 //! - `query`: one-off questions (a name, who is online, a follow graph).
 //! - `profile_watch`: what wakes a session besides the relay (local edits, commits by
 //!   other processes on the profile).
-//! - this module: [`SyncEngine`] and the reconnect policy (one-shot retries, backoff).
+//! - `one_shot`: a one-shot sync and a connection of its own for a one-off question,
+//!   each trying every relay of the list.
+//! - this module: [`SyncEngine`] and its reconnects.
+//!
+//! A relay list serves one community from several relay nodes sharing one store: moving
+//! from one to another loses and repeats nothing, as the inbox position is the device's
+//! in the shared store, and notifications come from the documents as this profile stores
+//! them (a change already here raises nothing again).
 //!
 //! A session ends a round when the relay answers a `Ping` sent after everything else: the
 //! relay handles a connection's messages in order, so by then every answer is in. A round
@@ -22,36 +32,48 @@
 mod error;
 pub mod event;
 pub mod link;
+mod one_shot;
 mod profile_watch;
 mod query;
+pub mod relay_list;
+mod rotation;
 mod session;
 mod summary;
 pub mod tls;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use backon::BackoffBuilder;
 use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
 
 pub use error::SyncError;
 pub use event::{ConnectionStatus, Event, RefusedBy};
 pub use link::Link;
+pub use relay_list::{RelayList, RelayListError};
 pub use summary::SyncSummary;
 pub use tls::TlsProblem;
 
-use error::{crashed, retry_one_shot};
+use error::crashed;
 use query::Query;
+use rotation::Rotation;
 use session::{Mode, Session};
 
 use crate::Replica;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 
-/// How many times a one-shot sync connects before giving up, when the connection is lost
-/// (or cut by the relay) after it was made.
+/// How many rounds (each relay of the list once) a one-shot sync makes before giving up,
+/// when a connection is lost (or cut by the relay) after it was made.
 const ONE_SHOT_ATTEMPTS: u32 = 4;
+/// The longest wait between two rounds of a running engine.
+const MAX_DELAY: Duration = Duration::from_secs(30);
+/// The longest wait between two rounds of a one-shot sync.
+const ONE_SHOT_MAX_DELAY: Duration = Duration::from_secs(4);
+/// A connection that lasted this long starts the backoff over.
+const LASTED: Duration = Duration::from_secs(30);
 /// How long to wait before asking again for images the relay did not have.
 const BLOB_RETRY: Duration = Duration::from_secs(5);
 
@@ -72,7 +94,9 @@ const BLOB_RETRY: Duration = Duration::from_secs(5);
 /// process stores them.
 pub struct SyncEngine {
     replica: Arc<Mutex<Replica>>,
-    url: String,
+    relays: RelayList,
+    /// The index in `relays` of the last relay that answered: where each round starts.
+    good: AtomicUsize,
     /// Which running client of the device this engine is (`hello.instance`): drawn at
     /// random once, kept across reconnects, so a one-shot command beside a running app or
     /// `watch` on the same profile never replaces its connection, while a reconnect of
@@ -97,8 +121,16 @@ struct Live {
 }
 
 impl SyncEngine {
-    /// An engine syncing `replica` with the relay at `url`.
+    /// An engine syncing `replica` with the one relay at `url` (not checked here: a bad
+    /// address fails when connecting, [`SyncError::Unreachable`]).
     pub fn new(replica: Arc<Mutex<Replica>>, url: impl Into<String>) -> Self {
+        Self::with_relays(replica, RelayList::one(url))
+    }
+
+    /// An engine syncing `replica` through `relays`: the first (then the last that
+    /// answered) is dialled; the next is tried when it cannot be reached, refuses, or the
+    /// connection is lost.
+    pub fn with_relays(replica: Arc<Mutex<Replica>>, relays: RelayList) -> Self {
         let (events, _) = broadcast::channel(1024);
         // From the profile's randomness (deterministic in tests), like every other id.
         let instance = u64::from_le_bytes(
@@ -109,7 +141,8 @@ impl SyncEngine {
         );
         Self {
             replica,
-            url: url.into(),
+            relays,
+            good: AtomicUsize::new(0),
             instance,
             extra_root: None,
             events,
@@ -129,6 +162,11 @@ impl SyncEngine {
     /// The extra trusted root given with [`SyncEngine::with_extra_root`], if any.
     pub fn extra_root(&self) -> Option<&str> {
         self.extra_root.as_deref()
+    }
+
+    /// The relays this engine syncs through.
+    pub fn relays(&self) -> &RelayList {
+        &self.relays
     }
 
     fn live(&self) -> MutexGuard<'_, Live> {
@@ -154,14 +192,29 @@ impl SyncEngine {
         let _ = self.events.send(event);
     }
 
-    async fn connect(&self) -> Result<Link, SyncError> {
+    /// A walk through the relay list from the last relay that answered, waiting at most
+    /// `max_delay` between rounds; its jitter is seeded with the instance (drawn from the
+    /// profile's randomness).
+    fn rotation(&self, max_delay: Duration) -> Rotation {
+        let good = self.good.load(Ordering::Relaxed);
+        Rotation::new(self.relays.len(), good, max_delay, self.instance)
+    }
+
+    /// The relay `rotation` is at answered: rounds start there from now on.
+    fn answered(&self, rotation: &mut Rotation) {
+        rotation.connected();
+        self.good.store(rotation.current(), Ordering::Relaxed);
+    }
+
+    /// Connects to the relay at `url`.
+    async fn connect_to(&self, url: &str) -> Result<Link, SyncError> {
         let (identity, device, saved_root) = {
             let r = self.replica();
             (r.identity().clone(), r.device(), r.relay_ca()?)
         };
         let root = self.extra_root.clone().or(saved_root);
         Link::connect_as(
-            &self.url,
+            url,
             &identity,
             &device,
             Some(self.instance),
@@ -170,56 +223,12 @@ impl SyncEngine {
         .await
     }
 
-    /// Connects, syncs until both sides hold the same documents, and disconnects. A
-    /// connection lost (or cut by the relay) once made is tried again with backoff, up to
-    /// [`ONE_SHOT_ATTEMPTS`] times in all, then [`SyncError::GaveUp`]; a relay that cannot
-    /// be reached at all fails at once ([`SyncError::Unreachable`]).
-    pub async fn sync_once(&self) -> Result<SyncSummary, SyncError> {
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(250))
-            .with_max_delay(Duration::from_secs(4))
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self.sync_one_try().await {
-                Err(e) if retry_one_shot(&e) => {
-                    if attempts >= ONE_SHOT_ATTEMPTS {
-                        return Err(SyncError::GaveUp {
-                            url: self.url.clone(),
-                            attempts,
-                            last: Box::new(e),
-                        });
-                    }
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(4));
-                    tracing::info!(error = %e, ?delay, attempts, "sync interrupted; trying again");
-                    tokio::time::sleep(delay).await;
-                }
-                result => return result,
-            }
-        }
-    }
-
-    async fn sync_one_try(&self) -> Result<SyncSummary, SyncError> {
-        let once = async {
-            let link = self.connect().await?;
-            let mut session = Session::new(self, link);
-            session.start().await?;
-            session
-                .run(Mode::UntilSettled, std::future::pending())
-                .await?;
-            session.finish().await
-        };
-        AssertUnwindSafe(once)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| Err(crashed(panic.as_ref())))
-    }
-
-    /// Stays connected until `shutdown`, reconnecting by itself with exponential backoff
-    /// and jitter. Returns early only for errors that retrying cannot fix.
+    /// Stays connected until `shutdown`. When the relay cannot be reached, refuses, or the
+    /// connection is lost, the next relay of the list is tried at once; once every relay
+    /// of a round failed, the engine waits (exponential backoff with jitter) and starts
+    /// the next round from the last relay that answered. Returns early only for errors
+    /// that retrying cannot fix: local ones, a single relay's refusal, or a round in which
+    /// every relay refused.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), SyncError> {
         tokio::pin!(shutdown);
         let notes_seen = self.replica().last_notification_row()?;
@@ -233,42 +242,44 @@ impl SyncEngine {
         result
     }
 
+    /// The connection event for `status` of `relay`, with the changes waiting.
+    fn status(
+        &self,
+        status: ConnectionStatus,
+        reason: Option<String>,
+        relay: &str,
+    ) -> Result<Event, SyncError> {
+        Ok(Event::Connection {
+            status,
+            waiting: self.replica().changes_waiting()?,
+            reason,
+            relay: Some(relay.to_owned()),
+        })
+    }
+
     async fn run_sessions(
         &self,
         mut shutdown: impl Future<Output = ()> + Unpin,
     ) -> Result<(), SyncError> {
-        let new_backoff = || {
-            backon::ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(250))
-                .with_max_delay(Duration::from_secs(30))
-                .with_jitter()
-                .without_max_times()
-                .build()
-        };
-        let mut backoff = new_backoff();
+        let mut rotation = self.rotation(MAX_DELAY);
+        // This round's failures: a round of only those retrying cannot fix ends the run.
+        let mut failures: Vec<(String, SyncError)> = Vec::new();
         loop {
-            let waiting = self.replica().changes_waiting()?;
-            self.emit(Event::Connection {
-                status: ConnectionStatus::Connecting,
-                waiting,
-                reason: None,
-            });
+            let url = self.relays.get(rotation.current()).to_owned();
+            self.emit(self.status(ConnectionStatus::Connecting, None, &url)?);
             let started = Instant::now();
             let session = async {
-                let link = self.connect().await?;
+                let link = self.connect_to(&url).await?;
                 let mut session = Session::new(self, link);
                 // Before the start: an edit made while it offers is sent right after.
                 session.watch_profile()?;
                 session.start().await?;
+                self.answered(&mut rotation);
+                failures.clear();
                 let (queries, incoming) = mpsc::unbounded_channel();
                 session.queries = Some(incoming);
                 self.live().queries = Some(queries);
-                let waiting = self.replica().changes_waiting()?;
-                self.emit(Event::Connection {
-                    status: ConnectionStatus::Online,
-                    waiting,
-                    reason: None,
-                });
+                self.emit(self.status(ConnectionStatus::Online, None, &url)?);
                 session.run(Mode::Forever, &mut shutdown).await?;
                 session.link.close().await;
                 Ok::<(), SyncError>(())
@@ -281,44 +292,34 @@ impl SyncEngine {
             };
             // Questions asked from now on wait for the next connection's answer no more.
             self.live().queries = None;
-            let waiting = self.replica().changes_waiting()?;
-            match result {
+            let e = match result {
                 Ok(()) => {
-                    self.emit(Event::Connection {
-                        status: ConnectionStatus::Offline,
-                        waiting,
-                        reason: None,
-                    });
+                    self.emit(self.status(ConnectionStatus::Offline, None, &url)?);
                     return Ok(());
                 }
-                Err(e) if e.is_transient() => {
-                    self.emit(Event::Connection {
-                        status: ConnectionStatus::Offline,
-                        waiting,
-                        reason: Some(e.to_string()),
-                    });
-                    if started.elapsed() > Duration::from_secs(30) {
-                        backoff = new_backoff();
-                    }
-                    let delay = backoff.next().unwrap_or(Duration::from_secs(30));
-                    tracing::info!(error = %e, ?delay, "relay connection lost; retrying");
-                    self.emit(Event::Connection {
-                        status: ConnectionStatus::Reconnecting,
-                        waiting,
-                        reason: None,
-                    });
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = &mut shutdown => return Ok(()),
-                    }
-                }
-                Err(e) => {
-                    self.emit(Event::Connection {
-                        status: ConnectionStatus::Offline,
-                        waiting,
-                        reason: Some(e.to_string()),
-                    });
-                    return Err(e);
+                Err(e) => e,
+            };
+            self.emit(self.status(ConnectionStatus::Offline, Some(e.to_string()), &url)?);
+            if matches!(e, SyncError::Local(_)) || (!e.is_transient() && self.relays.len() == 1) {
+                return Err(e);
+            }
+            if started.elapsed() > LASTED {
+                rotation.reset_backoff();
+            }
+            tracing::info!(relay = %url, error = %e, "relay connection failed or lost");
+            failures.push((url, e));
+            let delay = rotation.failed();
+            let next = self.relays.get(rotation.current());
+            if delay.is_some() && failures.iter().all(|(_, e)| !e.is_transient()) {
+                return Err(Self::every_relay_failed(failures));
+            }
+            self.emit(self.status(ConnectionStatus::Reconnecting, None, next)?);
+            if let Some(delay) = delay {
+                failures.clear();
+                tracing::info!(?delay, next, "no relay answered; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut shutdown => return Ok(()),
                 }
             }
         }

@@ -34,7 +34,7 @@ impl SyncEngine {
         query: impl FnOnce(oneshot::Sender<T>) -> Query,
     ) -> Option<Result<T, SyncError>> {
         let not_connected = || SyncError::NotConnected {
-            url: self.url.clone(),
+            url: self.relays.to_string(),
         };
         let (reply, answer) = oneshot::channel();
         {

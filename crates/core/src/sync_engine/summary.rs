@@ -5,6 +5,8 @@ use serde::Serialize;
 /// What one `sync` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SyncSummary {
+    /// The relay synced with (of the list, the one that answered).
+    pub relay: String,
     /// Documents offered to the relay.
     pub documents: usize,
     /// Changes received and applied.

@@ -365,6 +365,7 @@ impl<'a> Session<'a> {
             status: ConnectionStatus::Online,
             waiting,
             reason: None,
+            relay: Some(self.link.url().to_owned()),
         });
         Ok(true)
     }

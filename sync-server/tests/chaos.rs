@@ -260,12 +260,16 @@ fn differences(people: &[Person]) -> Vec<String> {
             if let Some(truth) = own.get(&author)
                 && &seen != truth
             {
+                let differ: Vec<_> = truth
+                    .iter()
+                    .filter(|(id, counts)| seen.get(*id) != Some(*counts))
+                    .map(|(id, counts)| (id.to_string(), *counts, seen.get(id).copied()))
+                    .collect();
                 diff.push(format!(
-                    "person {v} sees {} posts of {author} ({:?}), the author {} ({:?})",
+                    "person {v} sees {} posts of {author}, the author {}; differing (post, author's (likes, comments), viewer's): {differ:?}; viewer was told: {:?}",
                     seen.len(),
-                    seen.values().collect::<Vec<_>>(),
                     truth.len(),
-                    truth.values().collect::<Vec<_>>()
+                    viewer.refused.lock().unwrap()
                 ));
             }
         }
@@ -283,9 +287,8 @@ fn notifications(people: &[Person], log: &Log) -> (Vec<String>, Vec<String>, Vec
             .iter()
             .map(|x| (x.kind, x.actor, x.post_id.clone()))
             .collect();
-        let live_post = |post: &PostId| {
-            log.authors.get(post) == Some(&me) && !log.deleted.contains(post)
-        };
+        let live_post =
+            |post: &PostId| log.authors.get(post) == Some(&me) && !log.deleted.contains(post);
         let mut want = Vec::new();
         for (liker, post) in &log.likes {
             if *liker != me && live_post(post) {
@@ -320,12 +323,17 @@ fn notifications(people: &[Person], log: &Log) -> (Vec<String>, Vec<String>, Vec
                 NotificationKind::Follow => log.ever_followed.contains(&(x.actor, me)),
             };
             if !happened {
-                made_up.push(format!("person {n} was notified of {:?} by {}", x.kind, x.actor));
+                made_up.push(format!(
+                    "person {n} was notified of {:?} by {}",
+                    x.kind, x.actor
+                ));
             }
         }
         for (id, times) in person.shown.lock().unwrap().iter() {
             if *times > 1 {
-                duplicated.push(format!("person {n} was shown notification {id} {times} times"));
+                duplicated.push(format!(
+                    "person {n} was shown notification {id} {times} times"
+                ));
             }
         }
     }

@@ -680,3 +680,45 @@ async fn limits_refuse_floods_and_crowds_and_count_them() {
         "{metrics}"
     );
 }
+
+/// Regression (found by the chaos run, seed 4): Ben asked for the thread of Ana's post while
+/// it was empty, then unfollowed Ana; Cara liked the post; Ben's inbox position moved past
+/// that news (it was not his news then); Ben followed Ana again and never saw the like,
+/// whatever he synced: the thread was neither stored (so not offered at connect) nor
+/// "never asked" (so not asked after the follow). A session now offers the threads of
+/// every followed author's posts at start and when an author is followed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_like_made_while_not_following_is_seen_after_following_again() {
+    let relay = Relay::start(&[]);
+    let ana = Profile::new("Ana", 1, &relay.url());
+    let ben = Profile::new("Ben", 2, &relay.url());
+    let cara = Profile::new("Cara", 3, &relay.url());
+    let post = ana.r().post("like me later", &[]).unwrap();
+    ana.sync().await;
+    ben.r().follow(ana.uid).unwrap();
+    ben.sync().await;
+    ben.sync().await; // the post's (empty) thread asked for
+    ben.r().unfollow(ana.uid).unwrap();
+    ben.sync().await;
+
+    cara.r().follow(ana.uid).unwrap();
+    cara.sync().await;
+    cara.r().like(&post).unwrap();
+    cara.sync().await;
+    // News of Ben's own moves his inbox position past the like's.
+    ben.r().post("meanwhile", &[]).unwrap();
+    ben.sync().await;
+    ben.sync().await;
+
+    ben.r().follow(ana.uid).unwrap();
+    ben.sync().await;
+    ben.sync().await;
+    let likes = ben
+        .r()
+        .posts_by(ana.uid, 10)
+        .unwrap()
+        .iter()
+        .find(|p| p.post_id == post)
+        .map(|p| p.likes);
+    assert_eq!(likes, Some(1), "Ben sees Cara's like");
+}

@@ -228,6 +228,21 @@ impl Replica {
         Ok(out)
     }
 
+    /// The threads of every post of `author` this profile knows, whether stored, asked for
+    /// while still empty, or never asked.
+    pub fn threads_of(&self, author: UserId) -> Result<Vec<DocId>> {
+        let mut stmt = self
+            .store
+            .conn()
+            .prepare_cached("SELECT 'thread/' || post_id FROM posts WHERE author = ?1")?;
+        let rows = stmt.query_map([author.to_string()], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row?.parse()?);
+        }
+        Ok(out)
+    }
+
     /// Users the local user follows.
     pub fn following(&self) -> Result<Vec<UserId>> {
         let mut stmt = self

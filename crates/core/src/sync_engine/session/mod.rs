@@ -107,14 +107,23 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// Offers every stored document and every followed user's document, uploads images
-    /// the relay lacks, and pings.
+    /// Offers every stored document, every followed user's document and the threads of
+    /// their posts and the user's own, uploads images the relay lacks, and pings.
+    ///
+    /// The threads are offered even when this profile never stored them (asked for while
+    /// empty): reactions the relay took while the user did not follow their author (or
+    /// while a push was lost) are in no inbox this device will be offered, since its
+    /// position in the relay's news passed them.
     pub(super) async fn start(&mut self) -> Result<(), SyncError> {
         let docs = {
             let r = self.engine.replica();
             let mut docs: Vec<DocId> = r.documents()?;
             docs.push(DocId::User(r.user_id()));
-            docs.extend(r.following()?.into_iter().map(DocId::User));
+            let following = r.following()?;
+            docs.extend(following.iter().copied().map(DocId::User));
+            for author in following.into_iter().chain([r.user_id()]) {
+                docs.extend(r.threads_of(author)?);
+            }
             docs.sort();
             docs.dedup();
             docs
@@ -307,10 +316,15 @@ impl<'a> Session<'a> {
             authors.push(r.user_id());
             for author in authors {
                 let user_doc = DocId::User(author);
-                if !self.states.contains_key(&user_doc) {
+                if self.states.contains_key(&user_doc) {
+                    docs.extend(r.threads_never_asked(author)?);
+                } else {
+                    // Followed in this session (perhaps again): every thread of theirs this
+                    // profile knows, since reactions made while it did not follow them
+                    // reach it through no inbox.
                     docs.push(user_doc);
+                    docs.extend(r.threads_of(author)?);
                 }
-                docs.extend(r.threads_never_asked(author)?);
             }
             docs
         };

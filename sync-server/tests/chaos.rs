@@ -13,7 +13,12 @@
 //! number: `scripts/chaos SEED SECONDS` (the timing of the machine still varies; the
 //! sequence of operations and faults does not). CI runs a few short seeds.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)] // test code: it prints its figures
 
 mod common;
 #[path = "chaos/proxy.rs"]

@@ -2,7 +2,12 @@
 //! (`--store`) and one private Redis (`--bus`), all real processes on loopback, with real
 //! clients (the core library's sync engine and SQLite profiles).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr
+)] // test code: it prints its figures
 
 mod common;
 

@@ -279,3 +279,121 @@ async fn with_postgres_down_writes_are_refused_then_accepted_when_it_returns() {
     assert!(has_post(&ben, &post), "and served by the other node");
     let _ = &c.db;
 }
+
+/// kill -9 of the node Ana's app is connected to: it moves to the next relay of its list,
+/// and Ben's like and comment made through a third node after the kill reach her live;
+/// every notification (the follow, two likes, the comment) is shown once and stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_node_moves_its_clients_and_nothing_is_lost_or_notified_twice() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let mut c = Cluster::start(3);
+    let ana = Profile::new("Ana", 1, &c.url(0));
+    let ben = Profile::new("Ben", 2, &c.url(2));
+    let first = ana.r().post("first", &[]).unwrap();
+    let second = ana.r().post("second", &[]).unwrap();
+    ana.sync().await;
+
+    let relays =
+        social_sync_core::RelayList::parse(&format!("{}, {}", c.url(0), c.url(1))).unwrap();
+    let engine = Arc::new(social_sync_core::SyncEngine::with_relays(
+        ana.replica.clone(),
+        relays,
+    ));
+    let mut events = engine.subscribe();
+    let shown: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let (moved_tx, mut moved) = tokio::sync::mpsc::unbounded_channel::<String>();
+    {
+        let mut events = engine.subscribe();
+        let shown = shown.clone();
+        tokio::spawn(async move {
+            while let Ok(e) = events.recv().await {
+                match e {
+                    Event::Notification { notification } => {
+                        *shown.lock().unwrap().entry(notification.id).or_default() += 1;
+                    }
+                    Event::Connection {
+                        status: social_sync_core::ConnectionStatus::Online,
+                        relay: Some(relay),
+                        ..
+                    } => {
+                        let _ = moved_tx.send(relay);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = engine.clone();
+    let task = tokio::spawn(async move {
+        running
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let online_at = tokio::time::timeout(Duration::from_secs(10), moved.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(online_at, c.url(0), "Ana starts on node one");
+
+    ben.r().follow(ana.uid).unwrap();
+    ben.sync().await;
+    ben.r().like(&first).unwrap();
+    ben.sync().await;
+    let notified = |n: usize| {
+        let shown = shown.clone();
+        move || shown.lock().unwrap().len() >= n
+    };
+    assert!(
+        eventually(Duration::from_secs(10), notified(2)).await,
+        "the follow and the first like reached Ana live through the bus"
+    );
+
+    c.nodes[0].kill9();
+    let killed = c.url(0);
+    let moved_to = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let relay = moved.recv().await.unwrap();
+            if relay != killed {
+                return relay;
+            }
+        }
+    })
+    .await
+    .expect("Ana's app moved within 15 s");
+    assert_eq!(moved_to, c.url(1), "to the next relay of her list");
+    ben.r().like(&second).unwrap();
+    ben.r().comment(&second, "through node three").unwrap();
+    ben.sync().await;
+    assert!(
+        eventually(Duration::from_secs(10), notified(4)).await,
+        "the second like and the comment reached Ana on node two: {:?}",
+        shown.lock().unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    let shown = shown.lock().unwrap().clone();
+    assert!(
+        shown.values().all(|&n| n == 1),
+        "every notification shown once: {shown:?}"
+    );
+    let stored = ana.r().notifications(false, 100).unwrap();
+    assert_eq!(stored.len(), 4, "stored once each: {stored:?}");
+    let mut kinds: Vec<NotificationKind> = stored.iter().map(|n| n.kind).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            NotificationKind::Like,
+            NotificationKind::Like,
+            NotificationKind::Comment,
+            NotificationKind::Follow
+        ]
+    );
+    while events.try_recv().is_ok() {}
+}

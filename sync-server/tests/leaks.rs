@@ -113,7 +113,7 @@ async fn ten_thousand_connect_cycles_leave_nothing_behind() {
                     let (key, user) = &users[n % users.len()];
                     let device = format!("{:016x}", n / users.len());
                     let mut raw = Raw::login_as(&url, key, *user, &device).await;
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         let _ = raw.ws.close(None).await;
                     }
                 }

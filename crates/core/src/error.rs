@@ -205,9 +205,36 @@ pub enum Error {
     /// A relay list that cannot be used (given, or saved in the profile).
     #[error("{0}")]
     RelayList(#[from] crate::sync_engine::RelayListError),
+    /// The profile's disk could not take a write: full, read-only, or failing. SQLite
+    /// rolled the transaction back: nothing of it was kept.
+    #[error(
+        "the profile's disk cannot take this write ({detail}): free some disk space or make the profile folder writable, then try again; nothing of it was kept"
+    )]
+    Disk {
+        /// What SQLite said.
+        detail: String,
+    },
     /// Any other SQLite failure.
     #[error("database error: {0}; if it persists, rebuild the index")]
-    Database(#[from] rusqlite::Error),
+    Database(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    /// A full, read-only or failing disk is told apart from other database errors: the
+    /// user can do something about it, and rebuilding the index would not help.
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(f.code, DiskFull | ReadOnly | SystemIoFailure | CannotOpen) =>
+            {
+                Self::Disk {
+                    detail: e.to_string(),
+                }
+            }
+            _ => Self::Database(e),
+        }
+    }
 }
 
 impl Error {
@@ -245,6 +272,7 @@ impl Error {
             Self::Export(_) => "export",
             Self::Edit(_) => "edit",
             Self::RelayList(_) => "bad_relay_list",
+            Self::Disk { .. } => "disk",
             Self::Database(_) => "database",
         }
     }
@@ -256,7 +284,7 @@ impl From<crate::model::ModelError> for Error {
             crate::model::ModelError::DamagedDocument { doc, detail } => {
                 Self::DamagedDocument { doc, detail }
             }
-            crate::model::ModelError::Database(e) => Self::Database(e),
+            crate::model::ModelError::Database(e) => Self::from(e),
         }
     }
 }

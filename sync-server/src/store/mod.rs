@@ -34,6 +34,16 @@ pub enum StoreError {
     /// A worker task running a store call failed.
     #[error("a relay worker task failed ({0}); try again")]
     Task(String),
+    /// The database file could not be opened for writing.
+    #[error(
+        "cannot open the relay database {path}: {detail}; check that its folder (--data) is on a writable disk with free space and that the relay may write there"
+    )]
+    Open {
+        /// The database file.
+        path: String,
+        /// What SQLite said.
+        detail: String,
+    },
     /// The schema could not be brought up to date.
     #[error("cannot migrate the relay database {path}: {detail}")]
     Migration {

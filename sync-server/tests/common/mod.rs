@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod disk;
 pub mod pg;
 pub mod redis;
 pub mod tls;

@@ -154,7 +154,7 @@ pub(crate) fn damaged_or(path: &Path, e: rusqlite::Error) -> Error {
             path: path.to_owned(),
             detail: e.to_string(),
         },
-        _ => Error::Database(e),
+        _ => Error::from(e),
     }
 }
 

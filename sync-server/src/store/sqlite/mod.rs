@@ -34,9 +34,17 @@ impl SqliteStore {
             detail: e.to_string(),
         })?;
         let path = dir.join("relay.db");
-        let mut conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let cannot_open = |e: rusqlite::Error| StoreError::Open {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let mut conn = Connection::open(&path).map_err(cannot_open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(cannot_open)?;
+        // The first statement that needs to write (a read-only disk, a full one, a folder
+        // the relay may not write) fails here, and is reported with the file's path.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(cannot_open)?;
         // FULL, not NORMAL: the relay answers a client only once what it sent is committed,
         // and the client then forgets it was unsent. In WAL mode NORMAL syncs the log only
         // at checkpoints, so a power cut could drop changes already acknowledged (kill -9

@@ -32,6 +32,11 @@ pub struct Config {
     /// Without it a node's clients get what other nodes accepted at their next sync.
     #[arg(long, env = "SYNC_SERVER_BUS", value_name = "URL")]
     pub bus: Option<String>,
+    /// With --bus: seconds a node's presence entries count without being renewed (it
+    /// renews them three times as often). A node that dies takes its users offline within
+    /// about a third more than this.
+    #[arg(long = "presence-ttl", value_name = "SECONDS", env = "SYNC_SERVER_PRESENCE_TTL", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    pub presence_ttl_secs: u64,
     /// Largest WebSocket message accepted, in bytes; larger ones close the connection.
     #[arg(long, env = "SYNC_SERVER_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: u32,

@@ -104,7 +104,9 @@ pub async fn open_bus(
     if !store.shared() {
         return Err(BusError::NoSharedStore.into());
     }
-    Ok(Some(Bus::connect(url, node).await?))
+    Ok(Some(
+        Bus::connect(url, node, Duration::from_secs(config.presence_ttl_secs)).await?,
+    ))
 }
 
 /// [`serve`] with the store already open.

@@ -30,11 +30,21 @@ struct Cluster {
 
 impl Cluster {
     fn start(nodes: usize) -> Self {
+        Self::start_with(nodes, &[])
+    }
+
+    /// `nodes` nodes, each with the options `extra` besides the store and the bus.
+    fn start_with(nodes: usize, extra: &[&str]) -> Self {
         let pg = Postgres::start();
         let redis = Redis::start();
         let db = pg.fresh_db();
+        let bus = redis.url();
         let nodes = (0..nodes)
-            .map(|_| Relay::start(&["--store", &db, "--bus", &redis.url()]))
+            .map(|_| {
+                let mut args = vec!["--store", &db, "--bus", &bus];
+                args.extend_from_slice(extra);
+                Relay::start(&args)
+            })
             .collect();
         Self {
             pg,
@@ -396,4 +406,47 @@ async fn kill_9_of_a_node_moves_its_clients_and_nothing_is_lost_or_notified_twic
         ]
     );
     while events.try_recv().is_ok() {}
+}
+
+/// A node dies (kill -9) under Ana's app, which has no other relay: her entries stop being
+/// renewed, and within the presence TTL (3 s here, 30 s by default) a surviving node tells
+/// Ben, on another node, that she went offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_s_users_go_offline_for_their_watchers_on_other_nodes() {
+    let mut c = Cluster::start_with(2, &["--presence-ttl", "3"]);
+    let ana = Profile::new("Ana", 1, &c.url(0));
+    let ben = Profile::new("Ben", 2, &c.url(1));
+    ana.r().follow(ben.uid).unwrap();
+    ben.r().follow(ana.uid).unwrap();
+    ana.sync().await;
+    ben.sync().await;
+    let mut ben_live = Watch::start(&ben, &c.url(1)).await;
+    let ana_live = Watch::start(&ana, &c.url(0)).await;
+    wait_for(
+        &mut ben_live.events,
+        |e| matches!(e, Event::Presence { user, online: true } if *user == ana.uid),
+    )
+    .await;
+
+    c.nodes[0].kill9();
+    let killed = Instant::now();
+    wait_for(
+        &mut ben_live.events,
+        |e| matches!(e, Event::Presence { user, online: false } if *user == ana.uid),
+    )
+    .await;
+    eprintln!(
+        "node killed to Ana offline on Ben's screen: {:?}",
+        killed.elapsed()
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(8),
+        "within the TTL and one heartbeat"
+    );
+    assert!(
+        ben_live.engine.online().await.unwrap().is_empty(),
+        "asked through the surviving node, Ana is offline"
+    );
+    drop(ana_live);
+    ben_live.stop().await;
 }

@@ -97,13 +97,15 @@ pub struct Bus {
     gap_from: AtomicU64,
     /// Whether the subscriber is connected and subscribed.
     healthy: AtomicBool,
+    /// How long a presence entry counts without being renewed (`--presence-ttl`).
+    presence_ttl: Duration,
 }
 
 impl Bus {
     /// Connects to Redis at `url` as node `node` (a random number: two nodes never share
-    /// one). Fails if Redis does not answer: a node told to use a bus does not start
+    /// one); its presence entries count for `presence_ttl` unless renewed. Fails if Redis does not answer: a node told to use a bus does not start
     /// without it (after start, losing it only slows live delivery down).
-    pub async fn connect(url: &str, node: u64) -> Result<Self, BusError> {
+    pub async fn connect(url: &str, node: u64, presence_ttl: Duration) -> Result<Self, BusError> {
         let client = redis::Client::open(url).map_err(|e| BusError::Url {
             url: url.to_owned(),
             detail: e.to_string(),
@@ -143,6 +145,7 @@ impl Bus {
             pending: AtomicUsize::new(0),
             gap_from: AtomicU64::new(u64::MAX),
             healthy: AtomicBool::new(false),
+            presence_ttl: presence_ttl.max(Duration::from_secs(1)),
         })
     }
 

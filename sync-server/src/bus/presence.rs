@@ -1,14 +1,14 @@
 //! Presence across the cluster, in Redis: per user, a sorted set of `node/device` entries
 //! scored by when they expire. A node adds an entry when a device connects to it, removes
 //! it when the device's last connection there closes, and renews its entries every
-//! [`HEARTBEAT`]; an entry not renewed within [`TTL`] (its node died) no longer counts,
+//! a third of `--presence-ttl`; an entry not renewed within it (its node died) no longer counts,
 //! and the first node to see a dead node tells the watchers of its users who went
 //! offline with it. A user comes online with the cluster's first entry and goes offline
 //! with its last, whichever nodes they are on.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use redis::{AsyncCommands, RedisResult, Script};
 use social_sync_protocol::{PresenceEntry, UserId};
@@ -17,11 +17,6 @@ use tokio::sync::watch;
 use super::Bus;
 use crate::interest::PREFIX;
 use crate::shared::Shared;
-
-/// How long an entry counts without being renewed.
-pub const TTL: Duration = Duration::from_secs(30);
-/// How often a node renews its entries and looks for dead nodes.
-pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 fn key(user: UserId) -> String {
     format!("{PREFIX}p:{user}")
@@ -46,10 +41,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn ttl_ms() -> u64 {
-    u64::try_from(TTL.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Adds an entry (dropping expired ones); returns how many live entries the user has.
 static UP: LazyLock<Script> = LazyLock::new(|| Script::new(UP_LUA));
 const UP_LUA: &str = r"
@@ -69,6 +60,10 @@ return redis.call('ZCARD', KEYS[1])
 ";
 
 impl Bus {
+    fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.presence_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// `device` of `user` connected to this node; true if it is the user's first entry
     /// in the cluster (they came online).
     pub async fn device_up(&self, user: UserId, device: &str) -> RedisResult<bool> {
@@ -76,10 +71,10 @@ impl Bus {
         let live: u64 = UP
             .key(key(user))
             .key(node_users(self.node))
-            .arg(now + ttl_ms())
+            .arg(now + self.ttl_ms())
             .arg(member(self.node, device))
             .arg(now)
-            .arg(ttl_ms())
+            .arg(self.ttl_ms())
             .arg(user.to_string())
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -127,19 +122,19 @@ impl Bus {
 
     /// Renews this node's entries and its own liveness.
     async fn renew(&self, devices: &[(UserId, String)]) -> RedisResult<()> {
-        let expiry = now_ms() + ttl_ms();
+        let expiry = now_ms() + self.ttl_ms();
         let mut pipe = redis::pipe();
         pipe.zadd(nodes(), format!("{:016x}", self.node), expiry)
             .ignore();
         pipe.pexpire(
             node_users(self.node),
-            i64::try_from(ttl_ms() * 4).unwrap_or(i64::MAX),
+            i64::try_from(self.ttl_ms() * 4).unwrap_or(i64::MAX),
         )
         .ignore();
         for (user, device) in devices {
             pipe.zadd(key(*user), member(self.node, device), expiry)
                 .ignore();
-            pipe.pexpire(key(*user), i64::try_from(ttl_ms()).unwrap_or(i64::MAX))
+            pipe.pexpire(key(*user), i64::try_from(self.ttl_ms()).unwrap_or(i64::MAX))
                 .ignore();
             pipe.sadd(node_users(self.node), user.to_string()).ignore();
         }
@@ -188,11 +183,11 @@ impl Bus {
     }
 }
 
-/// Renews this node's entries every [`HEARTBEAT`] and tells the watchers of users who went
+/// Renews this node's entries three times per `--presence-ttl` and tells the watchers of users who went
 /// offline with a dead node.
 pub(super) async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(bus) = &shared.bus else { return };
-    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut tick = tokio::time::interval(bus.presence_ttl / 3);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -244,17 +244,13 @@ impl Documents {
         }
         // Work on the document out of the cache: if the message is refused, the copy that
         // may hold refused changes is dropped, and the store keeps the truth.
-        let Held {
-            mut am,
-            weight,
-            mut version,
-        } = self.take(doc)?;
+        let mut held = self.take(doc)?;
         // Every change the relay lacks must be the user's own, whether or not it can apply
         // yet; changes it has were checked when they came (an honest peer resends some).
         let unknown: Vec<&Change> = vetted
             .changes
             .iter()
-            .filter(|c| vetting::max_op_in(&mut am, &c.hash()).is_none())
+            .filter(|c| vetting::max_op_in(&mut held.am, &c.hash()).is_none())
             .collect();
         let unknown_hashes: Vec<ChangeHash> = unknown.iter().map(|c| c.hash()).collect();
         if let Some(Err(refusal)) = unknown
@@ -262,64 +258,42 @@ impl Documents {
             .map(|c| check_author(user, doc, c))
             .find(Result::is_err)
         {
-            self.put(
-                doc,
-                Held {
-                    am,
-                    weight,
-                    version,
-                },
-            );
+            self.put(doc, held);
             return Err(refusal);
         }
-        let orphans = match vetting::check_op_order_before(doc, &mut am, &vetted.changes) {
+        let orphans = match vetting::check_op_order_before(doc, &mut held.am, &vetted.changes) {
             Ok(orphans) => orphans,
             Err(e) => {
-                self.put(
-                    doc,
-                    Held {
-                        am,
-                        weight,
-                        version,
-                    },
-                );
+                self.put(doc, held);
                 return Err(e.into());
             }
         };
         if orphans > MAX_ORPHANS {
-            self.put(
-                doc,
-                Held {
-                    am,
-                    weight,
-                    version,
-                },
-            );
+            self.put(doc, held);
             return Err(Refusal::Orphans {
                 doc: doc.clone(),
                 count: orphans,
                 max: MAX_ORPHANS,
             });
         }
-        let before = am.get_heads();
+        let before = held.am.get_heads();
         vetting::contained(doc, || {
-            am.sync().receive_sync_message(state, vetted.message)
+            held.am.sync().receive_sync_message(state, vetted.message)
         })?
         .map_err(|e| Refusal::Invalid {
             doc: doc.clone(),
             detail: e.to_string(),
         })?;
-        let new = am.get_changes(&before);
+        let new = held.am.get_changes(&before);
         // Changes that waited for a dependency applied just now too: check all of them.
-        vetting::check_op_order_after(doc, &mut am, &new)?;
+        vetting::check_op_order_after(doc, &mut held.am, &new)?;
         let mut received = Received::default();
-        let mut weight = weight;
         // Whether the copy worked on is the store's latest (see `Staged::previous`).
         let mut current = true;
         if !new.is_empty() {
             let staged = {
                 let mut store = hold(&self.store);
-                let (routing, name_refused) = routing::route(store.as_mut(), doc, &am, &new)?;
+                let (routing, name_refused) = routing::route(store.as_mut(), doc, &held.am, &new)?;
                 received.name_refused = name_refused;
                 let accepted = Accepted {
                     doc,
@@ -327,7 +301,7 @@ impl Documents {
                     routing,
                     signatures: &signed,
                 };
-                let staged = store.accept(&mut am, &accepted)?;
+                let staged = store.accept(&mut held.am, &accepted)?;
                 received.changes = new.iter().map(|c| c.raw_bytes().to_vec()).collect();
                 // Signatures from this message as they were verified; only a change that
                 // waited for a dependency (it came with an earlier message) is read back
@@ -354,28 +328,21 @@ impl Documents {
             hold(&self.store).commit(staged.group)?;
             received.seq = staged.seq;
             if self.shared {
-                current = staged.previous == version;
-                version = staged.seq;
+                current = staged.previous == held.version;
+                held.version = staged.seq;
             }
-            weight += received.changes.iter().map(|c| c.len() as u64).sum::<u64>();
+            held.weight += received.changes.iter().map(|c| c.len() as u64).sum::<u64>();
         } else if !unknown_hashes.is_empty() {
             // Changes waiting for a dependency: their signatures are kept now, for when
             // they apply.
             hold(&self.store).put_signatures(doc, &signed)?;
         }
-        match vetting::contained(doc, || am.sync().generate_sync_message(state)) {
+        match vetting::contained(doc, || held.am.sync().generate_sync_message(state)) {
             Ok(reply) => {
                 // A copy that missed another node's changes is not kept: the next use
                 // loads the store's.
                 if current {
-                    self.put(
-                        doc,
-                        Held {
-                            am,
-                            weight,
-                            version,
-                        },
-                    );
+                    self.put(doc, held);
                 }
                 if let Some(reply) = reply {
                     let out = self.outgoing(doc, reply)?;

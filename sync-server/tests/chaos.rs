@@ -470,6 +470,32 @@ async fn chaos(seed: u64, length: Duration) -> Outcome {
     for p in &mut people {
         p.go_offline().await;
     }
+    // Everyone left: the relay holds no connection, presence entry, subscription or sync
+    // state of theirs (a leak under faults would show here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = Vec::new();
+    loop {
+        held.clear();
+        for name in [
+            "connections",
+            "presence_entries",
+            "subscriptions",
+            "sync_states",
+        ] {
+            let value = relay.metric(&format!("social_sync_relay_{name}")).await;
+            if value > 0.0 {
+                held.push(format!("{name} {value}"));
+            }
+        }
+        if held.is_empty() || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lost.extend(
+        held.iter()
+            .map(|h| format!("the relay still holds {h} after everyone left")),
+    );
     let ops: u32 = log.operations.values().sum();
     let faults: u32 = log.faults.values().sum();
     eprintln!(

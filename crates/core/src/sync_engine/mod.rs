@@ -118,6 +118,10 @@ struct Live {
     /// [`Replica::notifications_stored_after`]): kept across reconnects, so those another
     /// process on the profile stored meanwhile are shown once.
     notes_seen: i64,
+    /// Notifications this engine raised after `notes_seen`: kept across reconnects too, so
+    /// that one raised by a session that then lost its connection (before it moved
+    /// `notes_seen` past it) is not raised again by the next session.
+    emitted: std::collections::HashSet<String>,
 }
 
 impl SyncEngine {

@@ -145,7 +145,8 @@ impl Session<'_> {
                 return Err(SyncError::Refused { code, message });
             }
         }
-        if self.profile.is_some() && !self.emitted_notes.is_empty() {
+        let raised = !self.engine.live().emitted.is_empty();
+        if self.profile.is_some() && raised {
             // Moves the engine's mark past the notifications just raised, so that none is
             // raised twice when another process's notifications are shown after a
             // reconnect (and shows any of those stored meanwhile).
@@ -238,7 +239,10 @@ impl Session<'_> {
             self.engine.emit(Event::changed(doc));
         }
         for notification in outcome.notifications {
-            self.emitted_notes.insert(notification.id.clone());
+            self.engine
+                .live()
+                .emitted
+                .insert(notification.id.clone());
             self.engine.emit(Event::Notification {
                 notification: notification.clone(),
             });

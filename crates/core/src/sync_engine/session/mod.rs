@@ -56,7 +56,6 @@ pub(super) struct Session<'a> {
     catch_up: Option<(HashSet<DocId>, u64)>,
     /// Ids of the notifications this session emitted since the last look at those stored
     /// by other processes (not shown twice).
-    emitted_notes: HashSet<String>,
     /// Signatures of this profile's changes from before signatures were handed to the
     /// relay on this connection; once a round settles, they are known taken.
     signatures_sent: bool,
@@ -91,7 +90,6 @@ impl<'a> Session<'a> {
             presence_asked: VecDeque::new(),
             graphs_asked: VecDeque::new(),
             catch_up: None,
-            emitted_notes: HashSet::new(),
             signatures_sent: false,
             refused_docs: HashSet::new(),
             profile: None,
@@ -278,14 +276,16 @@ impl<'a> Session<'a> {
         let seen = self.engine.live().notes_seen;
         let (notes, last) = self.engine.replica().notifications_stored_after(seen)?;
         for notification in notes {
-            if !self.emitted_notes.contains(&notification.id) {
+            let raised = self.engine.live().emitted.contains(&notification.id);
+            if !raised {
                 self.engine.emit(Event::Notification { notification });
             }
         }
-        // Every notification this session raised is stored at or before `last`: the
+        // Every notification this engine raised is stored at or before `last`: its one
         // session is one task, so none was raised between the query and here.
-        self.emitted_notes.clear();
-        self.engine.live().notes_seen = last;
+        let mut live = self.engine.live();
+        live.emitted.clear();
+        live.notes_seen = last;
         Ok(())
     }
 

@@ -135,7 +135,7 @@ mod tests {
         let follows = LocalFollows::new(Arc::new(interest));
         follows.arrived(u(1), vec![u(9)]);
         follows.arrived(u(2), vec![u(9)]);
-        assert_eq!(rx.try_recv().unwrap(), Need::Want(Channel::Owner(u(9))));
+        assert!(matches!(rx.try_recv().unwrap(), Need::Want(Channel::Owner(o)) if o == u(9)));
         let mut here = follows.followers_here(u(9));
         here.sort();
         assert_eq!(here, vec![u(1), u(2)]);
@@ -143,12 +143,12 @@ mod tests {
         follows.changed(&[(u(3), u(8), true)]);
         assert!(rx.try_recv().is_err());
         follows.changed(&[(u(1), u(8), true), (u(1), u(9), false)]);
-        assert_eq!(rx.try_recv().unwrap(), Need::Want(Channel::Owner(u(8))));
+        assert!(matches!(rx.try_recv().unwrap(), Need::Want(Channel::Owner(o)) if o == u(8)));
         assert_eq!(follows.followers_here(u(9)), vec![u(2)]);
         follows.left(u(2));
-        assert_eq!(rx.try_recv().unwrap(), Need::Drop(Channel::Owner(u(9))));
+        assert!(matches!(rx.try_recv().unwrap(), Need::Drop(Channel::Owner(o)) if o == u(9)));
         follows.left(u(1));
-        assert_eq!(rx.try_recv().unwrap(), Need::Drop(Channel::Owner(u(8))));
+        assert!(matches!(rx.try_recv().unwrap(), Need::Drop(Channel::Owner(o)) if o == u(8)));
         assert!(follows.followers_here(u(9)).is_empty());
     }
 }

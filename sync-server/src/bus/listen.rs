@@ -36,6 +36,9 @@ pub(super) const MAX_CATCH_UP: usize = 10_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Messages remembered to pass each one on once per connection.
 const REMEMBERED: usize = 4096;
+/// How long a SUBSCRIBE, UNSUBSCRIBE or PING may wait for Redis before the subscription is
+/// taken for lost (and made again).
+const REDIS_WAIT: Duration = Duration::from_secs(3);
 /// Channels per SUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 1000;
 
@@ -77,13 +80,25 @@ pub(super) async fn run(
         let names: Vec<String> = bus.interest.all().iter().map(Channel::name).collect();
         let mut subscribed = true;
         for chunk in names.chunks(SUBSCRIBE_CHUNK) {
-            if let Err(e) = sink.subscribe(chunk).await {
-                tracing::warn!(bus = %bus.url, error = %e, "subscribing failed");
-                subscribed = false;
-                break;
+            match tokio::time::timeout(REDIS_WAIT, sink.subscribe(chunk)).await {
+                Ok(Ok(())) => {}
+                outcome => {
+                    let why = match outcome {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => format!("no answer within {} s", REDIS_WAIT.as_secs()),
+                    };
+                    tracing::warn!(bus = %bus.url, "subscribing failed ({why}); trying again in {delay:?}");
+                    subscribed = false;
+                    break;
+                }
             }
         }
         if !subscribed {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => return,
+            }
+            delay = (delay * 2).min(Duration::from_secs(2));
             continue;
         }
         delay = Duration::from_millis(100);
@@ -112,15 +127,26 @@ pub(super) async fn run(
                 },
                 need = needs.recv() => {
                     let done = match need {
-                        Some(Need::Want(ch)) => sink.subscribe(ch.name()).await,
-                        Some(Need::Drop(ch)) => sink.unsubscribe(ch.name()).await,
+                        Some(Need::Want(ch)) => tokio::time::timeout(REDIS_WAIT, sink.subscribe(ch.name())).await,
+                        Some(Need::Drop(ch)) => tokio::time::timeout(REDIS_WAIT, sink.unsubscribe(ch.name())).await,
+                        Some(Need::Flush(done)) => {
+                            let _ = done.send(());
+                            Ok(Ok(()))
+                        }
                         None => return,
                     };
-                    if done.is_err() {
+                    if !matches!(done, Ok(Ok(()))) {
                         break;
                     }
                 }
                 _ = tick.tick() => {
+                    // A subscription whose connection died without a reset (a NAT or a
+                    // balancer dropped the idle flow) would never end on its own.
+                    let alive = tokio::time::timeout(REDIS_WAIT, sink.ping::<redis::Value>()).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        tracing::warn!(bus = %bus.url, "the bus did not answer a ping");
+                        break;
+                    }
                     if let Some(n) = noted {
                         checkpoint = Some(n);
                     }

@@ -188,13 +188,24 @@ impl Bus {
 pub(super) async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(bus) = &shared.bus else { return };
     let mut tick = tokio::time::interval(bus.presence_ttl / 3);
+    // Since when this node's renewals have all gone through. A node sweeps only after a
+    // whole TTL of them: right after an outage (its own, or Redis reloading old data), the
+    // other nodes have not renewed yet either, and would be taken for dead.
+    let mut renewing_since: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = bus.renew(&shared.hub.devices()).await {
-            tracing::warn!(error = %e, "cannot renew presence on the bus");
+        let renewed =
+            tokio::time::timeout(bus.presence_ttl / 3, bus.renew(&shared.hub.devices())).await;
+        if !matches!(renewed, Ok(Ok(()))) {
+            tracing::warn!(outcome = ?renewed, "cannot renew presence on the bus");
+            renewing_since = None;
+            continue;
+        }
+        let since = *renewing_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() < bus.presence_ttl {
             continue;
         }
         match bus.sweep().await {

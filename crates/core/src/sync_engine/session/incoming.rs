@@ -239,10 +239,7 @@ impl Session<'_> {
             self.engine.emit(Event::changed(doc));
         }
         for notification in outcome.notifications {
-            self.engine
-                .live()
-                .emitted
-                .insert(notification.id.clone());
+            self.engine.live().emitted.insert(notification.id.clone());
             self.engine.emit(Event::Notification {
                 notification: notification.clone(),
             });

@@ -64,6 +64,14 @@ impl Bus {
         u64::try_from(self.presence_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// How long Redis keeps a user's entries key: well beyond the entries' own expiry, so
+    /// the node that sweeps a dead node still finds that node's entries (and announces
+    /// their users offline) instead of a key Redis already dropped. Readers go by the
+    /// entries' scores, never by the key's life.
+    fn key_ttl_ms(&self) -> u64 {
+        self.ttl_ms().saturating_mul(4)
+    }
+
     /// `device` of `user` connected to this node; true if it is the user's first entry
     /// in the cluster (they came online).
     pub async fn device_up(&self, user: UserId, device: &str) -> RedisResult<bool> {
@@ -74,7 +82,7 @@ impl Bus {
             .arg(now + self.ttl_ms())
             .arg(member(self.node, device))
             .arg(now)
-            .arg(self.ttl_ms())
+            .arg(self.key_ttl_ms())
             .arg(user.to_string())
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -134,8 +142,11 @@ impl Bus {
         for (user, device) in devices {
             pipe.zadd(key(*user), member(self.node, device), expiry)
                 .ignore();
-            pipe.pexpire(key(*user), i64::try_from(self.ttl_ms()).unwrap_or(i64::MAX))
-                .ignore();
+            pipe.pexpire(
+                key(*user),
+                i64::try_from(self.key_ttl_ms()).unwrap_or(i64::MAX),
+            )
+            .ignore();
             pipe.sadd(node_users(self.node), user.to_string()).ignore();
         }
         pipe.query_async(&mut self.conn.clone()).await

@@ -11,21 +11,18 @@
 //! sync). More than [`MAX_CATCH_UP`] of them: every client is asked to reconnect, and
 //! catches up from its inbox.
 
-use std::collections::HashSet;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lru::LruCache;
 use serde_bytes::ByteBuf;
 use social_sync_protocol::{DocId, ErrorCode, ServerMessage, wire};
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::Bytes;
 
 use super::message::{Body, BusMessage};
-use crate::hub::ConnId;
+use super::seen::Seen;
 use crate::interest::{Channel, Need};
 use crate::shared::Shared;
 use crate::store::StoreError;
@@ -36,6 +33,8 @@ pub(super) const MAX_CATCH_UP: usize = 10_000;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Messages remembered to pass each one on once per connection.
 const REMEMBERED: usize = 4096;
+/// Connection numbers remembered in all (about 16 bytes each).
+const REMEMBERED_CONNECTIONS: usize = 1_000_000;
 /// How long a SUBSCRIBE, UNSUBSCRIBE or PING may wait for Redis before the subscription is
 /// taken for lost (and made again).
 const REDIS_WAIT: Duration = Duration::from_secs(3);
@@ -48,8 +47,7 @@ pub(super) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(bus) = &shared.bus else { return };
-    let mut seen: LruCache<(u64, u64), HashSet<ConnId>> =
-        LruCache::new(NonZeroUsize::new(REMEMBERED).unwrap_or(NonZeroUsize::MIN));
+    let mut seen = Seen::new(REMEMBERED, REMEMBERED_CONNECTIONS);
     // Where to catch up from after a break (None: at start, nothing was missed).
     let mut checkpoint: Option<u64> = None;
     let mut delay = Duration::from_millis(100);
@@ -167,12 +165,7 @@ async fn news_seq(shared: &Arc<Shared>) -> Result<u64, StoreError> {
 
 /// Queues a bus message on the connections its channel stands for, except those it
 /// reached already through another channel.
-async fn pass_on(
-    shared: &Arc<Shared>,
-    channel: &str,
-    payload: &[u8],
-    seen: &mut LruCache<(u64, u64), HashSet<ConnId>>,
-) {
+async fn pass_on(shared: &Arc<Shared>, channel: &str, payload: &[u8], seen: &mut Seen) {
     let Some(bus) = &shared.bus else { return };
     let message = match BusMessage::decode(payload) {
         Ok(m) => m,
@@ -195,14 +188,14 @@ async fn pass_on(
             return catch_up(shared, after).await;
         }
         Body::Frame { frame, follows } => {
-            if !follows.is_empty() && seen.peek(&(message.origin, message.id)).is_none() {
+            if !follows.is_empty() && seen.is_new((message.origin, message.id)) {
                 bus.follows.changed(&follows);
             }
             Bytes::from(frame.into_vec())
         }
     };
-    let done = seen.get_or_insert_mut((message.origin, message.id), HashSet::new);
-    match Channel::parse(channel) {
+    let parsed = Channel::parse(channel);
+    seen.deliver((message.origin, message.id), |done| match parsed {
         Some(Channel::User(user)) => shared.hub.fan_out_once(&[user], None, &frame, done),
         Some(Channel::Owner(owner)) => {
             let mut users = bus.follows.followers_here(owner);
@@ -213,7 +206,7 @@ async fn pass_on(
         Some(Channel::Gap) | None => {
             tracing::warn!(%channel, "a frame on a channel that carries none; dropped");
         }
-    }
+    });
 }
 
 /// Pushes the latest changes of every document with news after `after` to the connections

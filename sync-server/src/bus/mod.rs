@@ -16,6 +16,7 @@
 //! - [`follows`]: who follows whom among this node's users.
 //! - [`presence`]: who is online on which node, in Redis, with expiry; a dead node's
 //!   entries expire on their own and the first node to notice tells the watchers.
+//! - `seen`: which connections each recent message reached (bounded in bytes too).
 //! - `listen`: the subscriber: reconnects, subscribes, passes messages on, catches up
 //!   after a gap.
 //! - this module: [`Bus`], publishing with a byte budget.
@@ -24,6 +25,7 @@ pub mod follows;
 mod listen;
 pub mod message;
 pub mod presence;
+mod seen;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -220,11 +220,17 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, mut stop: watch::Receiver<boo
             continue;
         }
         match bus.sweep().await {
-            Ok(offline) => {
-                for user in offline {
-                    crate::presence::announce(&shared, user, false).await;
-                }
+            Ok(offline) if !offline.is_empty() => {
+                // Told from a task of its own: a large dead node's users take many store
+                // reads, and this loop must keep renewing this node's own entries.
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    for user in offline {
+                        crate::presence::announce(&shared, user, false).await;
+                    }
+                });
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot look for dead nodes on the bus"),
         }
     }

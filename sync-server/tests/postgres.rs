@@ -223,6 +223,28 @@ fn changes(am: &mut AutoCommit, key: &str) -> Vec<Change> {
     am.get_changes(&before)
 }
 
+/// Two relay nodes' stores on the database at `url`, and the users Ana and Ben.
+fn two_nodes(url: &str) -> (PgStore, PgStore, UserId, UserId) {
+    (
+        PgStore::open(&pg_url(url)).unwrap(),
+        PgStore::open(&pg_url(url)).unwrap(),
+        UserId::from_bytes([1; 32]),
+        UserId::from_bytes([2; 32]),
+    )
+}
+
+/// Stages, on `store`, a new change (setting `key`) of `user`'s own document.
+fn stage_own(
+    store: &mut dyn RelayStore,
+    user: UserId,
+    key: &str,
+    routing: Routing,
+) -> sync_server::store::Staged {
+    let mut am = AutoCommit::new();
+    let new = changes(&mut am, key);
+    accept(store, &DocId::User(user), &mut am, &new, routing).unwrap()
+}
+
 fn accept(
     store: &mut dyn RelayStore,
     doc: &DocId,
@@ -355,30 +377,10 @@ fn a_group_aborted_by_a_failed_read_is_reported_uncommitted() {
 fn groups_on_two_nodes_commit_in_news_order() {
     let pg = Postgres::start();
     let url = pg.fresh_db();
-    let mut one = PgStore::open(&pg_url(&url)).unwrap();
-    let mut two = PgStore::open(&pg_url(&url)).unwrap();
-    let (ana, ben) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
-    let mut ana_am = AutoCommit::new();
-    let new = changes(&mut ana_am, "a");
-    let first = accept(
-        &mut one,
-        &DocId::User(ana),
-        &mut ana_am,
-        &new,
-        Routing::default(),
-    )
-    .unwrap();
+    let (mut one, mut two, ana, ben) = two_nodes(&url);
+    let first = stage_own(&mut one, ana, "a", Routing::default());
     let waiting = std::thread::spawn(move || {
-        let mut ben_am = AutoCommit::new();
-        let new = changes(&mut ben_am, "b");
-        let staged = accept(
-            &mut two,
-            &DocId::User(ben),
-            &mut ben_am,
-            &new,
-            Routing::default(),
-        )
-        .unwrap();
+        let staged = stage_own(&mut two, ben, "b", Routing::default());
         two.commit(staged.group).unwrap();
         staged.seq
     });
@@ -441,22 +443,16 @@ fn a_node_stalled_inside_a_group_does_not_block_the_others_for_long() {
 fn a_name_claimed_on_two_nodes_at_once_goes_to_one_user() {
     let pg = Postgres::start();
     let url = pg.fresh_db();
-    let mut one = PgStore::open(&pg_url(&url)).unwrap();
-    let mut two = PgStore::open(&pg_url(&url)).unwrap();
-    let (ana, ben) = (UserId::from_bytes([1; 32]), UserId::from_bytes([2; 32]));
+    let (mut one, mut two, ana, ben) = two_nodes(&url);
     assert_eq!(one.name_holder("ana").unwrap(), None);
     assert_eq!(two.name_holder("ana").unwrap(), None);
     let claim = |uid: UserId| Routing {
         name: Some((uid, "ana".into())),
         ..Routing::default()
     };
-    let mut ana_am = AutoCommit::new();
-    let new = changes(&mut ana_am, "name");
-    let first = accept(&mut one, &DocId::User(ana), &mut ana_am, &new, claim(ana)).unwrap();
+    let first = stage_own(&mut one, ana, "name", claim(ana));
     let racing = std::thread::spawn(move || {
-        let mut ben_am = AutoCommit::new();
-        let new = changes(&mut ben_am, "name");
-        let staged = accept(&mut two, &DocId::User(ben), &mut ben_am, &new, claim(ben)).unwrap();
+        let staged = stage_own(&mut two, ben, "name", claim(ben));
         two.commit(staged.group).unwrap();
         two
     });

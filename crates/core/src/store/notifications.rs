@@ -216,10 +216,24 @@ pub fn stored_after(conn: &Connection, after: i64) -> Result<(Vec<Notification>,
         "{SELECT} WHERE n.rowid > ?1 AND {} ORDER BY n.rowid",
         not_blocked!("n.actor")
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params![after], from_row)?;
-    let notes = rows.collect::<Result<_, _>>()?;
-    Ok((notes, last_row(conn)?.max(after)))
+    // Both reads in one snapshot. Regression (CI, `a_watch_keeps_running_while_sync_
+    // online_and_follow_run_on_its_profile`): read one after the other, another process's
+    // commit landing between them was counted as seen (in `last`) but never returned, so
+    // the running client never showed that notification.
+    let snapshot = conn
+        .is_autocommit()
+        .then(|| conn.unchecked_transaction())
+        .transpose()?;
+    let notes = {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![after], from_row)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let last = last_row(conn)?.max(after);
+    if let Some(snapshot) = snapshot {
+        snapshot.finish()?;
+    }
+    Ok((notes, last))
 }
 
 /// How many are unread (of those [`list`] shows).

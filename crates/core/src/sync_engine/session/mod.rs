@@ -235,7 +235,7 @@ impl<'a> Session<'a> {
                     if wake == Wake::FilesChanged {
                         // Perhaps another process's commit: its notifications too (the watch
                         // looks once more a moment after the last change, see
-                        // `profile_watch::RECHECK`).
+                        // `profile_watch::RECHECKS`).
                         self.show_notifications_stored_elsewhere()?;
                     }
                 }

@@ -48,8 +48,12 @@ pub(super) async fn run(
 ) {
     let Some(bus) = &shared.bus else { return };
     let mut seen = Seen::new(REMEMBERED, REMEMBERED_CONNECTIONS);
-    // Where to catch up from after a break (None: at start, nothing was missed).
-    let mut checkpoint: Option<u64> = None;
+    // Where to catch up from once subscribed. At start, the store's news number now:
+    // clients may connect (and read their inboxes) before the first subscription is made,
+    // and what the store gets in between reaches them through the catch-up (the cluster
+    // chaos run caught a like missed by a node just restarted).
+    let mut checkpoint: Option<u64> = news_seq(&shared).await.ok();
+    let mut first = true;
     let mut delay = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
@@ -73,8 +77,14 @@ pub(super) async fn run(
                 continue;
             }
         };
-        // Needs queued while disconnected are in `all()` now.
-        while needs.try_recv().is_ok() {}
+        // Needs queued while disconnected are in `all()` now; those waiting for the
+        // subscriptions to be made are answered once they are.
+        let mut flushes = Vec::new();
+        while let Ok(need) = needs.try_recv() {
+            if let Need::Flush(done) = need {
+                flushes.push(done);
+            }
+        }
         let names: Vec<String> = bus.interest.all().iter().map(Channel::name).collect();
         let mut subscribed = true;
         for chunk in names.chunks(SUBSCRIBE_CHUNK) {
@@ -99,18 +109,22 @@ pub(super) async fn run(
             delay = (delay * 2).min(Duration::from_secs(2));
             continue;
         }
+        for done in flushes {
+            let _ = done.send(());
+        }
         delay = Duration::from_millis(100);
         bus.healthy.store(true, Ordering::Relaxed);
         shared.metrics.bus_connected.set(1);
-        match checkpoint {
-            Some(after) => {
-                tracing::info!(bus = %bus.url, after, "bus back: passing on what the store got meanwhile");
-                catch_up(&shared, after).await;
-            }
-            None => {
-                tracing::info!(bus = %bus.url, node = bus.node, channels = names.len(), "listening on the bus")
-            }
+        if first {
+            tracing::info!(bus = %bus.url, node = bus.node, channels = names.len(), "listening on the bus");
         }
+        if let Some(after) = checkpoint {
+            if !first {
+                tracing::info!(bus = %bus.url, after, "bus back: passing on what the store got meanwhile");
+            }
+            catch_up(&shared, after).await;
+        }
+        first = false;
         // The newest news number now; a checkpoint one period later.
         let mut noted = news_seq(&shared).await.ok();
         checkpoint = checkpoint.or(noted);

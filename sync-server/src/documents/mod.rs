@@ -277,6 +277,7 @@ impl Documents {
             });
         }
         let before = held.am.get_heads();
+        let told = state.last_sent_heads.clone();
         vetting::contained(doc, || {
             held.am.sync().receive_sync_message(state, vetted.message)
         })?
@@ -285,6 +286,15 @@ impl Documents {
             detail: e.to_string(),
         })?;
         let new = held.am.get_changes(&before);
+        // Automerge takes a peer that announces the relay's own heads as told them, and
+        // stays silent. But the relay's copy may have moved since it last told this peer
+        // its heads (changes that came through another connection or another node), and a
+        // client confirms its outbox only by the heads the relay tells it: it would wait
+        // for ever with the older ones (the cluster chaos run caught it). So the relay
+        // answers with its heads whenever they differ from the last it sent.
+        if state.last_sent_heads != told && told != held.am.get_heads() {
+            state.last_sent_heads = told;
+        }
         // Changes that waited for a dependency applied just now too: check all of them.
         vetting::check_op_order_after(doc, &mut held.am, &new)?;
         let mut received = Received::default();
@@ -339,6 +349,7 @@ impl Documents {
         }
         match vetting::contained(doc, || held.am.sync().generate_sync_message(state)) {
             Ok(reply) => {
+                tracing::debug!(%user, %doc, before = ?before, heads = ?held.am.get_heads(), took = new.len(), answer = ?reply.as_ref().map(|m| (m.changes.len(), &m.need)), "sync message");
                 // A copy that missed another node's changes is not kept: the next use
                 // loads the store's.
                 if current {

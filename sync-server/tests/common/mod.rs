@@ -35,6 +35,18 @@ pub mod redis;
 pub mod tls;
 pub mod watch;
 
+/// Where a relay's log goes: the test's own stderr, or with `RELAY_TEST_LOG_DIR` set, a
+/// file of its own there (`relay-N.log`, numbered as started; a restart writes a new one).
+fn stderr_for_relay() -> Stdio {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let Ok(dir) = std::env::var("RELAY_TEST_LOG_DIR") else {
+        return Stdio::inherit();
+    };
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = Path::new(&dir).join(format!("relay-{}-{n}.log", std::process::id()));
+    std::fs::File::create(&path).map_or_else(|_| Stdio::inherit(), Stdio::from)
+}
+
 /// A running relay process; killed when dropped.
 pub struct Relay {
     child: Option<Child>,
@@ -60,10 +72,14 @@ impl Relay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sync-server"))
             .args(["--listen", listen, "--data"])
             .arg(data)
-            .args(["--log", "warn"])
+            // `RELAY_TEST_LOG=sync_server=debug cargo test …` to see a relay's side.
+            .args([
+                "--log",
+                &std::env::var("RELAY_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            ])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr_for_relay())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

@@ -131,6 +131,14 @@ impl Postgres {
         self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
     }
 
+    /// Stops the server as a crash does (`-m immediate`: no checkpoint, recovery from
+    /// the write-ahead log at the next start), keeping its data.
+    #[allow(dead_code)] // not every test binary crashes it
+    pub fn crash(&self) {
+        let data = self.data();
+        self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+
     /// Starts the stopped server again, on the same port.
     #[allow(dead_code)] // not every test binary stops it
     pub fn start_again(&self) {

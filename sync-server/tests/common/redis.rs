@@ -73,6 +73,18 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The keys matching `pattern` (`redis-cli --scan`).
+    pub fn keys(&self, pattern: &str) -> Vec<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--scan", "--pattern", pattern])
+            .output()
+            .expect("redis-cli (apt install redis-tools)");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Kills it (kill -9): every subscription and connection drops, its data is gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -186,6 +186,7 @@ impl Session<'_> {
                 match r.receive_sync_message(&item.doc, &mut state, &item.message, &item.signatures)
                 {
                     Ok(outcome) => {
+                        tracing::debug!(doc = %item.doc, applied = outcome.applied, waiting = outcome.waiting, their_heads = ?state.their_heads, "took a sync message");
                         self.report(&item.doc, outcome);
                         self.states.insert(item.doc.clone(), state);
                     }

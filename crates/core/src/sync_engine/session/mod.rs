@@ -362,8 +362,12 @@ impl<'a> Session<'a> {
         let outbox = self.engine.replica().outbox()?;
         for (doc, _) in outbox {
             let their_heads = self.states.get(&doc).and_then(|s| s.their_heads.clone());
-            if let Some(heads) = their_heads {
-                self.engine.replica().confirm_synced(&doc, &heads)?;
+            let confirmed = match &their_heads {
+                Some(heads) => self.engine.replica().confirm_synced(&doc, heads)?,
+                None => false,
+            };
+            if !confirmed {
+                tracing::debug!(%doc, ?their_heads, state = self.states.contains_key(&doc), "a round ended with local changes the relay has not confirmed");
             }
         }
         if let Some(seq) = self.inbox_seq {

@@ -120,7 +120,12 @@ async fn a_client_that_caught_up_elsewhere_is_told_the_relays_heads() {
         .await;
     device.send(&ClientMessage::Ping { id: 77 }).await;
     let answer = device
-        .until(|m| matches!(m, ServerMessage::Sync { .. } | ServerMessage::Pong { id: 77 }))
+        .until(|m| {
+            matches!(
+                m,
+                ServerMessage::Sync { .. } | ServerMessage::Pong { id: 77 }
+            )
+        })
         .await
         .expect("an answer");
     let ServerMessage::Sync { items } = answer else {

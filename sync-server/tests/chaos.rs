@@ -44,10 +44,10 @@ use std::time::{Duration, Instant};
 
 use common::Profile;
 use people::{Log, Person, operate};
-use social_sync_protocol::DocId;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use relays::{Relays, Topology};
+use social_sync_protocol::DocId;
 use verdict::{Outcome, check, differences, notifications};
 
 const PEOPLE: usize = 6;
@@ -187,17 +187,27 @@ async fn chaos(seed: u64, topology: Topology, length: Duration) -> Outcome {
     if converged_after.is_none() {
         diagnose(&people, &log, &relays);
         for (i, p) in people.iter().enumerate() {
-            eprintln!("diagnosis: person {i}'s connection since the faults stopped: {:?}", p.connection.lock().unwrap());
+            eprintln!(
+                "diagnosis: person {i}'s connection since the faults stopped: {:?}",
+                p.connection.lock().unwrap()
+            );
             {
                 let list = social_sync_core::RelayList::parse(&relays.list_for(i)).unwrap();
-                let engine = social_sync_core::SyncEngine::with_relays(p.profile.replica.clone(), list);
+                let engine =
+                    social_sync_core::SyncEngine::with_relays(p.profile.replica.clone(), list);
                 let summary = engine.sync_once().await;
-                eprintln!("diagnosis: a one-shot sync of person {i} (its app still running): {summary:?}; waiting after: {}", p.profile.r().changes_waiting().unwrap());
+                eprintln!(
+                    "diagnosis: a one-shot sync of person {i} (its app still running): {summary:?}; waiting after: {}",
+                    p.profile.r().changes_waiting().unwrap()
+                );
             }
         }
     }
     if converged_after.is_none() {
-        eprintln!("diagnosis: after a one-shot sync of everyone: {:?}", differences(&people));
+        eprintln!(
+            "diagnosis: after a one-shot sync of everyone: {:?}",
+            differences(&people)
+        );
     }
     lost.extend(diff);
     lost.extend(made_up);
@@ -292,7 +302,10 @@ fn diagnose(people: &[Person], log: &Log, relays: &Relays) {
             .collect();
         let differ = heads.windows(2).any(|w| w[0].1 != w[1].1) || heads.iter().any(|h| h.2);
         if differ {
-            eprintln!("diagnosis: {doc}: heads (person, heads, waiting in outbox) {heads:?}; stored: {}", relays.stored(&doc.to_string()));
+            eprintln!(
+                "diagnosis: {doc}: heads (person, heads, waiting in outbox) {heads:?}; stored: {}",
+                relays.stored(&doc.to_string())
+            );
         }
     }
 }

@@ -38,7 +38,10 @@ impl Person {
             return;
         }
         let relays = RelayList::parse(relays).unwrap();
-        let engine = Arc::new(SyncEngine::with_relays(self.profile.replica.clone(), relays));
+        let engine = Arc::new(SyncEngine::with_relays(
+            self.profile.replica.clone(),
+            relays,
+        ));
         let mut events = engine.subscribe();
         let shown = self.shown.clone();
         let refused = self.refused.clone();
@@ -58,9 +61,10 @@ impl Person {
                         relay,
                         reason,
                     }) => {
-                        connection.lock().unwrap().push(format!(
-                            "{status:?} waiting {waiting} {relay:?} {reason:?}"
-                        ));
+                        connection
+                            .lock()
+                            .unwrap()
+                            .push(format!("{status:?} waiting {waiting} {relay:?} {reason:?}"));
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

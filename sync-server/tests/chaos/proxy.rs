@@ -222,7 +222,10 @@ fn frame_len(buf: &[u8]) -> Option<usize> {
     let (&b1, rest) = buf.get(1).map(|b| (b, &buf[2..]))?;
     let masked = b1 & 0x80 != 0;
     let (payload, ext) = match b1 & 0x7f {
-        126 => (u64::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)), 2),
+        126 => (
+            u64::from(u16::from_be_bytes(rest.get(..2)?.try_into().ok()?)),
+            2,
+        ),
         127 => (u64::from_be_bytes(rest.get(..8)?.try_into().ok()?), 8),
         n => (u64::from(n), 0),
     };
@@ -237,7 +240,10 @@ fn frame_lengths_follow_rfc_6455() {
     // Unmasked "Hello" (RFC 6455 §5.7), then a masked one.
     assert_eq!(frame_len(b"\x81\x05Hello"), Some(7));
     assert_eq!(frame_len(b"\x81\x05Hell"), None);
-    assert_eq!(frame_len(b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"), Some(11));
+    assert_eq!(
+        frame_len(b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58"),
+        Some(11)
+    );
     // 256 bytes, 16-bit length.
     let mut big = vec![0x82, 0x7e, 0x01, 0x00];
     big.resize(4 + 256, 0);

@@ -75,7 +75,10 @@ pub(crate) fn differences(people: &[Person]) -> Vec<String> {
 }
 
 /// Notifications each person should have and has: returns (lost, duplicated, made up).
-pub(crate) fn notifications(people: &[Person], log: &Log) -> (Vec<String>, Vec<String>, Vec<String>) {
+pub(crate) fn notifications(
+    people: &[Person],
+    log: &Log,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
     let (mut lost, mut duplicated, mut made_up) = (Vec::new(), Vec::new(), Vec::new());
     for (n, person) in people.iter().enumerate() {
         let me = person.profile.uid;

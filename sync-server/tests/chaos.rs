@@ -325,7 +325,7 @@ async fn short_seeds_lose_nothing_and_notify_once() {
 async fn short_cluster_seeds_lose_nothing_and_notify_once() {
     let cluster = Topology::Cluster(3);
     for seed in [1, 2] {
-        let o = chaos(seed, cluster, Duration::from_secs(15)).await;
+        let o = chaos(seed, cluster, Duration::from_secs(20)).await;
         check(seed, cluster, &o);
     }
 }

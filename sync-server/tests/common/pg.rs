@@ -66,7 +66,17 @@ pub fn free_port() -> u16 {
 impl Postgres {
     /// Starts a fresh cluster (about 2 s).
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_with(tempfile::tempdir().unwrap())
+    }
+
+    /// Starts a fresh cluster whose files are in a new folder inside `parent` (a small
+    /// disk, say).
+    #[allow(dead_code)] // not every test binary needs it
+    pub fn start_in(parent: &Path) -> Self {
+        Self::start_with(tempfile::tempdir_in(parent).unwrap())
+    }
+
+    fn start_with(dir: TempDir) -> Self {
         let as_root = is_root();
         if as_root {
             let ok = Command::new("chown")
@@ -137,6 +147,15 @@ impl Postgres {
     pub fn crash(&self) {
         let data = self.data();
         self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Whether the server is running (it stops by itself when it cannot write its log).
+    #[allow(dead_code)] // not every test binary needs it
+    pub fn is_running(&self) -> bool {
+        let data = self.data();
+        self.try_run("pg_ctl", &["-D", &data, "status"])
+            .status
+            .success()
     }
 
     /// Starts the stopped server again, on the same port.

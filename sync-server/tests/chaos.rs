@@ -89,9 +89,15 @@ async fn chaos(seed: u64, topology: Topology, length: Duration) -> Outcome {
     let mut undo_delays: Vec<(Instant, u64)> = Vec::new();
     let mut undo_reorders: Vec<(Instant, u64)> = Vec::new();
     let mut cut_later: Vec<(Instant, u64)> = Vec::new();
+    // The servers' footprint once a quarter of the run has warmed them up (the documents
+    // cached, the connections made), against which the end is compared.
+    let mut warm: Option<Vec<relays::Footprint>> = None;
     let mut n = 0u32;
     while started.elapsed() < length {
         n += 1;
+        if warm.is_none() && started.elapsed() > length / 4 {
+            warm = Some(relays.footprints());
+        }
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..100))).await;
         let now = Instant::now();
         relays.tick(false);
@@ -229,11 +235,32 @@ async fn chaos(seed: u64, topology: Topology, length: Duration) -> Outcome {
         held.iter()
             .map(|h| format!("the servers still hold {h} after everyone left")),
     );
+    // A soak (the servers ran the whole time): their memory and open files are back to
+    // what they were once warm, within 10 % (and 1 MiB, the allocator's granularity).
+    let end = relays.footprints();
+    let warm = warm.unwrap_or_else(|| end.clone());
+    if relays.soak() {
+        for (i, (w, e)) in warm.iter().zip(&end).enumerate() {
+            if e.rss_kib > w.rss_kib + w.rss_kib / 10 + 1024 {
+                lost.push(format!(
+                    "node {i}'s memory grew from {} KiB to {} KiB",
+                    w.rss_kib, e.rss_kib
+                ));
+            }
+            if e.open_files > w.open_files + 2 {
+                lost.push(format!(
+                    "node {i} holds {} files, {} once warm",
+                    e.open_files, w.open_files
+                ));
+            }
+        }
+    }
     let ops: u32 = log.operations.values().sum();
     let faults: u32 = log.faults.values().sum();
     eprintln!(
         "chaos seed {seed}, {} node(s), {:.0} s: {ops} operations {:?}; {faults} faults {:?}; \
-         lost {}, duplicated notifications {}; converged {} after the last fault",
+         lost {}, duplicated notifications {}; converged {} after the last fault; servers \
+         once warm {warm:?}, at the end {end:?}",
         topology.nodes(),
         length.as_secs_f64(),
         log.operations,
@@ -253,6 +280,9 @@ async fn chaos(seed: u64, topology: Topology, length: Duration) -> Outcome {
             "lost": lost.len(),
             "duplicated_notifications": duplicated.len(),
             "converged_after_s": converged_after.map(|d| d.as_secs_f64()),
+            "soak": relays.soak(),
+            "servers_warm": warm,
+            "servers_end": end,
         });
         let mut f = std::fs::OpenOptions::new()
             .create(true)

@@ -63,6 +63,15 @@ pub(crate) struct Relays {
     last_fault: Instant,
     /// Server faults so far: a cluster's kinds take turns (a short run sees each one).
     faults: usize,
+    /// Whether servers are killed at all (a soak runs them the whole time).
+    server_faults: bool,
+}
+
+/// One node's process figures: resident memory and open files.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub(crate) struct Footprint {
+    pub(crate) rss_kib: u64,
+    pub(crate) open_files: usize,
 }
 
 /// The presence key prefix the nodes use in Redis.
@@ -123,6 +132,7 @@ impl Relays {
             down: None,
             last_fault: Instant::now(),
             faults: 0,
+            server_faults: std::env::var("CHAOS_SERVER_FAULTS").map_or(true, |v| v != "0"),
         }
     }
 
@@ -139,7 +149,10 @@ impl Relays {
     /// Maybe a server fault now (at most one every 3 s, never while one is down); its kind.
     /// In a cluster the kinds take turns: a node, Redis, PostgreSQL.
     pub(crate) async fn fault(&mut self, rng: &mut StdRng) -> Option<&'static str> {
-        if self.down.is_some() || self.last_fault.elapsed() < Duration::from_secs(3) {
+        if !self.server_faults
+            || self.down.is_some()
+            || self.last_fault.elapsed() < Duration::from_secs(3)
+        {
             return None;
         }
         self.last_fault = Instant::now();
@@ -188,6 +201,23 @@ impl Relays {
             Down::Postgres => self.pg.as_ref().unwrap().start_again(),
         });
         self.last_fault = Instant::now();
+    }
+
+    /// Whether the servers ran the whole time (no server faults: a soak).
+    pub(crate) fn soak(&self) -> bool {
+        !self.server_faults
+    }
+
+    /// Each node's resident memory and open files now.
+    pub(crate) fn footprints(&self) -> Vec<Footprint> {
+        self.nodes
+            .iter()
+            .map(|n| Footprint {
+                rss_kib: n.memory().rss_kib,
+                open_files: std::fs::read_dir(format!("/proc/{}/fd", n.pid()))
+                    .map_or(0, Iterator::count),
+            })
+            .collect()
     }
 
     /// What the servers still hold once everyone left: connections, presence entries,

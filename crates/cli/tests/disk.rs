@@ -80,3 +80,88 @@ fn a_full_then_read_only_disk_refuses_posts_clearly_and_loses_nothing() {
         ]
     );
 }
+
+/// The disk fills while the app is open (a running `watch`): what the relay sends cannot
+/// be stored. The watch says so (its connection drops with the reason, in words that name
+/// the disk), keeps running, loses nothing it had, and once there is room it stores what
+/// it missed and shows it.
+#[test]
+fn a_disk_that_fills_while_the_app_runs_is_said_and_caught_up_after() {
+    use std::time::Duration;
+
+    use common::relay::Relay;
+    use common::{Watch, json};
+
+    let Some(disk) = SmallDisk::mount("8m") else {
+        eprintln!(
+            "NOT RUN: mounting a small tmpfs needs root (the CI and development machines run \
+             this test as root)"
+        );
+        return;
+    };
+    let relay = Relay::start();
+    let url = relay.url();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let with_relay = |dir: std::path::PathBuf, name: &str| {
+        let me = json(&dir, &["init", "--name", name, "--relay", &url, "--json"]);
+        (dir, me["uid"].as_str().unwrap().to_owned())
+    };
+    let (ana, ana_uid) = with_relay(elsewhere.path().join("Ana"), "Ana");
+    let (ben, _) = with_relay(disk.path().join("Ben"), "Ben");
+    cli(&ben, &["follow", &ana_uid]).ok();
+    cli(&ana, &["post", "before the disk filled"]).ok();
+    cli(&ana, &["sync"]).ok();
+    let mut watch = Watch::start(&ben);
+    watch.online(Duration::from_secs(15));
+    watch.wait_for("Ana's first post", Duration::from_secs(15), |v| {
+        v["event"] == "feed_changed"
+    });
+
+    let filler = disk.fill();
+    // Posts that do not compress (Automerge deflates long text), more than the room the
+    // database's files still have.
+    let posts: Vec<String> = (0..8)
+        .map(|i| {
+            (0..1000)
+                .map(|k| format!("{:x}", (i * 7919 + k * 104_729) % 1_000_003))
+                .collect::<Vec<_>>()
+                .join(" ")[..4900]
+                .to_owned()
+        })
+        .collect();
+    for text in &posts {
+        cli(&ana, &["post", text]).ok();
+    }
+    cli(&ana, &["sync"]).ok();
+    let dropped = watch.wait_for("the reason it cannot store", Duration::from_secs(15), |v| {
+        v["event"] == "connection" && v["reason"].is_string()
+    });
+    let reason = dropped["reason"].as_str().unwrap().to_owned();
+    eprintln!("disk full under a running watch: it said {dropped}");
+    assert!(
+        reason.contains("full") || reason.contains("space"),
+        "the watch names the full disk: {reason}"
+    );
+    assert!(watch.running(), "the watch keeps running");
+
+    std::fs::remove_file(filler).unwrap();
+    watch.wait_for(
+        "Ana's post once there is room",
+        Duration::from_secs(30),
+        |v| v["event"] == "feed_changed" && v["user"] == ana_uid.as_str(),
+    );
+    let feed = json(&ben, &["feed", "--json"]);
+    let texts: Vec<&str> = feed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["text"].as_str())
+        .collect();
+    assert!(
+        texts.contains(&"before the disk filled")
+            && posts.iter().all(|p| texts.contains(&p.as_str())),
+        "Ben has every post: {} of {}",
+        texts.len(),
+        posts.len() + 1
+    );
+}

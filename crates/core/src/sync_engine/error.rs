@@ -113,6 +113,9 @@ impl SyncError {
                     | ErrorCode::Replaced
             ),
             Self::NotConnected { .. } | Self::Crashed(_) | Self::GaveUp { .. } => true,
+            // The profile's disk is full or read-only: the running engine waits for room,
+            // then stores what it was sent.
+            Self::Local(Error::Disk { .. }) => true,
             _ => false,
         }
     }

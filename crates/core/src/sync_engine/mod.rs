@@ -304,7 +304,10 @@ impl SyncEngine {
                 Err(e) => e,
             };
             self.emit(self.status(ConnectionStatus::Offline, Some(e.to_string()), &url)?);
-            if matches!(e, SyncError::Local(_)) || (!e.is_transient() && self.relays.len() == 1) {
+            // A local failure ends the run, unless waiting can help (a full disk).
+            if (matches!(e, SyncError::Local(_)) && !e.is_transient())
+                || (!e.is_transient() && self.relays.len() == 1)
+            {
                 return Err(e);
             }
             if started.elapsed() > LASTED {

@@ -39,6 +39,7 @@ impl Session<'_> {
                             self.ping().await?;
                         }
                     }
+                    Err(e @ crate::Error::Disk { .. }) => return Err(e.into()),
                     Err(e) => self.refused_from_relay(&doc, &e),
                 }
                 if doc == DocId::User(self.engine.replica().user_id()) {
@@ -190,6 +191,11 @@ impl Session<'_> {
                         self.report(&item.doc, outcome);
                         self.states.insert(item.doc.clone(), state);
                     }
+                    // The profile's disk cannot take it: not the relay's fault. The
+                    // session ends with the reason, and the engine tries again (regression:
+                    // the document was refused as if the relay had sent bad changes, and
+                    // not asked for again once there was room).
+                    Err(e @ crate::Error::Disk { .. }) => return Err(e.into()),
                     Err(e) => {
                         self.states
                             .insert(item.doc.clone(), r.sync_state(&item.doc)?);

@@ -135,6 +135,7 @@ impl PgStore {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
+            .error_handler(Box::new(PoolErrors))
             .build(PostgresConnectionManager::new(config, NoTls))
             .map_err(|e| StoreError::Connect {
                 url: shown.clone(),
@@ -233,5 +234,17 @@ impl Drop for PgStore {
         let conn = self.conn.take();
         let pool = self.pool.take();
         let _ = std::thread::spawn(move || drop((conn, pool))).join();
+    }
+}
+
+/// The pool's own connection errors, at debug level: while PostgreSQL is away the pool
+/// retries every connection it keeps (several a second), and the store already logs each
+/// failed call once, with the database and what to check.
+#[derive(Debug)]
+struct PoolErrors;
+
+impl r2d2_postgres::r2d2::HandleError<postgres::Error> for PoolErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::debug!(error = %with_causes(&error), "the PostgreSQL pool could not make a connection");
     }
 }

@@ -19,7 +19,8 @@ use crate::shared::Shared;
 use crate::store::StoreError;
 
 /// A connection of `user`'s `device` joined this node: loads whom they follow for the bus,
-/// and tells their watchers if they just came online.
+/// tells their watchers if they just came online, and waits (briefly) for the bus to
+/// subscribe to what the connection needs.
 pub async fn arrived(shared: &Arc<Shared>, user: UserId, device: &str, joined: Joined) {
     let Some(bus) = &shared.bus else {
         if !joined.user_was_here {
@@ -46,6 +47,9 @@ pub async fn arrived(shared: &Arc<Shared>, user: UserId, device: &str, joined: J
             announce(shared, user, true).await;
         }
     }
+    // The connection's channels (its user's, those of whom they follow) are subscribed
+    // before its inbox is read: a change another node publishes in between reaches it.
+    bus.subscribed().await;
 }
 
 /// A connection left this node: tells the watchers if its user went offline everywhere.

@@ -140,7 +140,7 @@ pub async fn serve_store(
     if let Some(certificates) = certificates {
         tokio::spawn(certificates.watch(stop_rx.clone()));
     }
-    Bus::start(&shared, stop_rx.clone());
+    Bus::start(&shared, stop_rx.clone()).await;
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
     loop {

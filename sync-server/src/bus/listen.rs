@@ -41,18 +41,18 @@ const REDIS_WAIT: Duration = Duration::from_secs(3);
 /// Channels per SUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 1000;
 
+/// Subscribes and passes messages on until `stop`. `checkpoint`: the store's news number
+/// read before the node took connections, where the first subscription catches up from
+/// (clients may connect, and read their inboxes, before it is made: the cluster chaos run
+/// caught a like missed by a node just restarted).
 pub(super) async fn run(
     shared: Arc<Shared>,
     mut needs: mpsc::UnboundedReceiver<Need>,
     mut stop: watch::Receiver<bool>,
+    mut checkpoint: Option<u64>,
 ) {
     let Some(bus) = &shared.bus else { return };
     let mut seen = Seen::new(REMEMBERED, REMEMBERED_CONNECTIONS);
-    // Where to catch up from once subscribed. At start, the store's news number now:
-    // clients may connect (and read their inboxes) before the first subscription is made,
-    // and what the store gets in between reaches them through the catch-up (the cluster
-    // chaos run caught a like missed by a node just restarted).
-    let mut checkpoint: Option<u64> = news_seq(&shared).await.ok();
     let mut first = true;
     let mut delay = Duration::from_millis(100);
     loop {
@@ -172,7 +172,7 @@ pub(super) async fn run(
     }
 }
 
-async fn news_seq(shared: &Arc<Shared>) -> Result<u64, StoreError> {
+pub(super) async fn news_seq(shared: &Arc<Shared>) -> Result<u64, StoreError> {
     let store = shared.clone();
     crate::blocking::run(move || store.docs.with_store(|s| s.news_seq())).await?
 }

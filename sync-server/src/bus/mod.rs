@@ -45,6 +45,8 @@ use message::{Body, BusMessage};
 /// Bytes of messages waiting to be published before a node stops queueing and, once Redis
 /// answers again, tells the others to catch up from the store instead.
 const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+/// Longest a new connection waits for its channels' subscription before its inbox is read.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the bus could not start.
 #[derive(Debug, thiserror::Error)]
@@ -162,15 +164,33 @@ impl Bus {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// Completes once the subscriptions asked for so far are made, so that a connection
+    /// reading its inbox next misses nothing published meanwhile: 2 s at most, and at once
+    /// while the bus is away (its return catches the node's clients up instead).
+    pub async fn subscribed(&self) {
+        if self.is_healthy() {
+            let _ = tokio::time::timeout(SUBSCRIBE_WAIT, self.interest.flushed()).await;
+        }
+    }
+
     /// Starts the publisher, the subscriber and the presence heartbeat; they end when
-    /// `stop` turns true.
-    pub fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
+    /// `stop` turns true. Called before the node takes connections: the store's news
+    /// number read here is where the first subscription catches up from (clients may
+    /// connect, and read their inboxes, before it is made).
+    pub async fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
         let Some(bus) = &shared.bus else { return };
+        let checkpoint = match listen::news_seq(shared).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the store's news number at start; what other nodes publish before this node subscribes reaches its clients at their next connection");
+                None
+            }
+        };
         if let Some(rx) = take(&bus.outbox_rx) {
             tokio::spawn(publish_loop(shared.clone(), rx, stop.clone()));
         }
         if let Some(needs) = take(&bus.needs) {
-            tokio::spawn(listen::run(shared.clone(), needs, stop.clone()));
+            tokio::spawn(listen::run(shared.clone(), needs, stop.clone(), checkpoint));
         }
         tokio::spawn(presence::heartbeat(shared.clone(), stop));
     }

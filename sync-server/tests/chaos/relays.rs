@@ -74,6 +74,12 @@ pub(crate) struct Footprint {
     pub(crate) open_files: usize,
 }
 
+/// Documents each server keeps in memory: few, so that the run also goes through the
+/// cache's evictions, and a soak's memory reaches its plateau early (with the default
+/// 10,000, memory grows with every new document for as long as the run makes them, which
+/// is no leak and would hide one).
+const CACHE: &str = "200";
+
 /// The presence key prefix the nodes use in Redis.
 const PRESENCE_KEYS: &str = "social-sync:p:*";
 
@@ -93,7 +99,12 @@ impl Relays {
                 None,
                 String::new(),
                 None,
-                vec![Relay::start(&["--public-url", &urls[0]])],
+                vec![Relay::start(&[
+                    "--public-url",
+                    &urls[0],
+                    "--document-cache",
+                    CACHE,
+                ])],
             ),
             Topology::Cluster(_) => {
                 let pg = Postgres::start();
@@ -112,6 +123,8 @@ impl Relays {
                             "3",
                             "--public-url",
                             url,
+                            "--document-cache",
+                            CACHE,
                         ])
                     })
                     .collect();

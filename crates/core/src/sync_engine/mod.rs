@@ -61,7 +61,7 @@ use query::Query;
 use rotation::Rotation;
 use session::{Mode, Session};
 
-use crate::Replica;
+use crate::{Error, Replica};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 
@@ -268,6 +268,8 @@ impl SyncEngine {
         let mut rotation = self.rotation(MAX_DELAY);
         // This round's failures: a round of only those retrying cannot fix ends the run.
         let mut failures: Vec<(String, SyncError)> = Vec::new();
+        // How long to wait after a session the profile's disk could not store (doubling).
+        let mut disk_wait = Duration::ZERO;
         loop {
             let url = self.relays.get(rotation.current()).to_owned();
             self.emit(self.status(ConnectionStatus::Connecting, None, &url)?);
@@ -310,6 +312,20 @@ impl SyncEngine {
             {
                 return Err(e);
             }
+            if matches!(e, SyncError::Local(Error::Disk { .. })) {
+                // No relay can help a full disk, and every try downloads what cannot be
+                // stored: the same relay, after a wait that grows (not the next relay at
+                // once: each answers, which would reset the rotation's backoff).
+                disk_wait = (disk_wait * 2).clamp(Duration::from_secs(1), MAX_DELAY);
+                tracing::warn!(wait = ?disk_wait, error = %e, "the profile's disk cannot take what the relay sends; trying again later");
+                self.emit(self.status(ConnectionStatus::Reconnecting, None, &url)?);
+                tokio::select! {
+                    () = tokio::time::sleep(disk_wait) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+                continue;
+            }
+            disk_wait = Duration::ZERO;
             if started.elapsed() > LASTED {
                 rotation.reset_backoff();
             }

@@ -168,6 +168,29 @@ const STEPS: &[M<'static>] = &[
     // Regression (catch-up took 9 s for 10,000 posts): indexing a post deletes its
     // timeline row by post id, which scanned the whole timeline without this index.
     M::up("CREATE INDEX timeline_by_post ON timeline(post_id);"),
+    // Regression (found in review): a running app shows the notifications another process
+    // stored after the last row it saw; when the newest row was deleted (its post was), the
+    // next one took its number again and was never shown. Row numbers are never reused now.
+    M::up(
+        r#"
+    CREATE TABLE notifications_numbered (
+        row        INTEGER PRIMARY KEY AUTOINCREMENT,
+        id         TEXT NOT NULL UNIQUE,  -- hash of kind + actor + target
+        kind       TEXT NOT NULL,
+        actor      TEXT NOT NULL,
+        post_id    TEXT,
+        comment_id TEXT,
+        created_at INTEGER NOT NULL,
+        read       INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO notifications_numbered (row, id, kind, actor, post_id, comment_id, created_at, read)
+        SELECT rowid, id, kind, actor, post_id, comment_id, created_at, read FROM notifications;
+    DROP TABLE notifications;
+    ALTER TABLE notifications_numbered RENAME TO notifications;
+    CREATE INDEX notifications_by_time ON notifications(created_at DESC);
+    CREATE INDEX notifications_unread ON notifications(read, created_at DESC);
+    "#,
+    ),
 ];
 
 #[cfg(test)]
@@ -175,6 +198,27 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         super::migrations().validate().unwrap();
+    }
+
+    /// Regression (review): deleting the newest notification let the next one take its
+    /// row number, at or below what a running app had seen, so it was never shown.
+    #[test]
+    fn a_deleted_newest_notification_s_number_is_not_taken_again() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::migrations().to_latest(&mut conn).unwrap();
+        let add = |conn: &rusqlite::Connection, id: &str| {
+            conn.execute(
+                "INSERT INTO notifications (id, kind, actor, post_id, created_at) VALUES (?1, 'like', 'a', 'p', 0)",
+                [id],
+            )
+            .unwrap();
+            conn.last_insert_rowid()
+        };
+        add(&conn, "one");
+        let newest = add(&conn, "two");
+        conn.execute("DELETE FROM notifications WHERE id = 'two'", [])
+            .unwrap();
+        assert!(add(&conn, "three") > newest);
     }
 
     /// Regression: catch-up of 10,000 posts took 9 s because indexing each post deleted its

@@ -221,6 +221,15 @@ impl Relays {
         !self.server_faults
     }
 
+    /// Starts every node again on its data (kill -9, then at once).
+    pub(crate) fn restart_all(&mut self) {
+        tokio::task::block_in_place(|| {
+            for node in &mut self.nodes {
+                node.start_again();
+            }
+        });
+    }
+
     /// Each node's resident memory and open files now.
     pub(crate) fn footprints(&self) -> Vec<Footprint> {
         self.nodes
